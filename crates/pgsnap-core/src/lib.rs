@@ -1,0 +1,37 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod checkpoint;
+pub mod coordinator;
+pub mod error;
+pub mod manifest;
+pub mod memory;
+pub mod offset;
+pub mod sink;
+pub mod source;
+pub mod stats;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+pub mod types;
+
+pub use checkpoint::{CheckpointStore, MANIFEST_FILE, ManifestStore, MemoryCheckpointStore};
+pub use coordinator::{
+    Coordinator, CoordinatorOptions, ProgressEvent, ProgressHandler, ProgressSnapshot, RunReport,
+    TableProgress, TableReport, error_chain,
+};
+pub use error::{BoxError, Error, Result};
+pub use manifest::{
+    ChunkSnapshot, Manifest, ManifestChunk, ManifestHeader, ManifestTable, PlanOptions, RunStatus,
+    TablePlan, TableStatus,
+};
+pub use memory::{MemorySink, MemorySource};
+pub use offset::{OffsetMap, OffsetResolver};
+pub use sink::{ChunkReceipt, Sink, SinkDescription};
+pub use source::{ChunkStream, Source};
+pub use stats::{CHECKSUM_ALGORITHM, ChunkInspector, ChunkStats};
+pub use types::chunk::{Chunk, ChunkId, ChunkRange, DataFormat};
+pub use types::lsn::{Lsn, ParseLsnError};
+pub use types::snapshot::{SnapshotInfo, SnapshotMode, SourceInfo};
+pub use types::table::{Column, TableKind, TableName, TableSchema, quote_ident};

@@ -1,0 +1,343 @@
+//! The run manifest: the public record of a snapshot run, and the state a resume trusts.
+//!
+//! It is written as `manifest.json` (see [`ManifestStore`](crate::ManifestStore)), replaced
+//! atomically after every finished chunk. Its fields are a public contract, versioned by
+//! [`MANIFEST_VERSION`]; fields are only ever added.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Chunk, ChunkId, ChunkRange, DataFormat, SnapshotInfo, SourceInfo, TableName, TableSchema,
+};
+
+/// The manifest format version written by this crate.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Overall state of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Chunks remain to be copied (a run in progress, or one that was interrupted).
+    Running,
+    /// Every chunk of every table is done.
+    Ok,
+    /// The run ended with some tables failed; the others are complete.
+    Partial,
+    /// The run ended without completing any table, or stopped on a fatal error.
+    Failed,
+}
+
+impl RunStatus {
+    /// The lower-case name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Ok => "ok",
+            Self::Partial => "partial",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// State of one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableStatus {
+    /// Chunks remain.
+    Pending,
+    /// Every chunk is done.
+    Ok,
+    /// A chunk failed; see `error`.
+    Failed,
+}
+
+impl TableStatus {
+    /// The lower-case name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// The options that shape a run's plan; a resume must use the same ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PlanOptions {
+    /// `auto`, `ctid` or `pk`.
+    pub split_by: String,
+    /// Target source bytes per chunk.
+    pub chunk_size: u64,
+    /// Include patterns, as given.
+    pub include: Vec<String>,
+    /// Exclude patterns, as given.
+    pub exclude: Vec<String>,
+}
+
+/// The snapshot a chunk was copied under, recorded only when it differs from the run's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkSnapshot {
+    /// The exported snapshot name.
+    pub name: String,
+    /// `pg_current_snapshot()` of that snapshot.
+    pub pg_snapshot: String,
+    /// When that snapshot was taken (server clock).
+    pub taken_at: String,
+}
+
+/// One chunk in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestChunk {
+    /// Number within the table.
+    pub id: ChunkId,
+    /// The relation read (a partition leaf for partitioned tables).
+    pub relation: TableName,
+    /// The rows covered.
+    pub range: ChunkRange,
+    /// Where the content is, relative to the output directory (set once done).
+    pub path: Option<String>,
+    /// Rows in the chunk (valid once done).
+    pub rows: u64,
+    /// Bytes of uncompressed content (valid once done).
+    pub bytes: u64,
+    /// Checksum of the uncompressed content (see `checksum_algorithm`), once done.
+    pub checksum: Option<String>,
+    /// Bytes as stored (after compression), once done.
+    pub stored_bytes: u64,
+    /// Planned source bytes.
+    pub estimated_bytes: u64,
+    /// Whether the chunk is durably written and complete.
+    pub done: bool,
+    /// The snapshot this chunk was copied under, when not the run's own.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub snapshot: Option<ChunkSnapshot>,
+}
+
+/// One table in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestTable {
+    /// Name, kind, columns, generated columns and primary key.
+    #[serde(flatten)]
+    pub schema: TableSchema,
+    /// Partition leaves read for a partitioned table (empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<TableName>,
+    /// Planned source bytes (heap plus TOAST).
+    pub estimated_bytes: u64,
+    /// Table state.
+    pub status: TableStatus,
+    /// Why the table failed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    /// The chunks, by id.
+    pub chunks: Vec<ManifestChunk>,
+}
+
+impl ManifestTable {
+    /// The chunk as a unit of work.
+    pub fn chunk(&self, c: &ManifestChunk) -> Chunk {
+        Chunk {
+            table: self.schema.name.clone(),
+            relation: c.relation.clone(),
+            id: c.id,
+            range: c.range.clone(),
+            columns: self.schema.columns.iter().map(|c| c.name.clone()).collect(),
+            estimated_bytes: c.estimated_bytes,
+        }
+    }
+
+    /// Rows in done chunks.
+    pub fn rows(&self) -> u64 {
+        self.chunks.iter().filter(|c| c.done).map(|c| c.rows).sum()
+    }
+
+    /// Uncompressed bytes in done chunks.
+    pub fn bytes(&self) -> u64 {
+        self.chunks.iter().filter(|c| c.done).map(|c| c.bytes).sum()
+    }
+
+    /// Number of done chunks.
+    pub fn chunks_done(&self) -> usize {
+        self.chunks.iter().filter(|c| c.done).count()
+    }
+}
+
+/// A planned table: the input of [`Manifest::new`].
+#[derive(Debug, Clone)]
+pub struct TablePlan {
+    /// The table's shape.
+    pub schema: TableSchema,
+    /// Partition leaves read (partitioned tables).
+    pub partitions: Vec<TableName>,
+    /// Planned source bytes.
+    pub estimated_bytes: u64,
+    /// The chunks, ids 0..n.
+    pub chunks: Vec<Chunk>,
+}
+
+/// The whole manifest (`manifest.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`MANIFEST_VERSION`] of the writer.
+    pub version: u32,
+    /// The writing tool and version, e.g. `pgsnap 0.1.0`.
+    pub tool: String,
+    /// A UUID naming this run; kept across resumes.
+    pub run_id: String,
+    /// Overall state.
+    pub status: RunStatus,
+    /// The snapshot copied.
+    pub snapshot: SnapshotInfo,
+    /// The source cluster.
+    pub source: SourceInfo,
+    /// Content format of the chunk files.
+    pub format: DataFormat,
+    /// Compression of the chunk files.
+    pub compression: String,
+    /// Session settings pinned on every connection.
+    pub session: BTreeMap<String, String>,
+    /// Checksum algorithm of `chunks[].checksum`.
+    pub checksum_algorithm: String,
+    /// The options the plan was made with.
+    pub options: PlanOptions,
+    /// The selected tables.
+    pub tables: Vec<ManifestTable>,
+}
+
+/// The fixed parts of a new manifest, besides the tables.
+#[derive(Debug, Clone)]
+pub struct ManifestHeader {
+    /// The snapshot.
+    pub snapshot: SnapshotInfo,
+    /// The source.
+    pub source: SourceInfo,
+    /// Chunk content format.
+    pub format: DataFormat,
+    /// Compression label.
+    pub compression: String,
+    /// Pinned session settings.
+    pub session: BTreeMap<String, String>,
+    /// Plan options.
+    pub options: PlanOptions,
+}
+
+impl Manifest {
+    /// A new manifest for a fresh run, every chunk pending.
+    pub fn new(header: ManifestHeader, tables: Vec<TablePlan>) -> Self {
+        let tables = tables
+            .into_iter()
+            .map(|t| ManifestTable {
+                chunks: t
+                    .chunks
+                    .iter()
+                    .map(|c| ManifestChunk {
+                        id: c.id,
+                        relation: c.relation.clone(),
+                        range: c.range.clone(),
+                        path: None,
+                        rows: 0,
+                        bytes: 0,
+                        checksum: None,
+                        stored_bytes: 0,
+                        estimated_bytes: c.estimated_bytes,
+                        done: false,
+                        snapshot: None,
+                    })
+                    .collect(),
+                status: if t.chunks.is_empty() { TableStatus::Ok } else { TableStatus::Pending },
+                schema: t.schema,
+                partitions: t.partitions,
+                estimated_bytes: t.estimated_bytes,
+                error: None,
+            })
+            .collect();
+        Self {
+            version: MANIFEST_VERSION,
+            tool: concat!("pgsnap ", env!("CARGO_PKG_VERSION")).to_owned(),
+            run_id: uuid::Uuid::new_v4().to_string(),
+            status: RunStatus::Running,
+            snapshot: header.snapshot,
+            source: header.source,
+            format: header.format,
+            compression: header.compression,
+            session: header.session,
+            checksum_algorithm: crate::stats::CHECKSUM_ALGORITHM.to_owned(),
+            options: header.options,
+            tables,
+        }
+    }
+
+    /// Finds a table by name.
+    pub fn table(&self, name: &TableName) -> Option<&ManifestTable> {
+        self.tables.iter().find(|t| &t.schema.name == name)
+    }
+
+    /// Rows in done chunks of all tables.
+    pub fn rows(&self) -> u64 {
+        self.tables.iter().map(ManifestTable::rows).sum()
+    }
+
+    /// Uncompressed bytes in done chunks of all tables.
+    pub fn bytes(&self) -> u64 {
+        self.tables.iter().map(ManifestTable::bytes).sum()
+    }
+
+    /// Checks that a resumed run asks for the same work as this manifest records, naming
+    /// the first difference.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) describing the mismatch.
+    pub fn check_resume(
+        &self,
+        options: &PlanOptions,
+        format: DataFormat,
+        compression: &str,
+    ) -> crate::Result<()> {
+        let mismatch = |what: &str, was: String, now: String| {
+            Err(crate::Error::Config(format!(
+                "--resume with a different {what} than the interrupted run (was {was}, now {now}); \
+                 rerun with the original options or write to a new --out directory"
+            )))
+        };
+        if self.version > MANIFEST_VERSION {
+            return Err(crate::Error::Config(format!(
+                "the manifest was written by a newer pgsnap (manifest version {}, this build reads up to {MANIFEST_VERSION})",
+                self.version
+            )));
+        }
+        if self.options.split_by != options.split_by {
+            return mismatch("--split-by", self.options.split_by.clone(), options.split_by.clone());
+        }
+        if self.options.chunk_size != options.chunk_size {
+            return mismatch(
+                "--chunk-size",
+                self.options.chunk_size.to_string(),
+                options.chunk_size.to_string(),
+            );
+        }
+        if self.options.include != options.include {
+            return mismatch(
+                "--include",
+                format!("{:?}", self.options.include),
+                format!("{:?}", options.include),
+            );
+        }
+        if self.options.exclude != options.exclude {
+            return mismatch(
+                "--exclude",
+                format!("{:?}", self.options.exclude),
+                format!("{:?}", options.exclude),
+            );
+        }
+        if self.format != format {
+            return mismatch("format", self.format.as_str().into(), format.as_str().into());
+        }
+        if self.compression != compression {
+            return mismatch("--compress", self.compression.clone(), compression.into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,99 @@
+//! The `Sink` trait: where chunks are written.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+
+use crate::manifest::ManifestChunk;
+use crate::{Chunk, ChunkStream, DataFormat, Result};
+
+/// What a sink is, for the manifest and for the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SinkDescription {
+    /// The format the sink wants chunk content in (the source produces it).
+    pub input_format: DataFormat,
+    /// How the sink stores content (`none`, `zstd`, `gzip`, or a sink-specific word).
+    pub compression: String,
+}
+
+impl SinkDescription {
+    /// A description with the given input format and no compression.
+    pub fn new(input_format: DataFormat) -> Self {
+        Self { input_format, compression: "none".into() }
+    }
+
+    /// Sets the compression label.
+    pub fn with_compression(mut self, compression: impl Into<String>) -> Self {
+        self.compression = compression.into();
+        self
+    }
+}
+
+/// Where a written chunk ended up.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ChunkReceipt {
+    /// The location, relative to the sink's root (a file path, a load label, ...).
+    pub path: Option<String>,
+    /// Bytes as stored (after compression).
+    pub stored_bytes: u64,
+}
+
+impl ChunkReceipt {
+    /// A receipt for content stored at `path` taking `stored_bytes`.
+    pub fn new(path: Option<String>, stored_bytes: u64) -> Self {
+        Self { path, stored_bytes }
+    }
+}
+
+/// A destination for chunks.
+///
+/// # Contract
+/// - Delivery is at-least-once: `write_chunk` may be called again for a chunk that was
+///   written before (a retry, or a resumed run), concurrently with other chunks. The result
+///   must be the chunk stored once, never twice, with the last write's content.
+/// - `write_chunk` consumes `data` to the end before returning `Ok`. If `data` yields an
+///   error, or the sink fails, nothing of this chunk may become visible as complete, and
+///   the error from `data` is returned unchanged (the coordinator classifies it).
+/// - A failure the run cannot get past (no space, no permission on the output) is
+///   [`Error::SinkFatal`](crate::Error::SinkFatal); one a retry may fix is
+///   [`Error::Transient`](crate::Error::Transient).
+/// - Implementations must be safe for concurrent use.
+#[async_trait]
+pub trait Sink: Send + Sync + Debug {
+    /// A short backend name for messages, e.g. `files`.
+    fn name(&self) -> &'static str;
+
+    /// The format wanted and how content is stored.
+    fn description(&self) -> SinkDescription;
+
+    /// Writes one chunk, consuming `data` completely.
+    ///
+    /// # Errors
+    /// As described in the contract.
+    async fn write_chunk(&self, chunk: &Chunk, data: ChunkStream) -> Result<ChunkReceipt>;
+
+    /// Whether a chunk the manifest records as done is still intact, so a resumed run may
+    /// skip it. The default trusts the record.
+    async fn chunk_intact(&self, chunk: &Chunk, record: &ManifestChunk) -> Result<bool> {
+        let _ = (chunk, record);
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl<T: Sink + ?Sized> Sink for std::sync::Arc<T> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn description(&self) -> SinkDescription {
+        (**self).description()
+    }
+    async fn write_chunk(&self, chunk: &Chunk, data: ChunkStream) -> Result<ChunkReceipt> {
+        (**self).write_chunk(chunk, data).await
+    }
+    async fn chunk_intact(&self, chunk: &Chunk, record: &ManifestChunk) -> Result<bool> {
+        (**self).chunk_intact(chunk, record).await
+    }
+}

@@ -1,0 +1,6 @@
+//! Shared value types.
+
+pub mod chunk;
+pub mod lsn;
+pub mod snapshot;
+pub mod table;

@@ -1,0 +1,181 @@
+//! Coordinator behaviour with in-memory parts: conformance of MemorySink, retries,
+//! per-table isolation, resume.
+
+#![allow(clippy::clone_on_ref_ptr)]
+
+use std::sync::Arc;
+
+use pgsnap_core::testing::{FaultySource, memory_sink_under_test, sink_conformance};
+use pgsnap_core::{
+    ChunkId, Coordinator, CoordinatorOptions, MemoryCheckpointStore, MemorySink, MemorySource,
+    ProgressEvent, RunStatus, Sink, TableStatus,
+};
+
+#[tokio::test]
+async fn memory_sink_passes_conformance() {
+    sink_conformance(|| async { memory_sink_under_test() }).await;
+}
+
+#[tokio::test]
+async fn resume_copies_only_missing_chunks() {
+    let (source, manifest) = MemorySource::example(5, 10);
+    let sink = Arc::new(MemorySink::new());
+    let store = Arc::new(MemoryCheckpointStore::new());
+    let report = Coordinator::new(Arc::new(source.clone()), sink.clone(), store.clone())
+        .run(manifest)
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Ok);
+    assert_eq!(report.chunks_copied, 5);
+    // Lose one chunk's output: a resume must redo exactly that one.
+    let t = report.manifest.tables[0].schema.name.clone();
+    sink.remove(&t, ChunkId(3));
+    let report2 =
+        Coordinator::new(Arc::new(source), sink.clone(), store).run(report.manifest).await.unwrap();
+    assert_eq!(report2.status, RunStatus::Ok);
+    assert_eq!(report2.chunks_copied, 1);
+    assert_eq!(report2.rows, 50);
+    assert!(sink.get(&t, ChunkId(3)).is_some());
+}
+
+#[tokio::test]
+async fn permanent_failure_fails_only_its_table_and_reports_progress() {
+    let (source, mut manifest) = MemorySource::example(3, 10);
+    // A second table whose chunks exist in another source's namespace: duplicate the table.
+    let mut t2 = manifest.tables[0].clone();
+    t2.schema.name.name = "t2".into();
+    manifest.tables.push(t2);
+    // Permanent faults for every chunk of every table...
+    let faulty = FaultySource::new(source.clone(), u32::MAX, false);
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let ev = events.clone();
+    let report = Coordinator::new(
+        Arc::new(faulty),
+        Arc::new(MemorySink::new()),
+        Arc::new(MemoryCheckpointStore::new()),
+    )
+    .with_options(CoordinatorOptions::default().with_jobs(1))
+    .with_progress(Arc::new(move |e: &ProgressEvent| ev.lock().unwrap().push(format!("{e:?}"))))
+    .run(manifest)
+    .await
+    .unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(report.fatal.is_none(), "a table failure is not fatal");
+    for t in &report.tables {
+        assert_eq!(t.status, TableStatus::Failed);
+        // With jobs=1, only the first chunk of each table was tried.
+        assert!(t.error.as_deref().unwrap().contains("injected fault"));
+    }
+    let ev = events.lock().unwrap();
+    assert_eq!(ev.iter().filter(|e| e.starts_with("ChunkFailed")).count(), 2, "{ev:?}");
+    assert!(ev.iter().any(|e| e.starts_with("Tick")));
+}
+
+#[tokio::test]
+async fn one_bad_table_does_not_sink_the_others() {
+    let (source, mut manifest) = MemorySource::example(2, 10);
+    let mut t2 = manifest.tables[0].clone();
+    t2.schema.name.name = "bad".into();
+    for c in &mut t2.chunks {
+        c.relation.name = "bad".into();
+    }
+    manifest.tables.push(t2);
+    #[derive(Debug)]
+    struct Picky(MemorySource);
+    #[async_trait::async_trait]
+    impl pgsnap_core::Source for Picky {
+        fn name(&self) -> &'static str {
+            "picky"
+        }
+        async fn read_chunk(
+            &self,
+            c: &pgsnap_core::Chunk,
+            f: pgsnap_core::DataFormat,
+        ) -> pgsnap_core::Result<pgsnap_core::ChunkStream> {
+            if c.table.name == "bad" {
+                return Err(pgsnap_core::Error::Backend {
+                    backend: "picky",
+                    source: "permission denied for table bad".into(),
+                });
+            }
+            self.0.read_chunk(c, f).await
+        }
+    }
+    let sink = Arc::new(MemorySink::new());
+    let report = Coordinator::new(
+        Arc::new(Picky(source)),
+        sink.clone(),
+        Arc::new(MemoryCheckpointStore::new()),
+    )
+    .run(manifest)
+    .await
+    .unwrap();
+    assert_eq!(report.status, RunStatus::Partial);
+    assert_eq!(report.tables[0].status, TableStatus::Ok);
+    assert_eq!(report.tables[0].rows, 20);
+    assert_eq!(report.tables[1].status, TableStatus::Failed);
+    assert!(report.tables[1].error.as_deref().unwrap().contains("permission denied"));
+    assert_eq!(sink.len(), 2);
+}
+
+#[tokio::test]
+async fn fatal_error_stops_the_run() {
+    let (source, manifest) = MemorySource::example(8, 10);
+    #[derive(Debug)]
+    struct Lost(MemorySource, std::sync::atomic::AtomicU32);
+    #[async_trait::async_trait]
+    impl pgsnap_core::Source for Lost {
+        fn name(&self) -> &'static str {
+            "lost"
+        }
+        async fn read_chunk(
+            &self,
+            c: &pgsnap_core::Chunk,
+            f: pgsnap_core::DataFormat,
+        ) -> pgsnap_core::Result<pgsnap_core::ChunkStream> {
+            if self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 2 {
+                return Err(pgsnap_core::Error::SnapshotLost {
+                    snapshot: "s".into(),
+                    reason: "holder gone".into(),
+                });
+            }
+            self.0.read_chunk(c, f).await
+        }
+    }
+    let report = Coordinator::new(
+        Arc::new(Lost(source, Default::default())),
+        Arc::new(MemorySink::new()),
+        Arc::new(MemoryCheckpointStore::new()),
+    )
+    .with_options(CoordinatorOptions::default().with_jobs(1))
+    .run(manifest)
+    .await
+    .unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(matches!(report.fatal, Some(pgsnap_core::Error::SnapshotLost { .. })));
+    assert_eq!(report.chunks_copied, 2);
+    assert_eq!(report.manifest.tables[0].chunks.iter().filter(|c| c.done).count(), 2);
+}
+
+#[tokio::test]
+async fn throttle_limits_rate() {
+    let (source, manifest) = MemorySource::example(4, 1000);
+    let bytes: u64 = (0..4)
+        .map(|c| source.content(&manifest.tables[0].schema.name, ChunkId(c)).unwrap().len() as u64)
+        .sum();
+    let rate = bytes * 4; // whole run should take about 250 ms
+    let t0 = std::time::Instant::now();
+    let report = Coordinator::new(
+        Arc::new(source),
+        Arc::new(MemorySink::new()),
+        Arc::new(MemoryCheckpointStore::new()),
+    )
+    .with_options(CoordinatorOptions::default().with_jobs(4).with_throttle(Some(rate)))
+    .run(manifest)
+    .await
+    .unwrap();
+    assert_eq!(report.status, RunStatus::Ok);
+    // Lower bound only (a floor that holds on a slow machine): at least 150 ms of the 250.
+    assert!(t0.elapsed() >= std::time::Duration::from_millis(150), "{:?}", t0.elapsed());
+    let _ = Sink::name(&MemorySink::new());
+}

@@ -1,0 +1,1 @@
+//! pgsnap-kafka (being assembled).

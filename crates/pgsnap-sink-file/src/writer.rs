@@ -1,0 +1,150 @@
+//! The blocking side of a chunk write: encode, write a temp file, fsync, rename.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::error::reclassify;
+use crate::layout::temp_file_name;
+use crate::{Compression, Error};
+
+/// Size of the buffer in front of the file.
+pub(crate) const FILE_BUFFER: usize = 1 << 20;
+
+/// What the async side sends to the writer thread.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    /// The next piece of content.
+    Data(Bytes),
+    /// The stream ended cleanly: commit the file. Without it, a closed channel means abort.
+    Finish,
+}
+
+/// One chunk file to write.
+#[derive(Debug)]
+pub(crate) struct WriteJob {
+    pub(crate) out: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) file_name: String,
+    pub(crate) compression: Compression,
+    pub(crate) fsync: bool,
+}
+
+/// Deletes the temporary file unless disarmed (on error, abort, or panic).
+struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            match std::fs::remove_file(&self.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(
+                    path = %self.path.display(),
+                    error = %e,
+                    "cannot remove temporary file; the next run removes it"
+                ),
+            }
+        }
+    }
+}
+
+enum Encoder {
+    Plain(BufWriter<File>),
+    Zstd(zstd::stream::write::Encoder<'static, BufWriter<File>>),
+    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
+}
+
+impl Encoder {
+    fn new(file: File, compression: Compression) -> io::Result<Self> {
+        let w = BufWriter::with_capacity(FILE_BUFFER, file);
+        Ok(match compression {
+            Compression::None => Self::Plain(w),
+            Compression::Zstd { level } => {
+                let mut e = zstd::stream::write::Encoder::new(w, level)?;
+                e.include_checksum(true)?;
+                Self::Zstd(e)
+            }
+            Compression::Gzip { level } => {
+                Self::Gzip(flate2::write::GzEncoder::new(w, flate2::Compression::new(level)))
+            }
+        })
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Plain(w) => w.write_all(buf),
+            Self::Zstd(w) => w.write_all(buf),
+            Self::Gzip(w) => w.write_all(buf),
+        }
+    }
+
+    fn finish(self) -> io::Result<File> {
+        let w = match self {
+            Self::Plain(w) => w,
+            Self::Zstd(e) => e.finish()?,
+            Self::Gzip(e) => e.finish()?,
+        };
+        w.into_inner().map_err(io::IntoInnerError::into_error)
+    }
+}
+
+impl WriteJob {
+    /// Writes the chunk from `rx`; returns the stored size.
+    pub(crate) fn run(self, mut rx: mpsc::Receiver<Msg>) -> pgsnap_core::Result<u64> {
+        let final_path = self.dir.join(&self.file_name);
+        let tmp_path = self.dir.join(temp_file_name(&self.file_name));
+        let file = self.create_temp(&tmp_path)?;
+        let mut tmp = TempFile { path: tmp_path, armed: true };
+        let write_err = |e| Error::io("cannot write", &tmp.path, e);
+        let mut enc = Encoder::new(file, self.compression).map_err(write_err)?;
+        loop {
+            match rx.blocking_recv() {
+                Some(Msg::Data(b)) => enc.write_all(&b).map_err(write_err)?,
+                Some(Msg::Finish) => break,
+                // The stream failed or the write was cancelled: `tmp` is removed on return.
+                None => return Err(pgsnap_core::Error::Cancelled),
+            }
+        }
+        drop(rx);
+        let file = enc.finish().map_err(write_err)?;
+        if self.fsync {
+            file.sync_all().map_err(|e| Error::io("cannot fsync", &tmp.path, e))?;
+        }
+        let stored = file.metadata().map_err(|e| Error::io("cannot stat", &tmp.path, e))?.len();
+        drop(file);
+        std::fs::rename(&tmp.path, &final_path)
+            .map_err(|e| Error::io("cannot rename a temporary file onto", &final_path, e))?;
+        tmp.armed = false;
+        if self.fsync {
+            pgsnap_core::checkpoint::sync_dir(&self.dir)
+                .map_err(|e| reclassify(e, "cannot fsync directory", self.dir.clone()))?;
+        }
+        Ok(stored)
+    }
+
+    /// Creates the temporary file, creating the table directory on first use.
+    fn create_temp(&self, tmp_path: &Path) -> pgsnap_core::Result<File> {
+        let open = || OpenOptions::new().write(true).create_new(true).open(tmp_path);
+        match open() {
+            Ok(f) => Ok(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.dir)
+                    .map_err(|e| Error::io("cannot create directory", &self.dir, e))?;
+                if self.fsync {
+                    // Make the new directory's entry durable.
+                    pgsnap_core::checkpoint::sync_dir(&self.out)
+                        .map_err(|e| reclassify(e, "cannot fsync directory", self.out.clone()))?;
+                }
+                open().map_err(|e| Error::io("cannot create", tmp_path, e).into())
+            }
+            Err(e) => Err(Error::io("cannot create", tmp_path, e).into()),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! pgsnap-sink-starrocks (being assembled).

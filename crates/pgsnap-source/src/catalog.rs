@@ -1,0 +1,304 @@
+//! Table selection and catalog reads, inside the imported snapshot.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tokio_postgres::Client;
+
+use crate::error::{Error, Result};
+use crate::pattern::TablePattern;
+use pgsnap_core::{Column, TableKind, TableName, TableSchema};
+
+/// A selected table with what planning needs.
+#[derive(Debug, Clone)]
+pub struct CatalogTable {
+    /// Name, kind, columns, primary key.
+    pub schema: TableSchema,
+    /// The relations read (the table itself, or its leaf partitions).
+    pub relations: Vec<Relation>,
+    /// Whether it has row-level security enabled.
+    pub row_security: bool,
+    /// `relreplident` of the table: `d`efault, `n`othing, `f`ull, `i`ndex.
+    pub replica_identity: char,
+    /// The integer type of a single-column primary key (`int2`, `int4`, `int8`), if any.
+    pub integer_pk: Option<String>,
+}
+
+/// A physical relation read by the copy.
+#[derive(Debug, Clone)]
+pub struct Relation {
+    /// Its name.
+    pub name: TableName,
+    /// Its oid.
+    pub oid: u32,
+    /// Main fork size in bytes.
+    pub heap_bytes: u64,
+    /// TOAST table size in bytes.
+    pub toast_bytes: u64,
+    /// Replica identity of the relation.
+    pub replica_identity: char,
+    /// Whether the relation has a primary key (its own or inherited as a partition).
+    pub has_pk: bool,
+}
+
+const SYSTEM_SCHEMAS: &str = "n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'";
+
+/// Selects tables by include/exclude patterns (see [`crate::pattern`] for the rules).
+///
+/// Without include patterns every ordinary and partitioned table outside the system schemas
+/// is selected. A selected partitioned table covers all its partitions; a partition selected
+/// on its own (its ancestors not selected) is copied on its own.
+///
+/// # Errors
+/// An include pattern that matches no table; an exclude pattern that would cut a partition
+/// out of a selected partitioned table.
+pub async fn select(
+    client: &Client,
+    include: &[String],
+    exclude: &[String],
+) -> Result<Vec<(u32, TableName, char, bool)>> {
+    // Every candidate: oid, schema, name, relkind, relispartition, root oid.
+    let rows = client
+        .query(
+            &format!(
+                "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, c.relispartition, \
+                        CASE WHEN c.relispartition THEN pg_partition_root(c.oid)::oid ELSE c.oid END \
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE c.relkind IN ('r', 'p') AND {SYSTEM_SCHEMAS}"
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| Error::pg("cannot list tables", e))?;
+    struct Cand {
+        name: TableName,
+        kind: char,
+        is_partition: bool,
+    }
+    let cands: BTreeMap<u32, Cand> = rows
+        .iter()
+        .map(|r| {
+            let kind: String = r.get(3);
+            (
+                r.get::<_, u32>(0),
+                Cand {
+                    name: TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
+                    kind: kind.chars().next().unwrap_or('r'),
+                    is_partition: r.get(4),
+                },
+            )
+        })
+        .collect();
+    let mut selected = BTreeSet::new();
+    if include.is_empty() {
+        selected.extend(cands.iter().filter(|(_, c)| !c.is_partition).map(|(o, _)| *o));
+    } else {
+        for pat in include {
+            let m = matching(client, pat).await?;
+            if m.is_empty() {
+                return Err(Error::Preflight(format!(
+                    "table not found: --include {pat:?} matches no table (patterns follow psql rules: unquoted names are folded to lower case; quote \"MixedCase\" names)"
+                )));
+            }
+            selected.extend(m);
+        }
+    }
+    let mut excluded = BTreeSet::new();
+    for pat in exclude {
+        excluded.extend(matching(client, pat).await?);
+    }
+    // Ancestors of each partition, to fold partitions into a selected ancestor.
+    let anc_rows = client
+        .query(
+            "SELECT c.oid, a.relid::oid FROM pg_class c, LATERAL pg_partition_ancestors(c.oid) a \
+              WHERE c.relispartition AND a.relid <> c.oid",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::pg("cannot read partition ancestors", e))?;
+    let mut ancestors: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for r in &anc_rows {
+        ancestors.entry(r.get(0)).or_default().push(r.get(1));
+    }
+    let mut out = Vec::new();
+    for oid in &selected {
+        let Some(c) = cands.get(oid) else { continue };
+        let covered = ancestors
+            .get(oid)
+            .is_some_and(|a| a.iter().any(|x| selected.contains(x) && !excluded.contains(x)));
+        if excluded.contains(oid) {
+            if covered {
+                return Err(Error::Config(format!(
+                    "--exclude matches {} but it is a partition of a selected partitioned table; exclude the partitioned table itself, or include only the partitions you want",
+                    c.name
+                )));
+            }
+            continue;
+        }
+        if covered {
+            continue;
+        }
+        out.push((*oid, c.name.clone(), c.kind, c.is_partition));
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+async fn matching(client: &Client, pat: &str) -> Result<BTreeSet<u32>> {
+    let p = TablePattern::parse(pat)?;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE c.relkind IN ('r', 'p') AND {SYSTEM_SCHEMAS} \
+                    AND ($1::text IS NULL OR n.nspname::text ~ $1::text) AND c.relname::text ~ $2::text"
+            ),
+            &[&p.schema_regex(), &p.name_regex()],
+        )
+        .await
+        .map_err(|e| Error::pg(format!("cannot match pattern {pat:?}"), e))?;
+    Ok(rows.iter().map(|r| r.get::<_, u32>(0)).collect())
+}
+
+/// Reads the schema and sizes of selected tables.
+///
+/// # Errors
+/// Catalog queries failing.
+pub async fn describe(
+    client: &Client,
+    selected: &[(u32, TableName, char, bool)],
+) -> Result<Vec<CatalogTable>> {
+    let mut out = Vec::with_capacity(selected.len());
+    for (oid, name, kind, is_partition) in selected {
+        let cols = client
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, a.attgenerated <> '' \
+                   FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                &[oid],
+            )
+            .await
+            .map_err(|e| Error::pg(format!("cannot read the columns of {name}"), e))?;
+        let mut columns = Vec::new();
+        let mut generated = Vec::new();
+        for r in &cols {
+            let col_name: String = r.get(0);
+            if r.get::<_, bool>(3) {
+                generated.push(col_name);
+            } else {
+                columns.push(Column { name: col_name, type_name: r.get(1), nullable: r.get(2) });
+            }
+        }
+        let pk_rows = client
+            .query(
+                "SELECT a.attname::text, t.typname::text FROM pg_index i \
+                   CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+                   JOIN pg_type t ON t.oid = a.atttypid \
+                  WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord",
+                &[oid],
+            )
+            .await
+            .map_err(|e| Error::pg(format!("cannot read the primary key of {name}"), e))?;
+        let primary_key: Vec<String> = pk_rows.iter().map(|r| r.get(0)).collect();
+        let integer_pk = (pk_rows.len() == 1)
+            .then(|| pk_rows[0].get::<_, String>(1))
+            .filter(|t| matches!(t.as_str(), "int2" | "int4" | "int8"));
+        let meta = client
+            .query_one(
+                "SELECT c.relrowsecurity, c.relreplident::text FROM pg_class c WHERE c.oid = $1",
+                &[oid],
+            )
+            .await
+            .map_err(|e| Error::pg(format!("cannot read {name}"), e))?;
+        let rel_rows = client
+            .query(
+                "SELECT c.oid, n.nspname::text, c.relname::text, pg_relation_size(c.oid)::int8, \
+                        coalesce(pg_relation_size(nullif(c.reltoastrelid, 0)), 0)::int8, c.relreplident::text, \
+                        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE c.relkind = 'r' AND (c.oid = $1 OR c.oid IN (SELECT p.relid FROM pg_partition_tree($1::oid::regclass) p WHERE p.isleaf)) \
+                  ORDER BY n.nspname, c.relname",
+                &[oid],
+            )
+            .await
+            .map_err(|e| Error::pg(format!("cannot read the size of {name}"), e))?;
+        let relations = rel_rows
+            .iter()
+            .map(|r| Relation {
+                oid: r.get(0),
+                name: TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
+                heap_bytes: r.get::<_, i64>(3) as u64,
+                toast_bytes: r.get::<_, i64>(4) as u64,
+                replica_identity: r.get::<_, String>(5).chars().next().unwrap_or('d'),
+                has_pk: r.get(6),
+            })
+            .collect();
+        let kind = match (kind, is_partition) {
+            ('p', _) => TableKind::Partitioned,
+            (_, true) => TableKind::Partition,
+            _ => TableKind::Table,
+        };
+        out.push(CatalogTable {
+            schema: TableSchema {
+                name: name.clone(),
+                kind,
+                columns,
+                generated_columns: generated,
+                primary_key,
+            },
+            relations,
+            row_security: meta.get(0),
+            replica_identity: meta.get::<_, String>(1).chars().next().unwrap_or('d'),
+            integer_pk,
+        });
+    }
+    Ok(out)
+}
+
+/// Refuses tables whose rows the current user could not all read: row-level security
+/// enabled on a table the user neither owns nor may bypass, or no SELECT privilege.
+///
+/// # Errors
+/// [`Error::Preflight`] naming the tables and the fix.
+pub async fn check_access(client: &Client, tables: &[CatalogTable]) -> Result<()> {
+    let row = client
+        .query_one(
+            "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::pg("cannot read the current role", e))?;
+    let bypass: bool = row.get(0);
+    let mut rls = Vec::new();
+    let mut no_select = Vec::new();
+    for t in tables {
+        for r in &t.relations {
+            let row = client
+                .query_one(
+                    "SELECT has_table_privilege($1::oid, 'SELECT'), pg_has_role((SELECT relowner FROM pg_class WHERE oid = $1::oid), 'USAGE'), \
+                            (SELECT relrowsecurity FROM pg_class WHERE oid = $1::oid)",
+                    &[&r.oid],
+                )
+                .await
+                .map_err(|e| Error::pg(format!("cannot check privileges on {}", r.name), e))?;
+            if !row.get::<_, bool>(0) {
+                no_select.push(r.name.to_string());
+            }
+            if !bypass && row.get::<_, bool>(2) && !row.get::<_, bool>(1) {
+                rls.push(r.name.to_string());
+            }
+        }
+    }
+    if !no_select.is_empty() {
+        return Err(Error::Preflight(format!(
+            "the user has no SELECT privilege on {}; GRANT SELECT or exclude them",
+            no_select.join(", ")
+        )));
+    }
+    if !rls.is_empty() {
+        return Err(Error::Preflight(format!(
+            "row-level security would filter rows of {}; connect as the owner or a role with BYPASSRLS, or exclude them",
+            rls.join(", ")
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,2 @@
+//! Integration tests against a throwaway PostgreSQL.
+mod replication;

@@ -1,0 +1,54 @@
+//! Test support for pgsnap: **for tests only**, never for production code.
+//!
+//! This crate starts real throwaway processes instead of docker-compose
+//! services (our machines have no Docker engine):
+//!
+//! - [`PgCluster`]: a private PostgreSQL 15 cluster (`initdb` in a temp dir,
+//!   its own free port on `127.0.0.1`, `wal_level = logical`, trust auth,
+//!   replication allowed, `fsync = off`), stopped and deleted on drop.
+//! - [`shared_cluster`] / [`unique_db`]: one cluster per test process, with a
+//!   fresh uniquely named database per test, for tests that only need *a*
+//!   database.
+//!
+//! The binaries come from Debian's `postgresql-15` package
+//! (`/usr/lib/postgresql/15/bin`, or the directory in `PGSNAP_PG_BIN`). If
+//! they are missing, starting a cluster panics with the command that installs
+//! them: `bash scripts/setup.sh`. Tests never skip silently.
+//!
+//! When the test process runs as root, `initdb`, `pg_ctl` and `postgres` run
+//! as the `postgres` user (via `runuser`), because PostgreSQL refuses root.
+//!
+//! Every cluster has a small detached watchdog (`sh`) that stops the server
+//! and removes its directory within about a second once the test process is
+//! gone, so no postmaster outlives a test run, even one that was killed.
+//!
+//! # Example
+//!
+//! ```
+//! use pgsnap_test_support::{shared_cluster, unique_db, PgCluster};
+//!
+//! // A database of its own on the process-wide shared cluster.
+//! let db = unique_db("doc_example");
+//! let cluster = shared_cluster();
+//! cluster.psql(&db, "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);");
+//! assert_eq!(cluster.psql(&db, "SELECT count(*) FROM t"), "2");
+//!
+//! // A private cluster, gone when `own` is dropped.
+//! let own = PgCluster::start();
+//! assert_eq!(own.psql("postgres", "SHOW wal_level"), "logical");
+//! ```
+//!
+//! Async tests connect with [`PgCluster::connect`] (inside a tokio runtime):
+//!
+//! ```no_run
+//! # async fn example() {
+//! let db = pgsnap_test_support::unique_db("items");
+//! let client = pgsnap_test_support::shared_cluster().connect(&db).await;
+//! let row = client.query_one("SELECT 1::int4", &[]).await.unwrap();
+//! assert_eq!(row.get::<_, i32>(0), 1);
+//! # }
+//! ```
+
+mod postgres;
+
+pub use postgres::{ClusterOptions, PgCluster, shared_cluster, unique_db};

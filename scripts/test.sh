@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The single command that runs pgsnap's whole test suite:
+#
+#   bash scripts/test.sh
+#
+# 1. scripts/setup.sh        installs the binaries the tests need (idempotent)
+# 2. cargo fmt --check       \ skipped with PGSNAP_TEST_SKIP_LINT=1
+# 3. cargo clippy -D warnings/
+# 4. cargo test (all targets, then doc tests)
+#
+# Tests start their own throwaway PostgreSQL clusters through the
+# pgsnap-test-support crate; nothing needs to be running beforehand.
+# Exits non-zero on the first failing step; prints each step's time.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [ ! -t 1 ]; then
+    export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+fi
+
+LOG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/pgsnap-test.XXXXXX")"
+trap 'rm -rf "$LOG_DIR"' EXIT
+
+STEP_NAMES=()
+STEP_TIMES=()
+
+elapsed_since() {
+    # Seconds (one decimal) since $1, an $EPOCHREALTIME value.
+    # (The decimal separator follows the locale: drop either.)
+    local start_us=${1//[.,]/} now_us=${EPOCHREALTIME//[.,]/}
+    local ds=$(((now_us - start_us) / 100000))
+    printf '%d.%d' $((ds / 10)) $((ds % 10))
+}
+
+print_timings() {
+    echo
+    echo "==> step timings"
+    local i
+    for i in "${!STEP_NAMES[@]}"; do
+        printf '    %-12s %8s s\n' "${STEP_NAMES[$i]}" "${STEP_TIMES[$i]}"
+    done
+}
+
+# One line over all cargo test runs so far ("test result: ok. 12 passed;
+# 0 failed; 1 ignored; ..."), in the plain 'N passed, N failed' form.
+print_test_summary() {
+    local logs=("$LOG_DIR"/*.log)
+    [ -e "${logs[0]}" ] || return 0
+    cat "${logs[@]}" | awk '
+        /^test result: / {
+            for (i = 1; i <= NF; i++) {
+                if ($(i + 1) ~ /^passed/) passed += $i
+                if ($(i + 1) ~ /^failed/) failed += $i
+                if ($(i + 1) ~ /^ignored/) ignored += $i
+            }
+        }
+        END { printf "\ntests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }
+    '
+}
+
+# step NAME COMMAND...: runs the command, records its time, stops on failure.
+step() {
+    local name=$1
+    shift
+    echo
+    echo "==> $name: $*"
+    local start=$EPOCHREALTIME rc=0
+    "$@" || rc=$?
+    local took
+    took=$(elapsed_since "$start")
+    STEP_NAMES+=("$name")
+    STEP_TIMES+=("$took")
+    if [ "$rc" -ne 0 ]; then
+        echo "==> $name FAILED (exit $rc) after ${took} s"
+        print_timings
+        print_test_summary
+        exit "$rc"
+    fi
+    echo "==> $name ok (${took} s)"
+}
+
+# cargo_test LOG_NAME ARGS...: runs `cargo test ARGS...`, keeping a copy of
+# its output to count the results at the end.
+cargo_test() {
+    local log="$LOG_DIR/$1.log"
+    shift
+    echo "    cargo test $*"
+    cargo test "$@" 2>&1 | tee "$log"
+}
+
+TOTAL_START=$EPOCHREALTIME
+
+step setup bash scripts/setup.sh
+
+if [ "${PGSNAP_TEST_SKIP_LINT:-0}" = "1" ]; then
+    echo
+    echo "==> fmt, clippy: skipped (PGSNAP_TEST_SKIP_LINT=1)"
+else
+    step fmt cargo fmt --all --check
+    step clippy cargo clippy --workspace --all-targets -- -D warnings
+fi
+
+step test cargo_test test --workspace --all-targets --no-fail-fast
+step doctest cargo_test doctest --workspace --doc --no-fail-fast
+
+print_timings
+printf '    %-12s %8s s\n' total "$(elapsed_since "$TOTAL_START")"
+
+print_test_summary
