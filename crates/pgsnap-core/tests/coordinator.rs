@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use pgsnap_core::CheckpointStore;
 use pgsnap_core::testing::{FaultySource, memory_sink_under_test, sink_conformance};
 use pgsnap_core::{
     ChunkId, Coordinator, CoordinatorOptions, MemoryCheckpointStore, MemorySink, MemorySource,
@@ -178,4 +179,36 @@ async fn throttle_limits_rate() {
     // Lower bound only (a floor that holds on a slow machine): at least 150 ms of the 250.
     assert!(t0.elapsed() >= std::time::Duration::from_millis(150), "{:?}", t0.elapsed());
     let _ = Sink::name(&MemorySink::new());
+}
+
+#[tokio::test]
+async fn manifest_saves_are_rate_limited_but_final_state_is_saved() {
+    #[derive(Debug, Default)]
+    struct Counting(MemoryCheckpointStore, std::sync::atomic::AtomicU32);
+    #[async_trait::async_trait]
+    impl pgsnap_core::CheckpointStore for Counting {
+        async fn load(&self) -> pgsnap_core::Result<Option<pgsnap_core::Manifest>> {
+            self.0.load().await
+        }
+        async fn save(&self, m: &pgsnap_core::Manifest) -> pgsnap_core::Result<()> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.0.save(m).await
+        }
+    }
+    let (source, manifest) = MemorySource::example(200, 5);
+    let store = Arc::new(Counting::default());
+    let report = Coordinator::new(Arc::new(source), Arc::new(MemorySink::new()), store.clone())
+        .with_options(
+            CoordinatorOptions::default()
+                .with_checkpoint_interval(std::time::Duration::from_secs(3600)),
+        )
+        .run(manifest)
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Ok);
+    // One save at the start and one at the end; none per chunk.
+    assert_eq!(store.1.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let saved = store.0.load().await.unwrap().unwrap();
+    assert!(saved.tables[0].chunks.iter().all(|c| c.done));
+    assert_eq!(saved.status, RunStatus::Ok);
 }

@@ -20,7 +20,8 @@ pub const MAX_TABLE_DIR_LEN: usize = 200;
 ///    written as `%XX` too (`%6Danifest.json`); letters are never escaped otherwise.
 /// 4. If the result is longer than [`MAX_TABLE_DIR_LEN`] bytes, it is cut to its first 183
 ///    bytes (backing off so no `%XX` is split) and `~` plus the 16 lower-case hex digits of
-///    the XXH3-64 of the full result (step 2) is appended. `~` never appears otherwise.
+///    the XXH3-64 of the full result of steps 1 to 3 is appended. `~` never appears
+///    otherwise.
 ///
 /// So a table directory's name contains exactly one `.`, or a `~`: other files the tools
 /// put in the output directory avoid collisions by having no `.` or several.

@@ -40,6 +40,7 @@ pub struct CoordinatorOptions {
     throttle: Option<u64>,
     progress_interval: Duration,
     chunk_snapshot: Option<ChunkSnapshot>,
+    checkpoint_interval: Duration,
 }
 
 impl Default for CoordinatorOptions {
@@ -51,6 +52,7 @@ impl Default for CoordinatorOptions {
             throttle: None,
             progress_interval: Duration::from_secs(1),
             chunk_snapshot: None,
+            checkpoint_interval: Duration::from_secs(1),
         }
     }
 }
@@ -85,6 +87,14 @@ impl CoordinatorOptions {
     /// manifest's (a resume with a new snapshot).
     pub fn with_chunk_snapshot(mut self, s: Option<ChunkSnapshot>) -> Self {
         self.chunk_snapshot = s;
+        self
+    }
+    /// Saves the manifest at most this often while chunks finish (always at the end and when
+    /// a table fails). A chunk finished but not yet recorded when the process dies is simply
+    /// copied again by a resume, so this trades a little redone work for not rewriting a
+    /// large manifest after every chunk. Zero saves after every chunk. Default 1 s.
+    pub fn with_checkpoint_interval(mut self, d: Duration) -> Self {
+        self.checkpoint_interval = d;
         self
     }
     /// The number of parallel jobs.
@@ -180,6 +190,8 @@ struct Shared {
     throttle: Option<Throttle>,
     format: DataFormat,
     copied: std::sync::atomic::AtomicUsize,
+    /// Serializes saves, and remembers when the last one happened.
+    last_save: Mutex<Instant>,
 }
 
 impl Coordinator {
@@ -309,6 +321,7 @@ impl Coordinator {
             throttle: self.options.throttle.map(Throttle::new),
             format,
             copied: Default::default(),
+            last_save: Mutex::new(Instant::now()),
         });
 
         let ticker = self.progress.clone().map(|p| {
@@ -454,13 +467,12 @@ impl Coordinator {
                 if table.chunks.iter().all(|c| c.done) && table.status != TableStatus::Failed {
                     table.status = TableStatus::Ok;
                 }
-                if let Err(e) = self.store.save(&m).await {
+                drop(m);
+                if let Err(e) = self.checkpoint(shared, false).await {
                     // The chunk is written but not recorded: a resume copies it again.
-                    drop(m);
                     self.fail_run(shared, e);
                     return;
                 }
-                drop(m);
                 let t = &shared.tracker;
                 for c in [&t.total, &t.tables[ti].1] {
                     c.rows.fetch_add(stats.rows, Ordering::Relaxed);
@@ -488,12 +500,26 @@ impl Coordinator {
                 let table = &mut m.tables[ti];
                 table.status = TableStatus::Failed;
                 table.error.get_or_insert(msg);
-                if let Err(e) = self.store.save(&m).await {
-                    drop(m);
+                drop(m);
+                if let Err(e) = self.checkpoint(shared, true).await {
                     self.fail_run(shared, e);
                 }
             }
         }
+    }
+
+    /// Saves the manifest if `force` or the checkpoint interval has passed. Saves are
+    /// serialized and each takes its copy under the save lock, so a newer state is never
+    /// overwritten by an older one.
+    async fn checkpoint(&self, shared: &Shared, force: bool) -> Result<()> {
+        let mut last = shared.last_save.lock().await;
+        if !force && last.elapsed() < self.options.checkpoint_interval {
+            return Ok(());
+        }
+        let snapshot = shared.manifest.lock().await.clone();
+        self.store.save(&snapshot).await?;
+        *last = Instant::now();
+        Ok(())
     }
 
     fn fail_run(&self, shared: &Shared, e: Error) {
