@@ -42,6 +42,19 @@ pub struct Relation {
 
 const SYSTEM_SCHEMAS: &str = "n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'";
 
+/// A recursive CTE `tree(oid)`: the relation `$1` and, when it is partitioned, every
+/// partition below it.
+///
+/// It reads `pg_inherits` with SQL, so it sees the partitions as of the imported snapshot
+/// (`pg_partition_tree()` reads the latest catalog and locks every partition, which would
+/// wait without a lock timeout behind a session holding an exclusive lock). Plain
+/// inheritance children are not followed: they are tables of their own.
+const RELATION_TREE: &str = "tree(oid) AS ( \
+        SELECT $1::oid \
+        UNION ALL \
+        SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid \
+          JOIN pg_class p ON p.oid = t.oid AND p.relkind = 'p')";
+
 /// Selects tables by include/exclude patterns (see [`crate::pattern`] for the rules).
 ///
 /// Without include patterns every ordinary and partitioned table outside the system schemas
@@ -56,12 +69,11 @@ pub async fn select(
     include: &[String],
     exclude: &[String],
 ) -> Result<Vec<(u32, TableName, char, bool)>> {
-    // Every candidate: oid, schema, name, relkind, relispartition, root oid.
+    // Every candidate: oid, schema, name, relkind, relispartition.
     let rows = client
         .query(
             &format!(
-                "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, c.relispartition, \
-                        CASE WHEN c.relispartition THEN pg_partition_root(c.oid)::oid ELSE c.oid END \
+                "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, c.relispartition \
                    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                   WHERE c.relkind IN ('r', 'p') AND {SYSTEM_SCHEMAS}"
             ),
@@ -106,11 +118,17 @@ pub async fn select(
     for pat in exclude {
         excluded.extend(matching(client, pat).await?);
     }
-    // Ancestors of each partition, to fold partitions into a selected ancestor.
+    // Ancestors of each partition, to fold partitions into a selected ancestor (read from
+    // pg_inherits with SQL, so as of the snapshot, like everything else here).
     let anc_rows = client
         .query(
-            "SELECT c.oid, a.relid::oid FROM pg_class c, LATERAL pg_partition_ancestors(c.oid) a \
-              WHERE c.relispartition AND a.relid <> c.oid",
+            "WITH RECURSIVE anc(child, parent) AS ( \
+                 SELECT i.inhrelid, i.inhparent FROM pg_inherits i \
+                   JOIN pg_class c ON c.oid = i.inhrelid AND c.relispartition \
+                 UNION ALL \
+                 SELECT a.child, i.inhparent FROM anc a JOIN pg_inherits i ON i.inhrelid = a.parent \
+                   JOIN pg_class p ON p.oid = a.parent AND p.relispartition) \
+             SELECT child, parent FROM anc",
             &[],
         )
         .await
@@ -161,8 +179,11 @@ async fn matching(client: &Client, pat: &str) -> Result<BTreeSet<u32>> {
 
 /// Reads the schema and sizes of selected tables.
 ///
+/// The caller holds locks on the tables (`pg_relation_size` takes one and would wait).
+///
 /// # Errors
-/// Catalog queries failing.
+/// Catalog queries failing; [`Error::Preflight`] for a partitioned table with a partition
+/// that is not a heap table (a foreign table), which the copy could not cover.
 pub async fn describe(
     client: &Client,
     selected: &[(u32, TableName, char, bool)],
@@ -211,16 +232,46 @@ pub async fn describe(
             .map_err(|e| Error::pg(format!("cannot read {name}"), e))?;
         let rel_rows = client
             .query(
-                "SELECT c.oid, n.nspname::text, c.relname::text, pg_relation_size(c.oid)::int8, \
-                        coalesce(pg_relation_size(nullif(c.reltoastrelid, 0)), 0)::int8, c.relreplident::text, \
-                        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
-                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                  WHERE c.relkind = 'r' AND (c.oid = $1 OR c.oid IN (SELECT p.relid FROM pg_partition_tree($1::oid::regclass) p WHERE p.isleaf)) \
-                  ORDER BY n.nspname, c.relname",
+                &format!(
+                    "WITH RECURSIVE {RELATION_TREE} \
+                     SELECT c.oid, n.nspname::text, c.relname::text, pg_relation_size(c.oid)::int8, \
+                            coalesce(pg_relation_size(nullif(c.reltoastrelid, 0)), 0)::int8, c.relreplident::text, \
+                            EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
+                       FROM tree JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                      WHERE c.relkind = 'r' \
+                      ORDER BY n.nspname, c.relname"
+                ),
                 &[oid],
             )
             .await
             .map_err(|e| Error::pg(format!("cannot read the size of {name}"), e))?;
+        // Partitions that are not heap tables (foreign tables) hold rows the snapshot does
+        // not cover and `FROM ONLY` cannot split: refuse rather than copy the table without
+        // them.
+        let foreign = client
+            .query(
+                &format!(
+                    "WITH RECURSIVE {RELATION_TREE} \
+                     SELECT n.nspname::text, c.relname::text \
+                       FROM tree JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                      WHERE c.relkind NOT IN ('r', 'p') \
+                      ORDER BY n.nspname, c.relname"
+                ),
+                &[oid],
+            )
+            .await
+            .map_err(|e| Error::pg(format!("cannot read the partitions of {name}"), e))?;
+        if !foreign.is_empty() {
+            let list: Vec<String> = foreign
+                .iter()
+                .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)).to_string())
+                .collect();
+            return Err(Error::Preflight(format!(
+                "{name} has partitions that are not tables of this database ({}: foreign tables), whose rows no snapshot covers; \
+                 exclude {name} and include its other partitions one by one",
+                list.join(", ")
+            )));
+        }
         let relations = rel_rows
             .iter()
             .map(|r| Relation {
@@ -254,8 +305,47 @@ pub async fn describe(
     Ok(out)
 }
 
+/// The relations of selected tables that could not be published safely: no replica
+/// identity usable for UPDATE and DELETE (no primary key under the default identity,
+/// `REPLICA IDENTITY NOTHING`, or an identity index that no longer exists).
+///
+/// It takes no lock on the tables (unlike [`describe`], which reads their sizes).
+///
+/// # Errors
+/// The catalog query failing.
+pub async fn without_replica_identity(
+    client: &Client,
+    selected: &[(u32, TableName, char, bool)],
+) -> Result<Vec<TableName>> {
+    let mut out = Vec::new();
+    for (oid, name, _, _) in selected {
+        let rows = client
+            .query(
+                &format!(
+                    "WITH RECURSIVE {RELATION_TREE} \
+                     SELECT n.nspname::text, c.relname::text \
+                       FROM tree JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                      WHERE c.relkind = 'r' AND NOT CASE c.relreplident \
+                            WHEN 'f' THEN true \
+                            WHEN 'i' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident) \
+                            WHEN 'd' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
+                            ELSE false END \
+                      ORDER BY n.nspname, c.relname"
+                ),
+                &[oid],
+            )
+            .await
+            .map_err(|e| Error::pg(format!("cannot read the replica identity of {name}"), e))?;
+        out.extend(
+            rows.iter().map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1))),
+        );
+    }
+    Ok(out)
+}
+
 /// Refuses tables whose rows the current user could not all read: row-level security
-/// enabled on a table the user neither owns nor may bypass, or no SELECT privilege.
+/// enabled on a table the user neither owns nor may bypass (or that forces it on its owner
+/// too, `FORCE ROW LEVEL SECURITY`), or no SELECT privilege.
 ///
 /// # Errors
 /// [`Error::Preflight`] naming the tables and the fix.
@@ -274,8 +364,9 @@ pub async fn check_access(client: &Client, tables: &[CatalogTable]) -> Result<()
         for r in &t.relations {
             let row = client
                 .query_one(
-                    "SELECT has_table_privilege($1::oid, 'SELECT'), pg_has_role((SELECT relowner FROM pg_class WHERE oid = $1::oid), 'USAGE'), \
-                            (SELECT relrowsecurity FROM pg_class WHERE oid = $1::oid)",
+                    "SELECT has_table_privilege($1::oid, 'SELECT'), \
+                            pg_has_role(c.relowner, 'USAGE') AND NOT c.relforcerowsecurity, c.relrowsecurity \
+                       FROM pg_class c WHERE c.oid = $1::oid",
                     &[&r.oid],
                 )
                 .await
@@ -283,6 +374,8 @@ pub async fn check_access(client: &Client, tables: &[CatalogTable]) -> Result<()
             if !row.get::<_, bool>(0) {
                 no_select.push(r.name.to_string());
             }
+            // Policies apply unless the role bypasses them, or owns the table and the table
+            // does not force them on its owner.
             if !bypass && row.get::<_, bool>(2) && !row.get::<_, bool>(1) {
                 rls.push(r.name.to_string());
             }
@@ -296,7 +389,7 @@ pub async fn check_access(client: &Client, tables: &[CatalogTable]) -> Result<()
     }
     if !rls.is_empty() {
         return Err(Error::Preflight(format!(
-            "row-level security would filter rows of {}; connect as the owner or a role with BYPASSRLS, or exclude them",
+            "row-level security would filter rows of {}; connect as a role with BYPASSRLS (or as the owner, unless the table forces row-level security on its owner), or exclude them",
             rls.join(", ")
         )));
     }

@@ -946,9 +946,12 @@ impl ReplicationConnection {
         }
     }
 
-    /// Sends `Terminate` and closes the socket.
+    /// Sends `Terminate`, waits (up to 10 s) until the server closes the connection, and
+    /// closes the socket.
     ///
-    /// Ends the exported snapshot and drops temporary slots.
+    /// Ends the exported snapshot and drops temporary slots: the server closes its end only
+    /// after its exit cleanup, so once this returns a temporary slot is gone from
+    /// `pg_replication_slots`.
     ///
     /// # Errors
     ///
@@ -959,7 +962,21 @@ impl ReplicationConnection {
         }
         frontend::terminate(&mut self.write_buf);
         self.flush().await?;
-        // The server closes without answering; a failed shutdown changes nothing.
+        // The server sends nothing more (at most a TLS close_notify): read to the end.
+        let drained = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut sink = [0u8; 1024];
+            loop {
+                match self.stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::debug!(endpoint = %self.endpoint, "the server did not close the replication connection within 10 s");
+        }
+        // A failed shutdown changes nothing.
         let _ = self.stream.shutdown().await;
         Ok(())
     }

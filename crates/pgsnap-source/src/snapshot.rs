@@ -89,7 +89,15 @@ pub(crate) async fn take(
 
 async fn create_slot(spec: &ConnSpec, control: &Client, req: &SlotRequest) -> Result<Taken> {
     let tls = crate::tls::client_config(spec.tls, spec.sslrootcert.as_deref())?;
-    let mut repl = ReplicationConnection::connect(&spec.config, tls).await.map_err(|e| match e.sqlstate() {
+    let version: i32 = control
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|e| Error::pg("cannot read the server version", e))?
+        .get(0);
+    // This connection holds the snapshot idle for the whole run: no server timeout may end it.
+    let mut config = spec.config.clone();
+    config.options(crate::session::replication_options(spec.config.get_options(), version as u32));
+    let mut repl = ReplicationConnection::connect(&config, tls).await.map_err(|e| match e.sqlstate() {
         Some("53300") => Error::Preflight(format!(
             "no free WAL sender for the replication connection ({e}); raise max_wal_senders or stop an idle replication client"
         )),
@@ -100,21 +108,31 @@ async fn create_slot(spec: &ConnSpec, control: &Client, req: &SlotRequest) -> Re
     })?;
     let cancel = repl.cancel_handle();
     let repl_pid = repl.backend_pid();
+    // `None`: the creation timed out and was cancelled (or did not end after the cancel).
     let outcome = {
         let create = repl.create_logical_slot(&req.name, req.temporary);
         tokio::pin!(create);
         tokio::select! {
-            r = &mut create => Ok(r),
+            r = &mut create => Some(r),
             _ = tokio::time::sleep(req.timeout) => {
                 // Cancel server-side, then wait for the command to end so no half-made slot remains.
                 let _ = cancel.cancel().await;
-                let r = tokio::time::timeout(Duration::from_secs(10), &mut create).await;
-                Err(r.ok())
+                match tokio::time::timeout(Duration::from_secs(10), &mut create).await {
+                    // It finished just as the cancel went out: the slot exists, use it.
+                    Ok(Ok(created)) => Some(Ok(created)),
+                    Ok(Err(e)) if e.sqlstate() == Some("57014") => None,
+                    // It failed for another reason first: report that.
+                    Ok(Err(e)) => Some(Err(e)),
+                    Err(_) => {
+                        let _ = abandon_slot_creation(repl_pid, control).await;
+                        None
+                    }
+                }
             }
         }
     };
     match outcome {
-        Ok(Ok(created)) => {
+        Some(Ok(created)) => {
             let lsn = created.consistent_point.parse::<Lsn>().map_err(|e| {
                 Error::Preflight(format!("the server sent an unreadable consistent point: {e}"))
             })?;
@@ -129,10 +147,10 @@ async fn create_slot(spec: &ConnSpec, control: &Client, req: &SlotRequest) -> Re
                 slot_temporary: Some(req.temporary),
             })
         }
-        Ok(Err(e)) => Err(slot_error(&req.name, e)),
-        Err(_) => {
-            drop(repl);
+        Some(Err(e)) => Err(slot_error(&req.name, e)),
+        None => {
             let blockers = blockers(control, repl_pid).await;
+            drop(repl);
             Err(Error::Preflight(format!(
                 "creating replication slot {:?} did not finish within {:?}: it waits for transactions that were running when it started to end. {blockers} \
                  The slot creation was cancelled and no slot was left behind. End those transactions (or COMMIT PREPARED/ROLLBACK PREPARED), \
@@ -140,6 +158,38 @@ async fn create_slot(spec: &ConnSpec, control: &Client, req: &SlotRequest) -> Re
                 req.name, req.timeout
             )))
         }
+    }
+}
+
+/// Last resort when a cancelled slot creation does not end: terminates its walsender, so
+/// the half-made (still ephemeral) slot is released and dropped by the server.
+async fn abandon_slot_creation(repl_pid: i32, control: &Client) -> Result<()> {
+    control
+        .execute("SELECT pg_terminate_backend($1)", &[&repl_pid])
+        .await
+        .map(drop)
+        .map_err(|e| Error::pg("cannot terminate the blocked slot creation", e))
+}
+
+/// Gives up a snapshot taken by a start that failed later: a permanent slot created for it
+/// is dropped again (nothing else may have used it yet), a temporary one goes with its
+/// connection, an exporting transaction ends.
+pub(crate) async fn abandon(taken: Taken) {
+    match taken.holder {
+        Holder::Slot(mut conn) => {
+            if taken.slot_temporary == Some(false) {
+                if let Some(slot) = &taken.slot {
+                    if let Err(e) = conn.drop_slot(slot, false).await {
+                        tracing::warn!(error = %e, "cannot drop replication slot {slot:?} after the failed start; drop it by hand");
+                    }
+                }
+            }
+            if let Err(e) = conn.close().await {
+                tracing::debug!(error = %e, "closing the replication connection");
+            }
+        }
+        Holder::Export(client) => drop(client),
+        Holder::External => {}
     }
 }
 

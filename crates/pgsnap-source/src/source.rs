@@ -15,10 +15,10 @@ use crate::copy::Pool;
 use crate::error::{Error, Result};
 use crate::pattern::quote_literal;
 use crate::plan::{KeyBounds, RelationInput, SplitBy, effective_chunk_size, plan_table};
-use crate::snapshot::{self, Holder, SlotRequest};
+use crate::snapshot::{self, Holder, SlotRequest, Taken};
 use pgsnap_core::{
     Chunk, ChunkSnapshot, ChunkStream, DataFormat, SnapshotInfo, SnapshotMode, SourceInfo,
-    TablePlan,
+    TableName, TablePlan,
 };
 
 /// The oldest server version supported (`server_version_num`).
@@ -127,12 +127,25 @@ impl PgSourceBuilder {
 
     /// Connects, checks, takes (or imports) the snapshot, selects and locks the tables.
     ///
+    /// Every lock wait, including those of the catalog reads, is bounded by the lock
+    /// timeout. On failure nothing is left behind: a publication or a permanent slot this
+    /// call created is dropped again.
+    ///
     /// # Errors
     /// Connection and preflight failures ([`Error::Preflight`] says what to fix), and
     /// [`Error::SnapshotLost`] when an external snapshot cannot be imported.
     pub async fn open(self) -> Result<PgSource> {
         let spec = conninfo::resolve(&self.conninfo)?;
         let control = crate::connect(&spec).await?;
+        // No preflight statement may wait for a lock without bound (CREATE PUBLICATION
+        // locks the tables it publishes).
+        control
+            .batch_execute(&format!(
+                "SET lock_timeout = '{}ms'",
+                self.lock_timeout.as_millis().max(1)
+            ))
+            .await
+            .map_err(|e| Error::pg("cannot set lock_timeout", e))?;
         let version: i32 = control
             .query_one("SELECT current_setting('server_version_num')::int", &[])
             .await
@@ -168,17 +181,62 @@ impl PgSourceBuilder {
         if let Some(publication) = &self.publication {
             create_publication(&control, publication, &self.include, &self.exclude).await?;
         }
+        let opened = self.open_snapshot(&spec, &control, slot_req.as_ref()).await;
+        if opened.is_err() {
+            // Leave nothing behind: a retry must be able to create the publication again.
+            if let Some(publication) = &self.publication {
+                if let Err(e) = control
+                    .batch_execute(&format!(
+                        "DROP PUBLICATION IF EXISTS {}",
+                        pgsnap_core::quote_ident(publication)
+                    ))
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot drop publication {publication:?} after the failed start; drop it by hand");
+                }
+            }
+        }
+        opened
+    }
+
+    /// Takes the snapshot and reads everything else inside it; on failure, gives the
+    /// snapshot up again (dropping a permanent slot it created).
+    async fn open_snapshot(
+        &self,
+        spec: &ConnSpec,
+        control: &Client,
+        slot_req: Option<&SlotRequest>,
+    ) -> Result<PgSource> {
         let taken_at: String = control
             .query_one("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')", &[])
             .await
             .map_err(|e| Error::pg("cannot read the server clock", e))?
             .get(0);
         let taken =
-            snapshot::take(&spec, &control, self.mode, slot_req.as_ref(), self.external.as_deref())
-                .await?;
-        drop(control);
+            snapshot::take(spec, control, self.mode, slot_req, self.external.as_deref()).await?;
+        match self.inspect(spec, &taken, taken_at).await {
+            Ok(parts) => Ok(PgSource {
+                spec: spec.clone(),
+                leader: Mutex::new(parts.leader),
+                holder: Mutex::new(Some(taken.holder)),
+                pool: Arc::new(Pool::new(spec.clone(), taken.name.clone())),
+                snapshot: parts.snapshot,
+                source: parts.source,
+                session: parts.session,
+                tables: parts.tables,
+                warnings: parts.warnings,
+            }),
+            Err(e) => {
+                snapshot::abandon(taken).await;
+                Err(e)
+            }
+        }
+    }
 
-        let leader = crate::connect(&spec).await?;
+    /// Imports the snapshot into the leader, reads the source's identity, selects, locks
+    /// and describes the tables.
+    async fn inspect(&self, spec: &ConnSpec, taken: &Taken, taken_at: String) -> Result<Opened> {
+        let leader = crate::connect(spec).await?;
         snapshot::import(&leader, &taken.name).await?;
         let ident = leader
             .query_one(
@@ -209,7 +267,7 @@ impl PgSourceBuilder {
                 .get(0);
             session.insert((*k).to_owned(), v);
         }
-        let snapshot_info = SnapshotInfo {
+        let snapshot = SnapshotInfo {
             mode: self.mode,
             name: taken.name.clone(),
             lsn: taken.lsn,
@@ -218,16 +276,30 @@ impl PgSourceBuilder {
             pg_snapshot: ident.get(0),
             taken_at,
         };
-        let source_info = SourceInfo {
+        let source = SourceInfo {
             system_identifier,
             server_version: ident.get(2),
             server_version_num: ident.get::<_, i32>(3) as u32,
             database: ident.get(1),
         };
+        // As pg_dump does: select, lock, then read the details under the locks, so no
+        // DDL changes a table between its description and its copy. Every lock wait,
+        // including those of the catalog functions, is bounded by the lock timeout.
+        leader
+            .batch_execute(&format!(
+                "SET LOCAL lock_timeout = '{}ms'",
+                self.lock_timeout.as_millis().max(1)
+            ))
+            .await
+            .map_err(|e| Error::pg("cannot set lock_timeout", e))?;
         let selected = catalog::select(&leader, &self.include, &self.exclude).await?;
+        lock_tables(&leader, &selected, self.lock_timeout).await?;
         let tables = catalog::describe(&leader, &selected).await?;
         catalog::check_access(&leader, &tables).await?;
-        lock_tables(&leader, &tables, self.lock_timeout).await?;
+        leader
+            .batch_execute("SET LOCAL lock_timeout = 0")
+            .await
+            .map_err(|e| Error::pg("cannot reset lock_timeout", e))?;
         let mut warnings = Vec::new();
         if taken.slot_temporary == Some(false) {
             warnings.push(format!(
@@ -236,19 +308,18 @@ impl PgSourceBuilder {
                 taken.lsn.map(|l| l.to_string()).unwrap_or_default()
             ));
         }
-        let pool = Arc::new(Pool::new(spec.clone(), taken.name.clone()));
-        Ok(PgSource {
-            spec,
-            leader: Mutex::new(leader),
-            holder: Mutex::new(Some(taken.holder)),
-            snapshot: snapshot_info,
-            source: source_info,
-            session,
-            tables,
-            pool,
-            warnings,
-        })
+        Ok(Opened { leader, snapshot, source, session, tables, warnings })
     }
+}
+
+/// What [`PgSourceBuilder::inspect`] found.
+struct Opened {
+    leader: Client,
+    snapshot: SnapshotInfo,
+    source: SourceInfo,
+    session: BTreeMap<String, String>,
+    tables: Vec<CatalogTable>,
+    warnings: Vec<String>,
 }
 
 fn uuid_hex() -> String {
@@ -315,26 +386,25 @@ async fn create_publication(
     exclude: &[String],
 ) -> Result<()> {
     let selected = catalog::select(control, include, exclude).await?;
-    let tables = catalog::describe(control, &selected).await?;
-    let mut unsafe_tables = Vec::new();
-    for t in &tables {
-        for r in &t.relations {
-            if !r.has_pk
-                && t.schema.primary_key.is_empty()
-                && !matches!(r.replica_identity, 'f' | 'i')
-            {
-                unsafe_tables.push(r.name.to_string());
-            }
-        }
-    }
+    let unsafe_tables = catalog::without_replica_identity(control, &selected).await?;
     if !unsafe_tables.is_empty() {
         return Err(Error::Preflight(format!(
             "cannot publish {}: no primary key and no usable replica identity, so UPDATE and DELETE on them would fail once they are in a publication. \
              Add a primary key or run ALTER TABLE ... REPLICA IDENTITY FULL on each, or exclude them",
-            unsafe_tables.join(", ")
+            unsafe_tables.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
         )));
     }
-    let list = tables.iter().map(|t| t.schema.name.quoted()).collect::<Vec<_>>().join(", ");
+    // ONLY: an inheritance child is published when it is selected itself, not through its
+    // parent. A partitioned table is published with its partitions.
+    let list = selected
+        .iter()
+        .map(
+            |(_, name, kind, _)| {
+                if *kind == 'p' { name.quoted() } else { format!("ONLY {}", name.quoted()) }
+            },
+        )
+        .collect::<Vec<_>>()
+        .join(", ");
     if list.is_empty() {
         return Err(Error::Preflight("no table selected for the publication".into()));
     }
@@ -348,33 +418,40 @@ async fn create_publication(
             Some("42710") => Error::Preflight(format!(
                 "publication {name:?} already exists: choose another name or drop it"
             )),
+            Some("55P03") => Error::Preflight(format!(
+                "cannot create publication {name:?}: a selected table stays locked by another session (see pg_locks / pg_blocking_pids); retry when it is done or raise the lock timeout"
+            )),
             _ => Error::pg(format!("cannot create publication {name:?}"), e),
         })
 }
 
-async fn lock_tables(leader: &Client, tables: &[CatalogTable], timeout: Duration) -> Result<()> {
-    leader
-        .batch_execute(&format!("SET LOCAL lock_timeout = '{}ms'", timeout.as_millis().max(1)))
-        .await
-        .map_err(|e| Error::pg("cannot set lock_timeout", e))?;
-    for t in tables {
-        for r in &t.relations {
-            leader
-                .batch_execute(&format!("LOCK TABLE ONLY {} IN ACCESS SHARE MODE", r.name.quoted()))
-                .await
-                .map_err(|e| match e.code().map(|c| c.code()) {
-                    Some("55P03") => Error::Preflight(format!(
-                        "could not lock {} in ACCESS SHARE mode within {timeout:?}: a session holds or waits for an exclusive lock on it (see pg_locks / pg_blocking_pids); retry when it is done or raise the lock timeout",
-                        r.name
-                    )),
-                    _ => Error::pg(format!("cannot lock {}", r.name), e),
-                })?;
-        }
+/// Takes ACCESS SHARE on every selected table, as pg_dump does, under the lock timeout the
+/// caller set: a partitioned table with all its partitions (`LOCK` recurses), any other
+/// table on its own (`ONLY`: inheritance children are tables of their own).
+async fn lock_tables(
+    leader: &Client,
+    selected: &[(u32, TableName, char, bool)],
+    timeout: Duration,
+) -> Result<()> {
+    for (_, name, kind, _) in selected {
+        let (only, what) =
+            if *kind == 'p' { ("", " (or one of its partitions)") } else { ("ONLY ", "") };
+        leader
+            .batch_execute(&format!("LOCK TABLE {only}{} IN ACCESS SHARE MODE", name.quoted()))
+            .await
+            .map_err(|e| match e.code().map(|c| c.code()) {
+                Some("55P03") => Error::Preflight(format!(
+                    "could not lock {name}{what} in ACCESS SHARE mode within {timeout:?}: a session holds or waits for an exclusive lock on it (see pg_locks / pg_blocking_pids); retry when it is done or raise the lock timeout"
+                )),
+                // Same words as `catalog::check_access`, which cannot run before the locks.
+                Some("42501") => Error::Preflight(format!(
+                    "the user has no SELECT privilege on {name}{what}; GRANT SELECT or exclude them ({})",
+                    e.as_db_error().map(|d| d.message()).unwrap_or("permission denied")
+                )),
+                _ => Error::pg(format!("cannot lock {name}"), e),
+            })?;
     }
-    leader
-        .batch_execute("SET LOCAL lock_timeout = 0")
-        .await
-        .map_err(|e| Error::pg("cannot reset lock_timeout", e))
+    Ok(())
 }
 
 /// A consistent snapshot of a PostgreSQL database, held open, with its selected tables locked.

@@ -1,2 +1,9 @@
 //! Integration tests against a throwaway PostgreSQL.
+mod catalog;
+mod chunking;
+mod common;
+mod consistency;
+mod preflight;
 mod replication;
+mod snapshot;
+mod types;
