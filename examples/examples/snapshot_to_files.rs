@@ -7,8 +7,27 @@
 //! Writes `<out>/manifest.json` plus one file per chunk under a directory per table (see the
 //! README's "Manifest" section). Follows the examples' contract: progress and logs on stderr,
 //! `--json` prints one JSON object on stdout, exit codes 0/1/2/3/4/5 (see `pgsnap_examples`).
+//!
+//! Which exit code, in this job:
+//! - 0: every chunk of every table is done (also `--plan`, and `--resume` of a run that is
+//!   already complete and whose files check out: that needs no snapshot).
+//! - 1: the run finished but some tables failed (`status: "partial"`, or `"failed"` when no
+//!   table completed); each failed table has an `error`. Fix the cause; `--resume` can finish
+//!   them only while the snapshot outlives the run (an external one still held, or a
+//!   permanent slot with `--allow-snapshot-change`), otherwise start a new run.
+//! - 2: bad flags or values; `--out` not empty without `--resume`; `--resume` without a
+//!   manifest, or with other `--split-by`, `--chunk-size`, `--include`, `--exclude`,
+//!   `--compress` or format than the interrupted run; an unreadable manifest.
+//! - 3: cannot connect, or a preflight check failed (wal_level, privileges, no free slot,
+//!   `--include` matching nothing, row-level security, a table lock not granted, ...).
+//! - 4: the snapshot is lost or not importable: a bad `--snapshot`, or `--resume` after the
+//!   process holding the run's snapshot ended (slot mode with a temporary slot, export mode,
+//!   or an external snapshot whose holder ended), unless `--allow-snapshot-change` applies.
+//! - 5: the output cannot be written: `--out` cannot be created or read (a path under a
+//!   regular file, no permission, read-only file system), checked before any snapshot is
+//!   taken; or a chunk file or the manifest cannot be written mid-run (disk full, ...).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,8 +51,8 @@ struct Args {
     /// Output directory (created; must be empty unless --resume).
     #[arg(long)]
     out: PathBuf,
-    /// Parallel jobs (worker connections).
-    #[arg(long, default_value_t = 4)]
+    /// Parallel jobs (worker connections), at least 1.
+    #[arg(long, default_value_t = 4, value_parser = parse_jobs)]
     jobs: usize,
     /// Source bytes (heap plus TOAST estimate) per chunk: MB = 10^6, MiB = 2^20.
     #[arg(long, default_value = "64MB", value_parser = parse_size)]
@@ -91,6 +110,13 @@ struct Args {
     lock_timeout: u64,
 }
 
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?} is not a number of jobs: use a whole number of at least 1")),
+    }
+}
+
 #[tokio::main]
 async fn main() {
     init_logging();
@@ -107,12 +133,12 @@ async fn run(args: Args) -> i32 {
         exclude: args.exclude.clone(),
     };
     // Refuse to mix runs: a non-empty --out needs --resume, and --resume needs a manifest.
+    // An --out that cannot be read (a path under a regular file, no permission) is a sink
+    // error (exit 5), found here before any snapshot is taken.
     let previous = match store.load().await {
         Ok(m) => m,
         Err(e) => die(exit_code(&e), e),
     };
-    let out_has_files =
-        std::fs::read_dir(&args.out).map(|mut d| d.next().is_some()).unwrap_or(false);
     if args.resume {
         let Some(m) = &previous else {
             die(
@@ -126,10 +152,7 @@ async fn run(args: Args) -> i32 {
         if let Err(e) = m.check_resume(&options, args.format, args.compress.as_str()) {
             die(exit_code(&e), e);
         }
-        if m.status == RunStatus::Ok {
-            tracing::info!("the run in {} is already complete", args.out.display());
-        }
-    } else if out_has_files && !args.plan {
+    } else if !args.plan && out_has_files(&args.out) {
         die(
             EXIT_USAGE,
             format!(
@@ -137,6 +160,34 @@ async fn run(args: Args) -> i32 {
                 args.out.display()
             ),
         );
+    }
+
+    // The output directory must be usable before a snapshot (or a slot) is taken for
+    // nothing. --plan writes nothing, so it creates nothing either.
+    let sink = if args.plan {
+        None
+    } else {
+        match FileSinkBuilder::new(&args.out)
+            .with_format(args.format)
+            .with_compression(args.compress)
+            .build()
+        {
+            Ok(s) => {
+                remove_stale_manifest_temp_files(&args.out);
+                Some(Arc::new(s))
+            }
+            Err(e @ pgsnap_sink_file::Error::Io { .. }) => die(EXIT_SINK, e),
+            Err(e) => die(EXIT_USAGE, e),
+        }
+    };
+
+    // A finished run whose files all check out needs no snapshot: report it as it is, so a
+    // script may rerun --resume safely after a success.
+    if let (Some(m), Some(sink), true) = (&previous, &sink, args.resume) {
+        if m.status == RunStatus::Ok && all_chunks_intact(m, sink.as_ref()).await {
+            tracing::info!("the run in {} is already complete", args.out.display());
+            return report(&args, m, Duration::ZERO, None, Vec::new());
+        }
     }
 
     // Which snapshot to use.
@@ -239,23 +290,10 @@ async fn run(args: Args) -> i32 {
         }
     };
 
-    if args.plan {
+    let Some(sink) = sink else {
         let _ = source.close().await;
         print_plan(&manifest, args.json);
         return EXIT_OK;
-    }
-
-    let sink = match FileSinkBuilder::new(&args.out)
-        .with_format(args.format)
-        .with_compression(args.compress)
-        .build()
-    {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            let _ = source.close().await;
-            let e: pgsnap_core::Error = e.into();
-            die(exit_code(&e), e)
-        }
     };
     let coordinator = Coordinator::new(
         Arc::clone(&source) as Arc<dyn pgsnap_core::Source>,
@@ -292,74 +330,89 @@ async fn run(args: Args) -> i32 {
             }
         })
     };
-    let report = coordinator.run(manifest).await;
+    let outcome = coordinator.run(manifest).await;
     monitor.abort();
     if let Err(e) = source.close().await {
         tracing::warn!("closing the snapshot: {e}");
     }
-    let report = match report {
+    let outcome = match outcome {
         Ok(r) => r,
         Err(e) => die(exit_code(&e), e),
     };
+    report(
+        &args,
+        &outcome.manifest,
+        outcome.elapsed,
+        outcome.fatal.as_ref(),
+        source.warnings().to_vec(),
+    )
+}
 
-    let code = match (&report.fatal, report.status) {
+/// Prints the report (one JSON object on stdout with --json, text on stderr otherwise) and
+/// returns the exit code.
+fn report(
+    args: &Args,
+    manifest: &Manifest,
+    elapsed: Duration,
+    fatal: Option<&pgsnap_core::Error>,
+    mut warnings: Vec<String>,
+) -> i32 {
+    let code = match (fatal, manifest.status) {
         (Some(e), _) => exit_code(e),
         (None, RunStatus::Ok) => EXIT_OK,
         (None, _) => EXIT_PARTIAL,
     };
-    let tables: Vec<_> = report
-        .manifest
-        .tables
-        .iter()
-        .map(|t| {
-            json!({
-                "schema": t.schema.name.schema,
-                "name": t.schema.name.name,
-                "status": t.status.as_str(),
-                "rows": t.rows(),
-                "bytes": t.bytes(),
-                "chunks": t.chunks.len(),
-                "chunks_done": t.chunks_done(),
-                "error": t.error,
-            })
-        })
-        .collect();
-    let status = match (report.status, &report.fatal) {
+    let status = match (manifest.status, fatal) {
         (_, Some(_)) | (RunStatus::Failed, _) => "failed",
         (RunStatus::Ok, None) => "ok",
         _ => "partial",
     };
-    let mut warnings: Vec<String> = source.warnings().to_vec();
-    if let Some(e) = &report.fatal {
+    if let Some(e) = fatal {
         warnings.push(format!("run stopped: {}", pgsnap_core::error_chain(e)));
     }
     if args.json {
+        let tables: Vec<_> = manifest
+            .tables
+            .iter()
+            .map(|t| {
+                json!({
+                    "schema": t.schema.name.schema,
+                    "name": t.schema.name.name,
+                    "status": t.status.as_str(),
+                    "rows": t.rows(),
+                    "bytes": t.bytes(),
+                    "chunks": t.chunks.len(),
+                    "chunks_done": t.chunks_done(),
+                    "error": t.error,
+                })
+            })
+            .collect();
         let out = json!({
             "status": status,
             "out": args.out,
-            "snapshot": report.manifest.snapshot,
-            "elapsed_s": report.elapsed.as_secs_f64(),
-            "rows": report.rows,
-            "bytes": report.bytes,
+            "snapshot": manifest.snapshot,
+            "elapsed_s": elapsed.as_secs_f64(),
+            "rows": manifest.rows(),
+            "bytes": manifest.bytes(),
             "tables": tables,
-            "error": report.fatal.as_ref().map(|e| pgsnap_core::error_chain(e)),
+            "error": fatal.map(|e| pgsnap_core::error_chain(e)),
             "warnings": warnings,
         });
         println!("{out}");
     } else {
-        let s = &report.manifest.snapshot;
+        let s = &manifest.snapshot;
         eprintln!(
             "\n{status}: {} rows, {} in {:.1}s into {} (snapshot {} mode {}{}{})",
-            report.rows,
-            human_bytes(report.bytes),
-            report.elapsed.as_secs_f64(),
+            manifest.rows(),
+            human_bytes(manifest.bytes()),
+            elapsed.as_secs_f64(),
             args.out.display(),
             s.name,
             s.mode,
             s.lsn.map(|l| format!(", handoff LSN {l}")).unwrap_or_default(),
             s.slot.as_ref().map(|sl| format!(", slot {sl}")).unwrap_or_default(),
         );
-        for t in &report.manifest.tables {
+        for t in &manifest.tables {
             eprintln!(
                 "  {:<40} {:<7} {:>10} rows {:>10} {:>4}/{} chunks{}",
                 t.schema.name.to_string(),
@@ -374,11 +427,74 @@ async fn run(args: Args) -> i32 {
         for w in &warnings {
             eprintln!("warning: {w}");
         }
-        if report.manifest.tables.iter().any(|t| t.status != TableStatus::Ok) {
-            eprintln!("some tables are incomplete: fix the cause and rerun with --resume");
+        if manifest.tables.iter().any(|t| t.status != TableStatus::Ok) {
+            eprintln!("some tables are incomplete: {}", resume_hint(&manifest.snapshot));
         }
     }
     code
+}
+
+/// What an incomplete run can do next: only a snapshot that outlives this process (an
+/// external one whose holder is still open) or a permanent slot lets --resume continue.
+fn resume_hint(s: &pgsnap_core::SnapshotInfo) -> &'static str {
+    match (s.mode, s.slot_temporary) {
+        (SnapshotMode::External, _) => {
+            "fix the cause and rerun with --resume while the session holding the snapshot stays open"
+        }
+        (SnapshotMode::Slot, Some(false)) => {
+            "fix the cause and rerun with --resume --allow-snapshot-change (the remaining chunks are copied under a new snapshot; CDC replay from the slot converges for primary-key tables)"
+        }
+        _ => {
+            "the snapshot ended with this run, so --resume cannot finish them consistently: fix the cause and start a new run in a new --out directory"
+        }
+    }
+}
+
+/// Whether every chunk of a finished run is still on disk as recorded.
+async fn all_chunks_intact(m: &Manifest, sink: &dyn pgsnap_core::Sink) -> bool {
+    for t in &m.tables {
+        for c in &t.chunks {
+            if !c.done || !matches!(sink.chunk_intact(&t.chunk(c), c).await, Ok(true)) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Whether `out` holds anything besides a manifest temp file a killed run left behind.
+fn out_has_files(out: &Path) -> bool {
+    std::fs::read_dir(out)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| !e.file_name().to_str().is_some_and(is_manifest_temp_file_name))
+        })
+        .unwrap_or(false)
+}
+
+/// `.manifest.json.tmp-<id>`: the temp name `ManifestStore` writes before its rename (`<id>`
+/// is a UUID in hex; older builds used the process id).
+fn is_manifest_temp_file_name(name: &str) -> bool {
+    name.strip_prefix(".manifest.json.tmp-")
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+}
+
+/// Removes manifest temp files a killed run left in `out` (the sink cleans its own chunk
+/// temp files in the table directories). Only one run may use an output directory at a time.
+fn remove_stale_manifest_temp_files(out: &Path) {
+    let Ok(entries) = std::fs::read_dir(out) else { return };
+    for e in entries.filter_map(Result::ok) {
+        if e.file_name().to_str().is_some_and(is_manifest_temp_file_name) {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => {
+                    tracing::info!(path = %e.path().display(), "removed a manifest temp file left by an interrupted run")
+                }
+                Err(err) => {
+                    tracing::warn!(path = %e.path().display(), error = %err, "cannot remove a stale manifest temp file")
+                }
+            }
+        }
+    }
 }
 
 fn print_plan(m: &Manifest, json: bool) {

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use tokio_postgres::{Client, CopyOutStream};
 
@@ -106,6 +106,8 @@ pub(crate) async fn read(
         worker: Some(worker),
         pool: Arc::clone(pool),
         label: chunk.label(),
+        batch: BytesMut::new(),
+        finished: false,
     })
 }
 
@@ -116,26 +118,62 @@ pub(crate) struct CopyStream {
     worker: Option<Worker>,
     pool: Arc<Pool>,
     label: String,
+    /// Rows gathered into one buffer: the server sends one message per row, and handing
+    /// each row on separately costs more than copying it once.
+    batch: BytesMut,
+    finished: bool,
+}
+
+/// Rows are handed on in buffers of about this size (or sooner when the server is slower).
+const BATCH_BYTES: usize = 64 * 1024;
+
+impl CopyStream {
+    fn take_batch(&mut self) -> Option<pgsnap_core::Result<Bytes>> {
+        (!self.batch.is_empty()).then(|| Ok(self.batch.split().freeze()))
+    }
 }
 
 impl Stream for CopyStream {
     type Item = pgsnap_core::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.inner.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(b))),
-            Poll::Ready(Some(Err(e))) => {
-                self.worker = None;
-                let label = self.label.clone();
-                Poll::Ready(Some(Err(Error::pg(format!("COPY of {label} failed"), e).into())))
-            }
-            Poll::Ready(None) => {
-                if let Some(w) = self.worker.take() {
-                    self.pool.checkin(w);
+        let this = &mut *self;
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(b))) => {
+                    if this.batch.is_empty() && b.len() >= BATCH_BYTES {
+                        return Poll::Ready(Some(Ok(b)));
+                    }
+                    this.batch.extend_from_slice(&b);
+                    if this.batch.len() >= BATCH_BYTES {
+                        return Poll::Ready(this.take_batch());
+                    }
                 }
-                Poll::Ready(None)
+                Poll::Ready(Some(Err(e))) => {
+                    // Rows gathered so far are not handed on: the chunk failed.
+                    this.batch.clear();
+                    this.finished = true;
+                    this.worker = None;
+                    let err = Error::pg(format!("COPY of {} failed", this.label), e);
+                    return Poll::Ready(Some(Err(err.into())));
+                }
+                Poll::Ready(None) => {
+                    this.finished = true;
+                    if let Some(w) = this.worker.take() {
+                        this.pool.checkin(w);
+                    }
+                    return Poll::Ready(this.take_batch());
+                }
+                Poll::Pending => {
+                    return match this.take_batch() {
+                        Some(b) => Poll::Ready(Some(b)),
+                        None => Poll::Pending,
+                    };
+                }
             }
-            Poll::Pending => Poll::Pending,
         }
     }
 }
