@@ -117,7 +117,7 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
     }
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     init_logging();
     let args = Args::parse();

@@ -383,7 +383,7 @@ pub async fn check_access(client: &Client, tables: &[CatalogTable]) -> Result<()
     }
     if !no_select.is_empty() {
         return Err(Error::Preflight(format!(
-            "the user has no SELECT privilege on {}; GRANT SELECT or exclude them",
+            "the user has no SELECT privilege on {}; GRANT SELECT ON the tables (column-level grants are not enough: each table is locked in ACCESS SHARE mode, which needs table-level SELECT, as with pg_dump) or exclude them",
             no_select.join(", ")
         )));
     }
