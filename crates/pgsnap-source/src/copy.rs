@@ -1,23 +1,36 @@
 //! Worker connections that import the snapshot and stream `COPY ... TO STDOUT`.
+//!
+//! Workers speak the protocol themselves ([`crate::wire`]): the server sends one `CopyData`
+//! message per row, and a worker reads the socket in large pieces and hands the rows on in
+//! large buffers, with no work per row beyond one header check and one copy.
 
 use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::Stream;
-use tokio_postgres::{Client, CopyOutStream};
+use tokio_postgres::config::{ChannelBinding, SslNegotiation};
 
 use crate::conninfo::ConnSpec;
 use crate::error::{Error, Result};
+use crate::replication::ReplicationError;
+use crate::wire::{COPY_BATCH_BYTES, Connection, SessionKind};
 use pgsnap_core::{Chunk, DataFormat, TableName, quote_ident};
 
 /// A connection inside the imported snapshot, with the relations it has locked.
 #[derive(Debug)]
 pub(crate) struct Worker {
-    client: Client,
+    conn: Connection,
     locked: HashSet<TableName>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Ends the session without the server logging an unexpected EOF.
+        self.conn.terminate_now();
+    }
 }
 
 /// Idle workers, reused across chunks (one snapshot import per connection).
@@ -28,6 +41,25 @@ pub(crate) struct Pool {
     idle: Mutex<Vec<Worker>>,
 }
 
+/// Refuses connection settings the workers' protocol client does not implement, before any
+/// snapshot is taken.
+///
+/// # Errors
+/// [`Error::Config`] for `channel_binding=require` or `sslnegotiation=direct`.
+pub(crate) fn check_spec(spec: &ConnSpec) -> Result<()> {
+    if spec.config.get_channel_binding() == ChannelBinding::Require {
+        return Err(Error::Config(
+            "channel_binding=require is not supported: pgsnap's worker connections do not implement SCRAM channel binding; use channel_binding=prefer with sslmode=verify-full".into(),
+        ));
+    }
+    if spec.config.get_ssl_negotiation() != SslNegotiation::Postgres {
+        return Err(Error::Config(
+            "sslnegotiation=direct is not supported; use sslnegotiation=postgres".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl Pool {
     pub(crate) fn new(spec: ConnSpec, snapshot: String) -> Self {
         Self { spec, snapshot, idle: Mutex::new(Vec::new()) }
@@ -35,17 +67,25 @@ impl Pool {
 
     async fn checkout(&self) -> Result<Worker> {
         if let Some(w) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-            if !w.client.is_closed() {
+            if !w.conn.is_broken() {
                 return Ok(w);
             }
         }
-        let client = crate::connect(&self.spec).await?;
-        crate::snapshot::import(&client, &self.snapshot).await?;
-        Ok(Worker { client, locked: HashSet::new() })
+        let tls = crate::tls::client_config(self.spec.tls, self.spec.sslrootcert.as_deref())?;
+        let mut conn = Connection::connect(&self.spec.config, tls, SessionKind::Normal)
+            .await
+            .map_err(|e| match e {
+                ReplicationError::Config(m) => Error::Config(m),
+                e => {
+                    Error::Connect { target: crate::target(&self.spec.config), source: Box::new(e) }
+                }
+            })?;
+        crate::snapshot::import_into(&mut conn, &self.snapshot).await?;
+        Ok(Worker { conn, locked: HashSet::new() })
     }
 
     fn checkin(&self, w: Worker) {
-        if !w.client.is_closed() {
+        if !w.conn.is_broken() {
             self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(w);
         }
     }
@@ -72,6 +112,11 @@ pub(crate) fn copy_sql(chunk: &Chunk, format: DataFormat) -> String {
     q
 }
 
+/// Starts reading a chunk on an idle worker (a new one if none is idle).
+///
+/// # Errors
+/// Connecting or importing the snapshot failing, the relation's `NOWAIT` lock not being
+/// granted (transient), the `COPY` failing to start.
 pub(crate) async fn read(
     pool: &Arc<Pool>,
     chunk: &Chunk,
@@ -81,98 +126,60 @@ pub(crate) async fn read(
     if !worker.locked.contains(&chunk.relation) {
         // Second guard behind the leader's locks: never wait behind a queued DDL.
         worker
-            .client
-            .batch_execute(&format!(
+            .conn
+            .simple_query(&format!(
                 "LOCK TABLE ONLY {} IN ACCESS SHARE MODE NOWAIT",
                 chunk.relation.quoted()
             ))
             .await
-            .map_err(|e| {
-                Error::pg(
-                    format!("cannot lock {} (NOWAIT) for {}", chunk.relation, chunk.label()),
-                    e,
-                )
+            .map_err(|e| Error::Replication {
+                context: format!("cannot lock {} (NOWAIT) for {}", chunk.relation, chunk.label()),
+                source: e,
             })?;
         worker.locked.insert(chunk.relation.clone());
     }
-    let sql = copy_sql(chunk, format);
-    let inner = worker
-        .client
-        .copy_out(sql.as_str())
-        .await
-        .map_err(|e| Error::pg(format!("COPY of {} failed", chunk.label()), e))?;
-    Ok(CopyStream {
-        inner: Box::pin(inner),
-        worker: Some(worker),
-        pool: Arc::clone(pool),
-        label: chunk.label(),
-        batch: BytesMut::new(),
-        finished: false,
-    })
+    let label = chunk.label();
+    worker.conn.copy_out(&copy_sql(chunk, format)).await.map_err(|e| Error::Replication {
+        context: format!("COPY of {label} failed"),
+        source: e,
+    })?;
+    Ok(CopyStream { worker: Some(worker), pool: Arc::clone(pool), label })
 }
 
-/// A chunk's COPY output. Returns its connection to the pool when read to the end; a stream
-/// dropped early closes its connection (it is mid-COPY).
+/// A chunk's COPY output, in buffers of up to [`COPY_BATCH_BYTES`]. Returns its connection
+/// to the pool when read to the end; a stream dropped early, or failed, closes its
+/// connection (its transaction is mid-COPY or aborted).
+#[derive(Debug)]
 pub(crate) struct CopyStream {
-    inner: Pin<Box<CopyOutStream>>,
+    /// `None` once the stream has ended or failed.
     worker: Option<Worker>,
     pool: Arc<Pool>,
     label: String,
-    /// Rows gathered into one buffer: the server sends one message per row, and handing
-    /// each row on separately costs more than copying it once.
-    batch: BytesMut,
-    finished: bool,
-}
-
-/// Rows are handed on in buffers of about this size (or sooner when the server is slower).
-const BATCH_BYTES: usize = 64 * 1024;
-
-impl CopyStream {
-    fn take_batch(&mut self) -> Option<pgsnap_core::Result<Bytes>> {
-        (!self.batch.is_empty()).then(|| Ok(self.batch.split().freeze()))
-    }
 }
 
 impl Stream for CopyStream {
     type Item = pgsnap_core::Result<Bytes>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        if this.finished {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let Some(worker) = this.worker.as_mut() else {
             return Poll::Ready(None);
-        }
-        loop {
-            match this.inner.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(b))) => {
-                    if this.batch.is_empty() && b.len() >= BATCH_BYTES {
-                        return Poll::Ready(Some(Ok(b)));
-                    }
-                    this.batch.extend_from_slice(&b);
-                    if this.batch.len() >= BATCH_BYTES {
-                        return Poll::Ready(this.take_batch());
-                    }
+        };
+        match ready!(worker.conn.poll_copy_out(cx, COPY_BATCH_BYTES)) {
+            Ok(Some(rows)) => Poll::Ready(Some(Ok(rows))),
+            Ok(None) => {
+                if let Some(w) = this.worker.take() {
+                    this.pool.checkin(w);
                 }
-                Poll::Ready(Some(Err(e))) => {
-                    // Rows gathered so far are not handed on: the chunk failed.
-                    this.batch.clear();
-                    this.finished = true;
-                    this.worker = None;
-                    let err = Error::pg(format!("COPY of {} failed", this.label), e);
-                    return Poll::Ready(Some(Err(err.into())));
-                }
-                Poll::Ready(None) => {
-                    this.finished = true;
-                    if let Some(w) = this.worker.take() {
-                        this.pool.checkin(w);
-                    }
-                    return Poll::Ready(this.take_batch());
-                }
-                Poll::Pending => {
-                    return match this.take_batch() {
-                        Some(b) => Poll::Ready(Some(b)),
-                        None => Poll::Pending,
-                    };
-                }
+                Poll::Ready(None)
+            }
+            Err(e) => {
+                this.worker = None;
+                let err = Error::Replication {
+                    context: format!("COPY of {} failed", this.label),
+                    source: e,
+                };
+                Poll::Ready(Some(Err(err.into())))
             }
         }
     }

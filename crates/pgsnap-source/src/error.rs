@@ -38,7 +38,8 @@ pub enum Error {
         #[source]
         source: tokio_postgres::Error,
     },
-    /// The replication connection failed.
+    /// A connection of pgsnap's own protocol client failed: the replication connection, or
+    /// a worker connection (snapshot import, `LOCK ... NOWAIT`, `COPY`).
     #[error("{context}: {source}")]
     Replication {
         /// What was being done.
@@ -84,29 +85,27 @@ impl Error {
             Self::Postgres { source, .. } => {
                 source.is_closed()
                     || source.code().is_none_or(|_| source.as_db_error().is_none())
-                    || matches!(
-                        source.code().map(|c| c.code()),
-                        Some(
-                            "55P03"
-                                | "57P01"
-                                | "57P02"
-                                | "57P03"
-                                | "53300"
-                                | "08000"
-                                | "08003"
-                                | "08006"
-                                | "40001"
-                                | "40P01"
-                        )
-                    )
+                    || source.code().is_some_and(|c| transient_sqlstate(c.code()))
             }
             Self::Connect { .. } => true,
-            Self::Replication { source, .. } => {
-                matches!(source, ReplicationError::Io { .. } | ReplicationError::Closed)
-            }
+            Self::Replication { source, .. } => match source {
+                ReplicationError::Io { .. }
+                | ReplicationError::Closed
+                | ReplicationError::Timeout => true,
+                ReplicationError::Server { code, .. } => transient_sqlstate(code),
+                _ => false,
+            },
             _ => false,
         }
     }
+}
+
+/// Server errors that may pass on retry: lock not available (`NOWAIT`), the backend
+/// terminated (administrator, crash, shutdown), the server starting up, too many
+/// connections, connection failures (class 08), serialization failure and deadlock.
+fn transient_sqlstate(code: &str) -> bool {
+    matches!(code, "55P03" | "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01")
+        || code.starts_with("08")
 }
 
 impl From<Error> for pgsnap_core::Error {

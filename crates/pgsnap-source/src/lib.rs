@@ -12,6 +12,7 @@ pub mod session;
 mod snapshot;
 mod source;
 pub mod tls;
+mod wire;
 
 pub use error::{Error, Result};
 pub use plan::{SplitBy, parse_size};

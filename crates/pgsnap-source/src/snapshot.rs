@@ -8,6 +8,7 @@ use crate::conninfo::ConnSpec;
 use crate::error::{Error, Result};
 use crate::pattern::quote_literal;
 use crate::replication::{ReplicationConnection, ReplicationError};
+use crate::wire::Connection;
 use pgsnap_core::{Lsn, SnapshotMode};
 
 /// Holds the exported snapshot alive; dropping it ends the snapshot.
@@ -272,16 +273,54 @@ pub(crate) async fn import(client: &Client, name: &str) -> Result<()> {
         ))
         .await
         .map_err(|e| Error::pg("cannot start a snapshot transaction", e))?;
-    client.batch_execute(&format!("SET TRANSACTION SNAPSHOT {}", quote_literal(name))).await.map_err(|e| {
-        match e.code().map(|c| c.code()) {
-            Some("22023") | Some("0A000") => Error::SnapshotLost {
-                snapshot: name.to_owned(),
-                reason: format!(
-                    "{} — the session that exported it has ended or moved on; take a new snapshot (or, when resuming in slot mode with a permanent slot, pass --allow-snapshot-change)",
-                    e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string())
-                ),
-            },
+    client
+        .batch_execute(&format!("SET TRANSACTION SNAPSHOT {}", quote_literal(name)))
+        .await
+        .map_err(|e| match e.code().map(|c| c.code()) {
+            Some(code) if not_importable(code) => snapshot_lost(
+                name,
+                &e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string()),
+            ),
             _ => Error::pg(format!("cannot import snapshot {name:?}"), e),
-        }
-    })
+        })
+}
+
+/// [`import`] on a worker connection.
+pub(crate) async fn import_into(conn: &mut Connection, name: &str) -> Result<()> {
+    conn.simple_query(&format!(
+        "{} BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        crate::session::pin_sql()
+    ))
+    .await
+    .map_err(|e| Error::Replication {
+        context: "cannot start a snapshot transaction".into(),
+        source: e,
+    })?;
+    conn.simple_query(&format!("SET TRANSACTION SNAPSHOT {}", quote_literal(name)))
+        .await
+        .map(drop)
+        .map_err(|e| match &e {
+            ReplicationError::Server { code, message, .. } if not_importable(code) => {
+                snapshot_lost(name, message)
+            }
+            _ => Error::Replication {
+                context: format!("cannot import snapshot {name:?}"),
+                source: e,
+            },
+        })
+}
+
+/// Whether `SET TRANSACTION SNAPSHOT` failed with this SQLSTATE because the snapshot is gone
+/// (`invalid snapshot identifier`, or its exporting transaction moved on).
+fn not_importable(sqlstate: &str) -> bool {
+    matches!(sqlstate, "22023" | "0A000")
+}
+
+fn snapshot_lost(name: &str, server_message: &str) -> Error {
+    Error::SnapshotLost {
+        snapshot: name.to_owned(),
+        reason: format!(
+            "{server_message} — the session that exported it has ended or moved on; take a new snapshot (or, when resuming in slot mode with a permanent slot, pass --allow-snapshot-change)"
+        ),
+    }
 }

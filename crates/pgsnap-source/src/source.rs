@@ -136,6 +136,7 @@ impl PgSourceBuilder {
     /// [`Error::SnapshotLost`] when an external snapshot cannot be imported.
     pub async fn open(self) -> Result<PgSource> {
         let spec = conninfo::resolve(&self.conninfo)?;
+        crate::copy::check_spec(&spec)?;
         let control = crate::connect(&spec).await?;
         // No preflight statement may wait for a lock without bound (CREATE PUBLICATION
         // locks the tables it publishes).
