@@ -2,7 +2,7 @@
 # End-to-end benchmark: pgsnap against pg_dump -j and raw parallel COPY, side by side in one
 # run on the same throwaway PostgreSQL (pgbench data), plus pgsnap's peak RSS at two sizes.
 #
-#   bash benches/e2e.sh                 # scale 50 (~500 MB of COPY text), 3 runs each
+#   bash benches/e2e.sh                 # scale 50 (~500 MB of COPY text), 5 runs each
 #   SCALE=10 RUNS=2 bash benches/e2e.sh # quicker
 #
 # Prints a markdown table (hyperfine) and the RSS figures; paste them into BENCHMARKS.md.
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SCALE="${SCALE:-50}"
 SMALL_SCALE="${SMALL_SCALE:-10}"
-RUNS="${RUNS:-3}"
+RUNS="${RUNS:-5}"
 JOBS="${JOBS:-2}"
 
 bash scripts/setup.sh >/dev/null
@@ -34,20 +34,29 @@ half=$((pages / 2))
 copy_bytes=$(pg_psql bench -At -c "SELECT sum(length(t::text))+count(*) FROM pgbench_accounts t" 2>/dev/null || echo "?")
 echo "pgbench scale $SCALE: pgbench_accounts $pages pages; about $copy_bytes bytes of COPY text"
 
-# Two parallel raw COPYs of ctid halves, each in its own session, to /dev/null.
+# Two parallel raw COPYs of ctid halves, each in its own session, to $1 (a directory) or
+# to /dev/null when no directory is given.
 cat >"$WORK/rawcopy.sh" <<SH
-"$PG_BIN/psql" -X -q "$SRC" -c "COPY (SELECT * FROM pgbench_accounts WHERE ctid < '($half,0)'::tid) TO STDOUT" >/dev/null &
-"$PG_BIN/psql" -X -q "$SRC" -c "COPY (SELECT * FROM pgbench_accounts WHERE ctid >= '($half,0)'::tid) TO STDOUT" >/dev/null &
+a=/dev/null; b=/dev/null
+if [ -n "\${1:-}" ]; then mkdir -p "\$1"; a="\$1/a.copy"; b="\$1/b.copy"; fi
+"$PG_BIN/psql" -X -q "$SRC" -c "COPY (SELECT * FROM pgbench_accounts WHERE ctid < '($half,0)'::tid) TO STDOUT" >"\$a" &
+"$PG_BIN/psql" -X -q "$SRC" -c "COPY (SELECT * FROM pgbench_accounts WHERE ctid >= '($half,0)'::tid) TO STDOUT" >"\$b" &
 wait
 SH
+SHM="/dev/shm/pgsnap-bench-$$"
+trap 'pg_stop; rm -rf "$WORK" "$SHM"' EXIT
 
+# Output on disk goes to $WORK/out; `sync` before each run so one run's dirty pages do not
+# slow the next. pgsnap fsyncs every chunk; pg_dump fsyncs its output at the end.
 hyperfine --style basic --runs "$RUNS" --warmup 1 --export-markdown "$WORK/results.md" \
-    --prepare "rm -rf $WORK/out" \
-    -n "raw COPY x2 (ctid halves, /dev/null)" "bash $WORK/rawcopy.sh" \
-    -n "pgsnap -j$JOBS (text, none)" "$BIN --source '$SRC' --out $WORK/out --jobs $JOBS" \
-    -n "pgsnap -j$JOBS (text, zstd)" "$BIN --source '$SRC' --out $WORK/out --jobs $JOBS --compress zstd" \
-    -n "pg_dump -Fd -j$JOBS -Z0" "$PG_BIN/pg_dump -Fd -j $JOBS -Z 0 -f $WORK/out '$SRC'" \
-    -n "pg_dump -Fd -j$JOBS (gzip)" "$PG_BIN/pg_dump -Fd -j $JOBS -f $WORK/out '$SRC'" \
+    --prepare "rm -rf $WORK/out $SHM; sync" \
+    -n "raw COPY x2 (ctid halves) to /dev/null" "bash $WORK/rawcopy.sh" \
+    -n "raw COPY x2 (ctid halves) to files on disk" "bash $WORK/rawcopy.sh $WORK/out" \
+    -n "pgsnap -j$JOBS text to /dev/shm (memory)" "$BIN --source '$SRC' --out $SHM --jobs $JOBS" \
+    -n "pgsnap -j$JOBS text to disk" "$BIN --source '$SRC' --out $WORK/out --jobs $JOBS" \
+    -n "pgsnap -j$JOBS text zstd to disk" "$BIN --source '$SRC' --out $WORK/out --jobs $JOBS --compress zstd" \
+    -n "pg_dump -Fd -j$JOBS -Z0 to disk" "$PG_BIN/pg_dump -Fd -j $JOBS -Z 0 -f $WORK/out '$SRC'" \
+    -n "pg_dump -Fd -j$JOBS (gzip) to disk" "$PG_BIN/pg_dump -Fd -j $JOBS -f $WORK/out '$SRC'" \
     >&2
 echo
 cat "$WORK/results.md"

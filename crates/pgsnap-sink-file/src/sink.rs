@@ -10,14 +10,20 @@ use pgsnap_core::manifest::ManifestChunk;
 use pgsnap_core::{
     Chunk, ChunkInspector, ChunkReceipt, ChunkStream, DataFormat, Sink, SinkDescription,
 };
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::error::BACKEND;
 use crate::writer::{Msg, WriteJob};
 use crate::{Compression, Error, VerifyMode, chunk_file_name, open_chunk, table_dir_name};
 
-/// Buffers in flight between the async side and the writer thread.
-const CHANNEL_CAPACITY: usize = 8;
+/// Buffers in flight between the async side and the writer thread (the byte budget below
+/// is what really bounds memory).
+const CHANNEL_CAPACITY: usize = 64;
+/// Content bytes handed to the writer thread but not yet written, per chunk being written:
+/// memory stays bounded by `jobs` times this, whatever the sizes of the buffers arriving.
+const IN_FLIGHT_BYTES: usize = 4 << 20;
 /// Small pieces (COPY sends one row per message) are gathered into buffers of this size
 /// before they cross to the writer thread.
 const BATCH_BYTES: usize = 64 * 1024;
@@ -125,6 +131,15 @@ enum Forwarded {
 
 /// Sends the stream's content to the writer, gathering small pieces into larger buffers.
 async fn forward(data: &mut ChunkStream, tx: &mpsc::Sender<Msg>) -> Forwarded {
+    let budget = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
+    let send = |out: Bytes| {
+        let budget = Arc::clone(&budget);
+        async move {
+            let n = out.len().clamp(1, IN_FLIGHT_BYTES) as u32;
+            let Ok(permit) = budget.acquire_many_owned(n).await else { return false };
+            tx.send(Msg::Data(out, permit)).await.is_ok()
+        }
+    };
     let mut batch = BytesMut::new();
     while let Some(item) = data.next().await {
         let buf = match item {
@@ -140,11 +155,11 @@ async fn forward(data: &mut ChunkStream, tx: &mpsc::Sender<Msg>) -> Forwarded {
             }
             batch.split().freeze()
         };
-        if tx.send(Msg::Data(out)).await.is_err() {
+        if !send(out).await {
             return Forwarded::WriterGone;
         }
     }
-    if !batch.is_empty() && tx.send(Msg::Data(batch.freeze())).await.is_err() {
+    if !batch.is_empty() && !send(batch.freeze()).await {
         return Forwarded::WriterGone;
     }
     if tx.send(Msg::Finish).await.is_err() {

@@ -17,8 +17,9 @@ pub(crate) const FILE_BUFFER: usize = 1 << 20;
 /// What the async side sends to the writer thread.
 #[derive(Debug)]
 pub(crate) enum Msg {
-    /// The next piece of content.
-    Data(Bytes),
+    /// The next piece of content, with its share of the in-flight byte budget (released
+    /// once written).
+    Data(Bytes, tokio::sync::OwnedSemaphorePermit),
     /// The stream ended cleanly: commit the file. Without it, a closed channel means abort.
     Finish,
 }
@@ -106,7 +107,7 @@ impl WriteJob {
         let mut enc = Encoder::new(file, self.compression).map_err(write_err)?;
         loop {
             match rx.blocking_recv() {
-                Some(Msg::Data(b)) => enc.write_all(&b).map_err(write_err)?,
+                Some(Msg::Data(b, _permit)) => enc.write_all(&b).map_err(write_err)?,
                 Some(Msg::Finish) => break,
                 // The stream failed or the write was cancelled: `tmp` is removed on return.
                 None => return Err(pgsnap_core::Error::Cancelled),
