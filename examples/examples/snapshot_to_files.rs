@@ -255,6 +255,26 @@ async fn run(args: Args) -> i32 {
                     die(source_exit_code(&e), e)
                 }
             }
+            // A new snapshot is only sound while the permanent slot still holds the handoff.
+            if let (Some(_), Some(slot)) = (&chunk_snapshot, &m.snapshot.slot) {
+                match source.slot_exists(slot).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let _ = source.close().await;
+                        die(
+                            EXIT_SNAPSHOT,
+                            format!(
+                                "cannot resume with a new snapshot: replication slot {slot:?} of the interrupted run no longer exists, so CDC cannot replay from its consistent point {}; start a new run",
+                                m.snapshot.lsn.map(|l| l.to_string()).unwrap_or_default()
+                            ),
+                        )
+                    }
+                    Err(e) => {
+                        let _ = source.close().await;
+                        die(source_exit_code(&e), e)
+                    }
+                }
+            }
             let selected: Vec<_> = source.tables().iter().map(|t| &t.schema.name).collect();
             if let Some(missing) = m.tables.iter().find(|t| !selected.contains(&&t.schema.name)) {
                 let _ = source.close().await;

@@ -128,19 +128,31 @@ pub fn effective_chunk_size(requested: u64, total_bytes: u64, jobs: usize) -> u6
     requested.min((total_bytes / (jobs.max(1) as u64 * CHUNKS_PER_JOB)).max(floor)).max(1)
 }
 
-/// Splits one relation into ranges of about `target` bytes.
+/// Splits one relation into ranges of about `target` bytes, of equal size.
 ///
+/// When the relation is split at all, the number of ranges is rounded up to a multiple of
+/// `jobs`, so the jobs finish together instead of one running the last odd chunk alone.
 /// The first and last ranges are open-ended, so rows stored beyond the planned end (in blocks
 /// or keys) are still copied exactly once.
+///
+/// # Example
+/// ```
+/// use pgsnap_source::plan::{RelationInput, split_relation};
+/// // 641 MB in 81,968 blocks, 64 MB chunks, 2 jobs: 12 equal ranges rather than 11.
+/// let r = split_relation(&RelationInput { blocks: 81_968, bytes: 671_481_856, key: None }, None, 64_000_000, 2);
+/// assert_eq!(r.len(), 12);
+/// ```
 pub fn split_relation(
     input: &RelationInput,
     by_key: Option<&str>,
     target: u64,
+    jobs: usize,
 ) -> Vec<(ChunkRange, u64)> {
     let n = input.bytes.div_ceil(target.max(1)).max(1);
     if n <= 1 {
         return vec![(ChunkRange::All, input.bytes)];
     }
+    let n = n.next_multiple_of(jobs.max(1) as u64);
     match by_key {
         Some(column) => {
             let Some(k) = input.key else { return vec![(ChunkRange::All, input.bytes)] };
@@ -165,7 +177,8 @@ pub fn split_relation(
                 return vec![(ChunkRange::All, input.bytes)];
             }
             let per_block = (input.bytes / input.blocks).max(1);
-            let blocks_per_chunk = (target / per_block).clamp(1, u64::from(u32::MAX));
+            let blocks_per_chunk =
+                input.blocks.div_ceil(n.min(input.blocks)).clamp(1, u64::from(u32::MAX));
             let n = input.blocks.div_ceil(blocks_per_chunk);
             if n <= 1 {
                 return vec![(ChunkRange::All, input.bytes)];
@@ -190,12 +203,13 @@ pub fn plan_table(
     inputs: &[RelationInput],
     key: Option<&str>,
     target: u64,
+    jobs: usize,
 ) -> TablePlan {
     let columns: std::sync::Arc<[String]> =
         table.schema.columns.iter().map(|c| c.name.clone()).collect();
     let mut chunks = Vec::new();
     for (rel, input) in table.relations.iter().zip(inputs) {
-        for (range, est) in split_relation(input, key, target) {
+        for (range, est) in split_relation(input, key, target, jobs) {
             chunks.push(Chunk {
                 table: table.schema.name.clone(),
                 relation: rel.name.clone(),
@@ -244,7 +258,7 @@ mod tests {
         for (blocks, bytes, target) in
             [(1000u64, 8_192_000u64, 100_000u64), (7, 57_344, 8192), (10, 81920, 1), (3, 100, 1000)]
         {
-            let r = split_relation(&RelationInput { blocks, bytes, key: None }, None, target);
+            let r = split_relation(&RelationInput { blocks, bytes, key: None }, None, target, 1);
             covers_blocks(&r, blocks as u32);
         }
     }
@@ -255,13 +269,43 @@ mod tests {
             &RelationInput { blocks: 100, bytes: 819_200, key: None },
             None,
             100_000,
+            1,
         );
         let toasted = split_relation(
             &RelationInput { blocks: 100, bytes: 819_200 * 10, key: None },
             None,
             100_000,
+            1,
         );
         assert!(toasted.len() > small.len() * 5, "{} vs {}", toasted.len(), small.len());
+    }
+
+    #[test]
+    fn chunk_counts_are_multiples_of_jobs_and_even() {
+        for jobs in 1..=8usize {
+            let r = split_relation(
+                &RelationInput { blocks: 81_968, bytes: 671_481_856, key: None },
+                None,
+                64_000_000,
+                jobs,
+            );
+            assert_eq!(r.len() % jobs, 0, "jobs {jobs}: {} chunks", r.len());
+            covers_blocks(&r, 81_968);
+            let sizes: Vec<u64> = r.iter().map(|(_, e)| *e).collect();
+            let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert!(*max - *min <= max / 100 + 8192, "uneven: {sizes:?}");
+        }
+        // A relation that fits one chunk stays one chunk, whatever the jobs.
+        assert_eq!(
+            split_relation(
+                &RelationInput { blocks: 10, bytes: 81_920, key: None },
+                None,
+                1 << 20,
+                4
+            )
+            .len(),
+            1
+        );
     }
 
     #[test]
@@ -273,6 +317,7 @@ mod tests {
                 &RelationInput { blocks: 10, bytes: n * 100, key: Some(KeyBounds { min, max }) },
                 Some("id"),
                 100,
+                3,
             );
             let probe = [
                 min,

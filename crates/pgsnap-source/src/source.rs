@@ -592,7 +592,7 @@ impl PgSource {
                     if by_ctid || key.is_some() { r.heap_bytes / block_size as u64 } else { 0 };
                 inputs.push(RelationInput { blocks, bytes, key: key_bounds });
             }
-            plans.push(plan_table(t, &inputs, key.as_deref(), target));
+            plans.push(plan_table(t, &inputs, key.as_deref(), target, jobs));
         }
         Ok(plans)
     }
@@ -603,6 +603,27 @@ impl PgSource {
     /// # Errors
     /// The monitoring query failing.
     pub async fn health(&self) -> Result<SnapshotHealth> {
+        self.health_inner().await
+    }
+
+    /// Whether a replication slot exists on the source (for example the permanent slot of a
+    /// run resumed under a new snapshot: without it, CDC cannot replay from the handoff LSN).
+    ///
+    /// # Errors
+    /// The catalog query failing.
+    pub async fn slot_exists(&self, slot: &str) -> Result<bool> {
+        let leader = self.leader.lock().await;
+        let row = leader
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+                &[&slot],
+            )
+            .await
+            .map_err(|e| Error::pg("cannot look up the replication slot", e))?;
+        Ok(row.get(0))
+    }
+
+    async fn health_inner(&self) -> Result<SnapshotHealth> {
         let leader = self.leader.lock().await;
         let row = leader
             .query_one(

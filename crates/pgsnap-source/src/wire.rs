@@ -311,6 +311,11 @@ async fn open_stream(
             let mut stream =
                 TcpStream::connect(addr).await.map_err(|e| ReplicationError::io(endpoint, e))?;
             stream.set_nodelay(true).map_err(|e| ReplicationError::io(endpoint, e))?;
+            // Like libpq (keepalives=1 by default): a dead peer behind a NAT or firewall is
+            // noticed instead of a COPY waiting forever.
+            socket2::SockRef::from(&stream)
+                .set_keepalive(true)
+                .map_err(|e| ReplicationError::io(endpoint, e))?;
             let Some(tls) = tls.filter(|_| policy != TlsPolicy::Off) else {
                 if policy == TlsPolicy::Require {
                     return Err(ReplicationError::Tls {

@@ -310,6 +310,10 @@ fn kill_9_with_permanent_slot_resumes_under_a_new_snapshot() {
         &slot.slot,
     ];
     let before = kill_after(&args, &out, 1);
+    // Commit a transaction, so any snapshot taken from now on differs from the run's
+    // (otherwise an idle database gives the same `pg_current_snapshot()`, rightly treated as
+    // the same snapshot).
+    sql(&db, "SELECT txid_current()");
     let m0 = manifest(&out);
     let s0 = m0["snapshot"].clone();
     assert_eq!(s0["slot"], slot.slot.as_str());
@@ -330,6 +334,16 @@ fn kill_9_with_permanent_slot_resumes_under_a_new_snapshot() {
     assert!(r.stderr.contains("--allow-snapshot-change"), "{}", r.stderr);
 
     resume.push("--allow-snapshot-change");
+    // Without the slot, a new snapshot would not be sound: CDC could not replay from the
+    // handoff LSN. (A slot of the same name is made again below only to go on testing.)
+    sql(&db, &format!("SELECT pg_drop_replication_slot('{}')", slot.slot));
+    let r = run(&resume);
+    r.expect_code(4);
+    assert!(r.stderr.contains("no longer exists"), "{}", r.stderr);
+    sql(
+        &db,
+        &format!("SELECT 1 FROM pg_create_logical_replication_slot('{}', 'pgoutput')", slot.slot),
+    );
     let r = run(&resume);
     r.expect_code(0);
     let report = r.json();
