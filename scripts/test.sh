@@ -4,9 +4,10 @@
 #   bash scripts/test.sh
 #
 # 1. scripts/setup.sh        installs the binaries the tests need (idempotent)
-# 2. cargo fmt --check       \ skipped with PGSNAP_TEST_SKIP_LINT=1
-# 3. cargo clippy -D warnings/
-# 4. cargo test (all targets, then doc tests)
+# 2. cargo fmt --check          \
+# 3. cargo clippy -D warnings    > skipped with PGSNAP_TEST_SKIP_LINT=1
+# 4. cargo doc, warnings denied  /
+# 5. cargo test (all targets, then doc tests)
 #
 # Tests start their own throwaway PostgreSQL clusters through the
 # pgsnap-test-support crate; nothing needs to be running beforehand.
@@ -99,6 +100,7 @@ if [ "${PGSNAP_TEST_SKIP_LINT:-0}" = "1" ]; then
 else
     step fmt cargo fmt --all --check
     step clippy cargo clippy --workspace --all-targets -- -D warnings
+    step docs env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --quiet
 fi
 
 step test cargo_test test --workspace --all-targets --no-fail-fast
