@@ -588,9 +588,26 @@ impl PgSource {
                     }
                     None => None,
                 };
+                // The relation's own statistics (`NOT inherited`: a partition's, or a table's
+                // without its inheritance children, as `FROM ONLY` reads it).
+                let histogram = match (&key, key_bounds) {
+                    (Some(k), Some(_)) => leader
+                        .query_opt(
+                            "SELECT histogram_bounds::text::int8[] FROM pg_stats \
+                              WHERE schemaname = $1 AND tablename = $2 AND attname = $3 AND NOT inherited",
+                            &[&r.name.schema, &r.name.name, k],
+                        )
+                        .await
+                        .map_err(|e| {
+                            Error::pg(format!("cannot read the key statistics of {}", r.name), e)
+                        })?
+                        .and_then(|row| row.get::<_, Option<Vec<i64>>>(0))
+                        .unwrap_or_default(),
+                    _ => vec![],
+                };
                 let blocks =
                     if by_ctid || key.is_some() { r.heap_bytes / block_size as u64 } else { 0 };
-                inputs.push(RelationInput { blocks, bytes, key: key_bounds });
+                inputs.push(RelationInput { blocks, bytes, key: key_bounds, histogram });
             }
             plans.push(plan_table(t, &inputs, key.as_deref(), target, jobs));
         }

@@ -142,3 +142,38 @@ async fn toast_counts_when_sizing_chunks() {
     verify_run(cluster, &db, &source.snapshot_info().name, &run).await;
     source.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skewed_keys_split_by_statistics() {
+    let cluster = shared_cluster();
+    let db = unique_db("skewed");
+    exec(
+        cluster,
+        &db,
+        "CREATE TABLE skewed (id bigint PRIMARY KEY, payload text);
+         INSERT INTO skewed SELECT g, md5(g::text) FROM generate_series(1, 20000) g;
+         INSERT INTO skewed SELECT 1000000000000000 + g * 7919, 'outlier' FROM generate_series(1, 5) g;
+         ANALYZE skewed;",
+    )
+    .await;
+    let source = Arc::new(
+        PgSourceBuilder::new(cluster.conninfo(&db))
+            .with_snapshot_mode(SnapshotMode::Export)
+            .open()
+            .await
+            .unwrap(),
+    );
+    let run = run_to_files(&source, SplitBy::Pk, 64_000, 4, DataFormat::Text).await;
+    verify_run(cluster, &db, &source.snapshot_info().name, &run).await;
+    let t = run.table("public", "skewed");
+    let n = assert_split(t, SplitBy::Pk, 5);
+    let rows: Vec<u64> = t.chunks.iter().map(|c| c.rows).collect();
+    assert_eq!(rows.iter().sum::<u64>(), 20005);
+    let avg = 20005 / n as u64;
+    assert!(
+        rows.iter().all(|&r| r <= 3 * avg),
+        "{n} chunks, average {avg} rows, but {rows:?}: {:?}",
+        t.chunks.iter().map(|c| &c.range).collect::<Vec<_>>()
+    );
+    source.close().await.unwrap();
+}

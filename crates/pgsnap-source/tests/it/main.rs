@@ -6,4 +6,5 @@ mod consistency;
 mod preflight;
 mod replication;
 mod snapshot;
+mod tls;
 mod types;
