@@ -225,8 +225,7 @@ pub enum PatternError {
     },
 }
 
-/// Quotes an SQL identifier: always wraps it in double quotes and doubles
-/// embedded double quotes, so the name keeps its exact case and spelling.
+/// Quotes an SQL identifier (re-exported from `pgsnap-core`, the one implementation).
 ///
 /// # Example
 ///
@@ -236,18 +235,7 @@ pub enum PatternError {
 /// assert_eq!(quote_ident("Order"), "\"Order\"");
 /// assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
 /// ```
-pub fn quote_ident(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        if c == '"' {
-            out.push('"');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
+pub use pgsnap_core::quote_ident;
 
 /// Quotes an SQL string literal, doubling single quotes.
 ///

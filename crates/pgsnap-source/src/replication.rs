@@ -206,11 +206,6 @@ impl SimpleRows {
     }
 }
 
-/// Quotes an identifier for the replication grammar (`"name"`, `"` doubled).
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 impl ReplicationConnection {
     /// Connects with `replication=database`.
     ///
@@ -290,7 +285,7 @@ impl ReplicationConnection {
         };
         let sql = format!(
             "CREATE_REPLICATION_SLOT {}{temporary} LOGICAL pgoutput {snapshot}",
-            quote_ident(name)
+            pgsnap_core::quote_ident(name)
         );
         let rows = self.simple_query(&sql).await?;
         let required = |col: &str| {
@@ -343,7 +338,11 @@ impl ReplicationConnection {
     /// I/O and protocol errors.
     pub async fn drop_slot(&mut self, name: &str, wait: bool) -> Result<(), ReplicationError> {
         let wait = if wait { " WAIT" } else { "" };
-        self.simple_query(&format!("DROP_REPLICATION_SLOT {}{wait}", quote_ident(name))).await?;
+        self.simple_query(&format!(
+            "DROP_REPLICATION_SLOT {}{wait}",
+            pgsnap_core::quote_ident(name)
+        ))
+        .await?;
         Ok(())
     }
 
@@ -384,8 +383,8 @@ mod tests {
 
     #[test]
     fn identifiers_are_quoted() {
-        assert_eq!(quote_ident("slot"), "\"slot\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(pgsnap_core::quote_ident("slot"), "\"slot\"");
+        assert_eq!(pgsnap_core::quote_ident("a\"b"), "\"a\"\"b\"");
     }
 
     #[test]
