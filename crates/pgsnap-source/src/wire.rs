@@ -712,11 +712,7 @@ impl Connection {
     /// usable), [`ReplicationError::Protocol`], [`ReplicationError::Io`] or
     /// [`ReplicationError::Closed`] (the connection is then unusable).
     pub(crate) async fn simple_query(&mut self, sql: &str) -> Result<SimpleRows, ReplicationError> {
-        self.make_ready().await?;
-        frontend::query(sql, &mut self.write_buf)
-            .map_err(|e| ReplicationError::Protocol(format!("cannot send query: {e}")))?;
-        self.state = State::Busy;
-        self.flush().await?;
+        self.send_query(sql).await?;
 
         let mut result = SimpleRows::default();
         let mut current_columns: Option<Vec<String>> = None;
@@ -790,6 +786,15 @@ impl Connection {
         }
     }
 
+    /// Sends a simple Query once the connection is idle; the reply is read by the caller.
+    async fn send_query(&mut self, sql: &str) -> Result<(), ReplicationError> {
+        self.make_ready().await?;
+        frontend::query(sql, &mut self.write_buf)
+            .map_err(|e| ReplicationError::Protocol(format!("cannot send query: {e}")))?;
+        self.state = State::Busy;
+        self.flush().await
+    }
+
     /// Sends `sql`, one `COPY ... TO STDOUT` statement, and waits for its `CopyOutResponse`;
     /// read the data with [`Self::poll_copy_out`].
     ///
@@ -800,11 +805,7 @@ impl Connection {
     /// COPY TO STDOUT), [`ReplicationError::Io`] or [`ReplicationError::Closed`] (the
     /// connection is then unusable).
     pub(crate) async fn copy_out(&mut self, sql: &str) -> Result<(), ReplicationError> {
-        self.make_ready().await?;
-        frontend::query(sql, &mut self.write_buf)
-            .map_err(|e| ReplicationError::Protocol(format!("cannot send query: {e}")))?;
-        self.state = State::Busy;
-        self.flush().await?;
+        self.send_query(sql).await?;
         let mut error = None;
         loop {
             let message = match self.read_message().await {
