@@ -212,3 +212,93 @@ async fn manifest_saves_are_rate_limited_but_final_state_is_saved() {
     assert!(saved.tables[0].chunks.iter().all(|c| c.done));
     assert_eq!(saved.status, RunStatus::Ok);
 }
+
+/// The next chunk's read starts while the sink is still finishing the previous one (its
+/// fsync and rename), and no more than `jobs` chunks stream from the source at once.
+#[tokio::test]
+async fn sink_finishing_overlaps_the_next_read() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    #[derive(Debug)]
+    struct Counting {
+        inner: MemorySource,
+        started: Arc<AtomicUsize>,
+        streaming: Arc<AtomicUsize>,
+        max_streaming: Arc<AtomicUsize>,
+    }
+    #[async_trait::async_trait]
+    impl pgsnap_core::Source for Counting {
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+        async fn read_chunk(
+            &self,
+            c: &pgsnap_core::Chunk,
+            f: pgsnap_core::DataFormat,
+        ) -> pgsnap_core::Result<pgsnap_core::ChunkStream> {
+            use futures::StreamExt;
+            self.started.fetch_add(1, SeqCst);
+            let now = self.streaming.fetch_add(1, SeqCst) + 1;
+            self.max_streaming.fetch_max(now, SeqCst);
+            let streaming = Arc::clone(&self.streaming);
+            let data = self.inner.read_chunk(c, f).await?;
+            // Count the stream as done when it ends.
+            let end = futures::stream::once(async move {
+                streaming.fetch_sub(1, SeqCst);
+                None
+            });
+            Ok(data.map(Some).chain(end).filter_map(futures::future::ready).boxed())
+        }
+    }
+    /// Consumes the chunk, then "commits" only once another chunk's read has started.
+    #[derive(Debug)]
+    struct SlowCommit {
+        inner: MemorySink,
+        started: Arc<AtomicUsize>,
+        total: usize,
+    }
+    #[async_trait::async_trait]
+    impl Sink for SlowCommit {
+        fn name(&self) -> &'static str {
+            "slow-commit"
+        }
+        fn description(&self) -> pgsnap_core::SinkDescription {
+            self.inner.description()
+        }
+        async fn write_chunk(
+            &self,
+            c: &pgsnap_core::Chunk,
+            data: pgsnap_core::ChunkStream,
+        ) -> pgsnap_core::Result<pgsnap_core::ChunkReceipt> {
+            let receipt = self.inner.write_chunk(c, data).await?;
+            let seen = self.started.load(std::sync::atomic::Ordering::SeqCst);
+            let want = (seen + 1).min(self.total);
+            let t0 = std::time::Instant::now();
+            while self.started.load(std::sync::atomic::Ordering::SeqCst) < want {
+                assert!(
+                    t0.elapsed() < std::time::Duration::from_secs(10),
+                    "the next chunk's read did not start while this chunk was finishing"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            Ok(receipt)
+        }
+    }
+    let (source, manifest) = MemorySource::example(6, 10);
+    let started = Arc::new(AtomicUsize::new(0));
+    let max_streaming = Arc::new(AtomicUsize::new(0));
+    let src = Counting {
+        inner: source,
+        started: started.clone(),
+        streaming: Arc::default(),
+        max_streaming: max_streaming.clone(),
+    };
+    let sink = SlowCommit { inner: MemorySink::new(), started, total: 6 };
+    let report =
+        Coordinator::new(Arc::new(src), Arc::new(sink), Arc::new(MemoryCheckpointStore::new()))
+            .with_options(CoordinatorOptions::default().with_jobs(1))
+            .run(manifest)
+            .await
+            .unwrap();
+    assert_eq!(report.status, RunStatus::Ok);
+    assert_eq!(max_streaming.load(SeqCst), 1, "never more than `jobs` chunks streaming");
+}

@@ -58,7 +58,9 @@ impl Default for CoordinatorOptions {
 }
 
 impl CoordinatorOptions {
-    /// Chunks copied at once (at least 1). Default 4.
+    /// Chunks read from the source at once (at least 1); as many more may be finishing in
+    /// the sink (a file's fsync and rename) meanwhile, so the source does not wait for them.
+    /// Default 4.
     pub fn with_jobs(mut self, jobs: usize) -> Self {
         self.jobs = jobs.max(1);
         self
@@ -190,6 +192,8 @@ struct Shared {
     throttle: Option<Throttle>,
     format: DataFormat,
     copied: std::sync::atomic::AtomicUsize,
+    /// `jobs` permits: chunks streaming from the source at once.
+    read_slots: Arc<tokio::sync::Semaphore>,
     /// Serializes saves, and remembers when the last one happened.
     last_save: Mutex<Instant>,
 }
@@ -322,6 +326,7 @@ impl Coordinator {
             format,
             copied: Default::default(),
             last_save: Mutex::new(Instant::now()),
+            read_slots: Arc::new(tokio::sync::Semaphore::new(self.options.jobs)),
         });
 
         let ticker = self.progress.clone().map(|p| {
@@ -344,7 +349,9 @@ impl Coordinator {
 
         futures::stream::iter(todo)
             .map(|(ti, ci, chunk)| self.run_chunk(&shared, ti, ci, chunk))
-            .buffer_unordered(self.options.jobs)
+            // Twice the jobs: up to `jobs` chunks read from the source (read slots) while as
+            // many more finish in the sink.
+            .buffer_unordered(self.options.jobs * 2)
             .collect::<()>()
             .await;
 
@@ -536,10 +543,15 @@ impl Coordinator {
         chunk: &Chunk,
         streamed: &Arc<std::sync::atomic::AtomicU64>,
     ) -> Result<(ChunkStats, crate::ChunkReceipt)> {
+        // A read slot is held while the source streams; the sink's finishing work (fsync,
+        // rename, a load's final answer) runs outside it, so the next chunk's read starts at
+        // once and the source never idles behind a sink's commit.
+        let slot =
+            Arc::clone(&shared.read_slots).acquire_owned().await.map_err(|_| Error::Cancelled)?;
         let data = self.source.read_chunk(chunk, shared.format).await?;
         let result: Arc<StdMutex<Option<ChunkStats>>> = Arc::default();
         let wrapped =
-            inspect(data, Arc::clone(shared), ti, Arc::clone(streamed), Arc::clone(&result));
+            inspect(data, Arc::clone(shared), ti, Arc::clone(streamed), Arc::clone(&result), slot);
         let receipt = self.sink.write_chunk(chunk, wrapped).await?;
         let stats = result.lock().unwrap_or_else(|e| e.into_inner()).take().ok_or_else(|| Error::Backend {
             backend: self.sink.name(),
@@ -560,15 +572,14 @@ fn inspect(
     ti: usize,
     streamed: Arc<std::sync::atomic::AtomicU64>,
     result: Arc<StdMutex<Option<ChunkStats>>>,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) -> ChunkStream {
     let inspector = ChunkInspector::new(shared.format);
-    let state = (data, inspector, shared, result, streamed, false);
+    // The read slot lives in the state: released when the stream ends, fails or is dropped.
+    let state = (data, inspector, shared, result, streamed, slot);
     futures::stream::try_unfold(
         state,
-        move |(mut data, mut insp, shared, result, streamed, ended)| async move {
-            if ended {
-                return Ok(None);
-            }
+        move |(mut data, mut insp, shared, result, streamed, slot)| async move {
             match data.try_next().await? {
                 Some(buf) => {
                     if let Some(t) = &shared.throttle {
@@ -579,9 +590,10 @@ fn inspect(
                     streamed.fetch_add(n, Ordering::Relaxed);
                     shared.tracker.total.bytes.fetch_add(n, Ordering::Relaxed);
                     shared.tracker.tables[ti].1.bytes.fetch_add(n, Ordering::Relaxed);
-                    Ok(Some((buf, (data, insp, shared, result, streamed, false))))
+                    Ok(Some((buf, (data, insp, shared, result, streamed, slot))))
                 }
                 None => {
+                    drop(slot);
                     *result.lock().unwrap_or_else(|e| e.into_inner()) = Some(insp.finish());
                     Ok(None)
                 }
