@@ -43,7 +43,7 @@ say() { printf 'setup: %s\n' "$*"; }
 
 # `postgresql-15` includes contrib on Debian 12 (postgresql-contrib-15 is a
 # virtual package it provides). `time` is GNU /usr/bin/time (peak RSS).
-PACKAGES=(postgresql-15 postgresql-client-15 pgcopydb hyperfine zstd xxhash time)
+PACKAGES=(postgresql-15 postgresql-client-15 pgcopydb hyperfine zstd xxhash time openssl)
 
 is_installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = "installed" ]
