@@ -457,7 +457,7 @@ mod tests {
     use super::*;
     use crate::conninfo::resolve_with_env;
     use crate::conninfo::test_util::TempDir;
-    use std::process::Command;
+    use pgsnap_test_support::{ClusterOptions, PgCluster, TestCerts};
 
     // --- configuration building ---
 
@@ -478,9 +478,9 @@ mod tests {
             assert_eq!(cfg.alpn_protocols, [b"postgresql".to_vec()]);
             assert!(make_tls_connect(Some(cfg)).is_enabled());
         }
-        let certs = Certs::generate();
+        let certs = certs();
         for mode in [TlsMode::Prefer, TlsMode::Require, TlsMode::VerifyCa, TlsMode::VerifyFull] {
-            assert!(client_config(mode, Some(&certs.ca)).unwrap().is_some(), "{mode}");
+            assert!(client_config(mode, Some(&certs.ca_cert)).unwrap().is_some(), "{mode}");
         }
     }
 
@@ -537,260 +537,13 @@ mod tests {
 
     // --- live servers ---
 
-    /// Certificates made with `openssl` for the tests: a CA, a server
-    /// certificate for `localhost` / `127.0.0.1` signed by it, and an
-    /// unrelated CA.
-    struct Certs {
-        _dir: TempDir,
-        ca: PathBuf,
-        other_ca: PathBuf,
-        server_crt: PathBuf,
-        server_key: PathBuf,
+    fn certs() -> TestCerts {
+        TestCerts::generate(&["localhost", "127.0.0.1"])
     }
 
-    impl Certs {
-        fn generate() -> Certs {
-            let dir = TempDir::new();
-            let p = |name: &str| dir.path().join(name);
-            let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-            for (ca, subject) in [("ca", "/CN=pgsnap-test-ca"), ("other-ca", "/CN=other-ca")] {
-                openssl(
-                    dir.path(),
-                    &[
-                        &["req", "-x509", "-new"][..],
-                        &ec,
-                        &[
-                            "-keyout",
-                            &format!("{ca}.key"),
-                            "-out",
-                            &format!("{ca}.crt"),
-                            "-days",
-                            "2",
-                            "-subj",
-                            subject,
-                            "-addext",
-                            "basicConstraints=critical,CA:TRUE",
-                            "-addext",
-                            "keyUsage=critical,keyCertSign,cRLSign",
-                        ],
-                    ]
-                    .concat(),
-                );
-            }
-            openssl(
-                dir.path(),
-                &[
-                    &["req", "-new"][..],
-                    &ec,
-                    &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"],
-                ]
-                .concat(),
-            );
-            std::fs::write(
-                p("ext.cnf"),
-                "subjectAltName=DNS:localhost,IP:127.0.0.1\n\
-                 basicConstraints=critical,CA:FALSE\n\
-                 keyUsage=critical,digitalSignature\n\
-                 extendedKeyUsage=serverAuth\n",
-            )
-            .unwrap();
-            openssl(
-                dir.path(),
-                &[
-                    "x509",
-                    "-req",
-                    "-in",
-                    "server.csr",
-                    "-CA",
-                    "ca.crt",
-                    "-CAkey",
-                    "ca.key",
-                    "-CAcreateserial",
-                    "-out",
-                    "server.crt",
-                    "-days",
-                    "2",
-                    "-extfile",
-                    "ext.cnf",
-                ],
-            );
-            Certs {
-                ca: p("ca.crt"),
-                other_ca: p("other-ca.crt"),
-                server_crt: p("server.crt"),
-                server_key: p("server.key"),
-                _dir: dir,
-            }
-        }
-    }
-
-    fn openssl(dir: &Path, args: &[&str]) {
-        let out =
-            Command::new("openssl").args(args).current_dir(dir).output().unwrap_or_else(|e| {
-                panic!("cannot run openssl ({e}); install it with: apt-get install -y openssl")
-            });
-        assert!(
-            out.status.success(),
-            "openssl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A throwaway PostgreSQL cluster listening on 127.0.0.1 and a Unix
-    /// socket in its temp dir; stopped on drop.
-    struct Cluster {
-        dir: TempDir,
-        bin: PathBuf,
-        port: u16,
-        run_as_postgres: bool,
-    }
-
-    impl Cluster {
-        fn start(certs: Option<&Certs>) -> Cluster {
-            let bin = pg_bin_dir();
-            let run_as_postgres = is_root();
-            let dir = TempDir::new();
-            let cluster = Cluster { port: free_port(), bin, run_as_postgres, dir };
-            if run_as_postgres {
-                chown_to_postgres(cluster.dir.path());
-            }
-            let data = cluster.data_dir();
-            cluster.run(
-                "initdb",
-                &[
-                    "-D",
-                    data.to_str().unwrap(),
-                    "-A",
-                    "trust",
-                    "-U",
-                    "postgres",
-                    "--no-sync",
-                    "--no-locale",
-                    "-E",
-                    "UTF8",
-                ],
-            );
-            let mut opts = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-                cluster.port,
-                cluster.dir.path().display()
-            );
-            if let Some(certs) = certs {
-                // The server wants its key owned by itself and private.
-                let key = cluster.dir.path().join("server.key");
-                std::fs::copy(&certs.server_key, &key).unwrap();
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-                if run_as_postgres {
-                    chown_to_postgres(&key);
-                }
-                opts.push_str(&format!(
-                    " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
-                    certs.server_crt.display(),
-                    key.display()
-                ));
-            }
-            let log = cluster.dir.path().join("log");
-            cluster.run(
-                "pg_ctl",
-                &[
-                    "-D",
-                    data.to_str().unwrap(),
-                    "-l",
-                    log.to_str().unwrap(),
-                    "-w",
-                    "-t",
-                    "60",
-                    "-o",
-                    &opts,
-                    "start",
-                ],
-            );
-            cluster
-        }
-
-        fn data_dir(&self) -> PathBuf {
-            self.dir.path().join("data")
-        }
-
-        fn run(&self, tool: &str, args: &[&str]) {
-            let program = self.bin.join(tool);
-            let mut cmd = if self.run_as_postgres {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(&program);
-                c
-            } else {
-                Command::new(&program)
-            };
-            let out = cmd.args(args).output().expect("run a PostgreSQL tool");
-            assert!(
-                out.status.success(),
-                "{tool} {args:?} failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-
-        fn conninfo(&self, extra: &str) -> String {
-            format!("port={} user=postgres dbname=postgres connect_timeout=20 {extra}", self.port)
-        }
-    }
-
-    impl Drop for Cluster {
-        fn drop(&mut self) {
-            let data = self.data_dir();
-            let program = self.bin.join("pg_ctl");
-            let args = ["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"];
-            let mut cmd = if self.run_as_postgres {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(&program);
-                c
-            } else {
-                Command::new(&program)
-            };
-            let _ = cmd.args(args).output();
-        }
-    }
-
-    fn pg_bin_dir() -> PathBuf {
-        let preferred = PathBuf::from("/usr/lib/postgresql/15/bin");
-        if preferred.join("initdb").exists() {
-            return preferred;
-        }
-        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path().join("bin"))
-            .filter(|p| p.join("initdb").exists())
-            .collect();
-        found.sort();
-        found.pop().unwrap_or_else(|| {
-            panic!(
-                "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin; \
-                 install them with: apt-get install -y postgresql"
-            )
-        })
-    }
-
-    fn is_root() -> bool {
-        let out = Command::new("id").arg("-u").output().expect("run id -u");
-        String::from_utf8_lossy(&out.stdout).trim() == "0"
-    }
-
-    fn chown_to_postgres(path: &Path) {
-        let id = |flag: &str| -> u32 {
-            let out = Command::new("id").args([flag, "postgres"]).output().expect("run id");
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse()
-                .expect("a postgres OS user (initdb refuses to run as root)")
-        };
-        std::os::unix::fs::chown(path, Some(id("-u")), Some(id("-g"))).unwrap();
-    }
-
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    /// Connection options for the superuser on `pg`, followed by `extra`.
+    fn conninfo(pg: &PgCluster, extra: &str) -> String {
+        format!("port={} user=postgres dbname=postgres connect_timeout=20 {extra}", pg.port())
     }
 
     /// Connects through [`ConnSpec::make_tls`](crate::conninfo::ConnSpec::make_tls)
@@ -823,54 +576,61 @@ mod tests {
 
     #[tokio::test]
     async fn plain_server_prefer_falls_back_and_require_fails() {
-        let pg = Cluster::start(None);
+        let pg = PgCluster::start();
 
-        let encrypted = connect(&pg.conninfo("host=127.0.0.1 sslmode=prefer")).await.unwrap();
+        let encrypted = connect(&conninfo(&pg, "host=127.0.0.1 sslmode=prefer")).await.unwrap();
         assert!(!encrypted);
 
-        let err = connect(&pg.conninfo("host=127.0.0.1 sslmode=require")).await.unwrap_err();
+        let err = connect(&conninfo(&pg, "host=127.0.0.1 sslmode=require")).await.unwrap_err();
         assert!(err.contains("server does not support TLS"), "{err}");
 
-        let err = connect(&pg.conninfo("host=127.0.0.1 sslmode=verify-full")).await.unwrap_err();
+        let err = connect(&conninfo(&pg, "host=127.0.0.1 sslmode=verify-full")).await.unwrap_err();
         assert!(err.contains("server does not support TLS"), "{err}");
 
-        let encrypted = connect(&pg.conninfo("host=127.0.0.1 sslmode=disable")).await.unwrap();
+        let encrypted = connect(&conninfo(&pg, "host=127.0.0.1 sslmode=disable")).await.unwrap();
         assert!(!encrypted);
 
         // Unix sockets never use TLS (libpq), even with sslmode=require, and
         // the empty server name tokio-postgres passes for them is no error.
-        let socket = format!("host={} sslmode=require", pg.dir.path().display());
-        assert!(!connect(&pg.conninfo(&socket)).await.unwrap());
+        let socket = format!("host={} sslmode=require", pg.socket_dir().display());
+        assert!(!connect(&conninfo(&pg, &socket)).await.unwrap());
     }
 
     #[tokio::test]
     async fn tls_server_modes() {
-        let certs = Certs::generate();
-        let pg = Cluster::start(Some(&certs));
-        let ca = certs.ca.display().to_string();
-        let other = certs.other_ca.display().to_string();
+        let certs = certs();
+        let pg = PgCluster::start_with(ClusterOptions::default().with_tls(&certs));
+        let ca = certs.ca_cert.display().to_string();
+        let other = certs.other_ca_cert.display().to_string();
         let ok = |s: Result<bool, String>, what: &str| {
             assert_eq!(s.as_ref().map_err(String::as_str), Ok(&true), "{what}");
         };
 
-        ok(connect(&pg.conninfo("host=127.0.0.1 sslmode=prefer")).await, "prefer");
-        ok(connect(&pg.conninfo("host=127.0.0.1 sslmode=require")).await, "require");
+        ok(connect(&conninfo(&pg, "host=127.0.0.1 sslmode=prefer")).await, "prefer");
+        ok(connect(&conninfo(&pg, "host=127.0.0.1 sslmode=require")).await, "require");
         ok(
-            connect(&pg.conninfo(&format!("host=localhost sslmode=verify-full sslrootcert={ca}")))
-                .await,
+            connect(&conninfo(
+                &pg,
+                &format!("host=localhost sslmode=verify-full sslrootcert={ca}"),
+            ))
+            .await,
             "verify-full by name",
         );
         ok(
-            connect(&pg.conninfo(&format!("host=127.0.0.1 sslmode=verify-full sslrootcert={ca}")))
-                .await,
+            connect(&conninfo(
+                &pg,
+                &format!("host=127.0.0.1 sslmode=verify-full sslrootcert={ca}"),
+            ))
+            .await,
             "verify-full by IP",
         );
 
         // The certificate does not name `wrong.invalid`: only verify-full cares.
         let wrong = |mode: &str, root: &str| {
-            pg.conninfo(&format!(
-                "host=wrong.invalid hostaddr=127.0.0.1 sslmode={mode} sslrootcert={root}"
-            ))
+            conninfo(
+                &pg,
+                &format!("host=wrong.invalid hostaddr=127.0.0.1 sslmode={mode} sslrootcert={root}"),
+            )
         };
         ok(connect(&wrong("verify-ca", &ca)).await, "verify-ca, other name");
         ok(connect(&wrong("require", &ca)).await, "require with root, other name");
@@ -881,24 +641,24 @@ mod tests {
         // A root that did not sign the server certificate fails every
         // verifying mode, including require (libpq's root.crt rule).
         for mode in ["verify-ca", "verify-full", "require"] {
-            let s = pg.conninfo(&format!("host=localhost sslmode={mode} sslrootcert={other}"));
+            let s = conninfo(&pg, &format!("host=localhost sslmode={mode} sslrootcert={other}"));
             let err = connect(&s).await.unwrap_err();
             assert!(err.contains("UnknownIssuer"), "{mode}: {err}");
         }
 
         // verify-full without a root file uses the public roots, which do
         // not know the test CA.
-        let err = connect(&pg.conninfo("host=localhost sslmode=verify-full")).await.unwrap_err();
+        let err = connect(&conninfo(&pg, "host=localhost sslmode=verify-full")).await.unwrap_err();
         assert!(err.contains("UnknownIssuer"), "{err}");
 
         // A hand-made connection over a plain TcpStream (as the replication
         // connection does) with `connect_raw`.
         let mut make =
-            make_tls_connect(client_config(TlsMode::VerifyFull, Some(&certs.ca)).unwrap());
+            make_tls_connect(client_config(TlsMode::VerifyFull, Some(&certs.ca_cert)).unwrap());
         let connector =
             MakeTlsConnect::<tokio::net::TcpStream>::make_tls_connect(&mut make, "localhost")
                 .unwrap();
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", pg.port)).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", pg.port())).await.unwrap();
         let mut config: tokio_postgres::Config = "user=postgres dbname=postgres".parse().unwrap();
         config.ssl_mode(tokio_postgres::config::SslMode::Require);
         let (client, connection) = config.connect_raw(tcp, connector).await.unwrap();
@@ -912,6 +672,6 @@ mod tests {
         let _ = task.await;
 
         // sslmode=disable still connects in the clear.
-        assert!(!connect(&pg.conninfo("host=127.0.0.1 sslmode=disable")).await.unwrap());
+        assert!(!connect(&conninfo(&pg, "host=127.0.0.1 sslmode=disable")).await.unwrap());
     }
 }

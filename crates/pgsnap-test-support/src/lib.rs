@@ -9,6 +9,9 @@
 //! - [`shared_cluster`] / [`unique_db`]: one cluster per test process, with a
 //!   fresh uniquely named database per test, for tests that only need *a*
 //!   database.
+//! - [`TestCerts`]: a throwaway CA and server certificate made with `openssl`
+//!   (`apt-get install -y openssl`), and [`ClusterOptions::with_tls`] to
+//!   start a cluster with `ssl = on` using them.
 //!
 //! The binaries come from Debian's `postgresql-15` package
 //! (`/usr/lib/postgresql/15/bin`, or the directory in `PGSNAP_PG_BIN`). If
@@ -50,5 +53,7 @@
 //! ```
 
 mod postgres;
+pub mod tls;
 
 pub use postgres::{ClusterOptions, PgCluster, shared_cluster, unique_db};
+pub use tls::TestCerts;

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::tls::TestCerts;
+
 /// Where Debian's `postgresql-15` package puts the server binaries.
 const DEFAULT_PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 /// What to tell someone whose machine lacks the binaries.
@@ -122,6 +124,26 @@ impl ClusterOptions {
     ) -> Self {
         self.data_files.push((path.into(), contents.into()));
         self
+    }
+
+    /// Turns TLS on with `certs`' server certificate: writes
+    /// `certs.server_cert` and `certs.server_key` into the data directory as
+    /// `server.crt` and `server.key` (PostgreSQL's default file names, see
+    /// [`with_data_file`](Self::with_data_file)) and adds `ssl = on`.
+    ///
+    /// The files are copied, so `certs` may be dropped once the cluster has
+    /// started (keep it while clients need [`TestCerts::ca_cert`]).
+    ///
+    /// # Panics
+    ///
+    /// If the certificate or key cannot be read.
+    pub fn with_tls(self, certs: &TestCerts) -> Self {
+        let read = |path: &Path| {
+            fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        };
+        self.with_data_file("server.crt", read(&certs.server_cert))
+            .with_data_file("server.key", read(&certs.server_key))
+            .with_extra_conf("ssl = on")
     }
 }
 

@@ -1,195 +1,56 @@
 //! `pgsnap_source::replication` against a real throwaway PostgreSQL 15.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use pgsnap_source::replication::{ReplicationConnection, ReplicationError};
+use pgsnap_test_support::{ClusterOptions, PgCluster, TestCerts};
 use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 /// A password that must never show up in error messages.
 const SECRET: &str = "Sekr1t-pa55word-XYZ";
 
 /// Roles with password authentication, prepended to the trust rules of `pg_hba.conf`.
-const HBA: &str = "\
-host all scram_user 127.0.0.1/32 scram-sha-256
-host all md5_user 127.0.0.1/32 md5
-host all pw_user 127.0.0.1/32 password
-";
+const HBA: [&str; 3] = [
+    "host all scram_user 127.0.0.1/32 scram-sha-256",
+    "host all md5_user 127.0.0.1/32 md5",
+    "host all pw_user 127.0.0.1/32 password",
+];
 
-/// A private PostgreSQL cluster (trust auth except the roles in [`HBA`]), stopped and
-/// deleted on drop.
-///
-/// Local to this file because it needs TLS and custom `pg_hba.conf` lines.
-struct Cluster {
-    dir: PathBuf,
-    port: u16,
-}
-
-fn run(cmd: &mut Command) -> std::process::Output {
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-fn run_ok(cmd: &mut Command) {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn as_postgres(program: &str) -> Command {
-    assert!(
-        Path::new(PG_BIN).join("initdb").exists(),
-        "PostgreSQL 15 is missing: apt-get install -y postgresql-15"
-    );
-    let mut cmd = Command::new("runuser");
-    cmd.args(["-u", "postgres", "--"]).arg(Path::new(PG_BIN).join(program));
-    cmd
+/// A private PostgreSQL cluster (trust auth except the roles in [`HBA`]), with TLS from
+/// `certs` if given; stopped and deleted on drop.
+fn start(certs: Option<&TestCerts>) -> PgCluster {
+    let mut opts = ClusterOptions::default();
+    for line in HBA {
+        opts = opts.with_hba_prepend(line);
+    }
+    if let Some(certs) = certs {
+        opts = opts.with_tls(certs);
+    }
+    PgCluster::start_with(opts)
 }
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-impl Cluster {
-    fn start(ssl: bool) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "pgsnap-repl-{}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-        ));
-        std::fs::create_dir(&dir).unwrap();
-        run_ok(Command::new("chown").arg("postgres:postgres").arg(&dir));
-        let data = dir.join("data");
-        run_ok(
-            as_postgres("initdb")
-                .arg("-D")
-                .arg(&data)
-                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8"])
-                .args(["--locale=C.UTF-8", "-N"]),
-        );
-        let mut conf = format!(
-            "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-             wal_level = logical\nmax_replication_slots = 20\nmax_wal_senders = 20\n\
-             fsync = off\n",
-            dir.display()
-        );
-        if ssl {
-            make_certs(&dir);
-            conf.push_str(&format!(
-                "ssl = on\nssl_cert_file = '{0}/server.crt'\nssl_key_file = '{0}/server.key'\n",
-                dir.display()
-            ));
-        }
-        append(&data.join("postgresql.conf"), &conf);
-        let hba_path = data.join("pg_hba.conf");
-        let hba = std::fs::read_to_string(&hba_path).unwrap();
-        std::fs::write(&hba_path, format!("{HBA}{hba}")).unwrap();
-
-        for _ in 0..5 {
-            let port = free_port();
-            let out = run(as_postgres("pg_ctl")
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(dir.join("log"))
-                .args(["-w", "-o", &format!("-p {port}"), "start"]));
-            if out.status.success() {
-                return Self { dir, port };
-            }
-        }
-        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-        panic!("PostgreSQL did not start:\n{log}");
-    }
-
-    /// A config for `user` over TCP on 127.0.0.1, database `postgres`.
-    fn config(&self, user: &str) -> tokio_postgres::Config {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host("127.0.0.1")
-            .port(self.port)
-            .user(user)
-            .dbname("postgres")
-            .ssl_mode(SslMode::Disable)
-            .connect_timeout(Duration::from_secs(10));
-        config
-    }
-
-    async fn repl(&self) -> ReplicationConnection {
-        ReplicationConnection::connect(&self.config("postgres"), None).await.unwrap()
-    }
-
-    /// A normal (non-replication) superuser connection.
-    async fn client(&self) -> tokio_postgres::Client {
-        let (client, connection) = self.config("postgres").connect(NoTls).await.unwrap();
-        tokio::spawn(connection);
-        client
-    }
+/// A config for `user` over TCP on 127.0.0.1, database `postgres`, without TLS.
+fn tcp_config(cluster: &PgCluster, user: &str) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(cluster.host())
+        .port(cluster.port())
+        .user(user)
+        .dbname("postgres")
+        .ssl_mode(SslMode::Disable)
+        .connect_timeout(Duration::from_secs(10));
+    config
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = run(as_postgres("pg_ctl").arg("-D").arg(self.dir.join("data")).args([
-            "-m",
-            "immediate",
-            "stop",
-        ]));
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn append(path: &Path, text: &str) {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
-/// A test CA and a server certificate for 127.0.0.1/localhost signed by it.
-fn make_certs(dir: &Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run_ok(
-        Command::new("openssl")
-            .current_dir(dir)
-            .args(["req", "-x509"])
-            .args(ec)
-            .args(["-keyout", "ca.key", "-out", "ca.crt", "-days", "2"])
-            .args(["-subj", "/CN=pgsnap test CA"]),
-    );
-    run_ok(
-        Command::new("openssl")
-            .current_dir(dir)
-            .arg("req")
-            .args(ec)
-            .args(["-keyout", "server.key", "-out", "server.csr"])
-            .args(["-subj", "/CN=localhost"]),
-    );
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    run_ok(
-        Command::new("openssl")
-            .current_dir(dir)
-            .args(["x509", "-req", "-in", "server.csr", "-CA", "ca.crt"])
-            .args(["-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt"])
-            .args(["-days", "2", "-extfile", "ext.cnf"]),
-    );
-    run_ok(
-        Command::new("chown")
-            .arg("postgres:postgres")
-            .arg(dir.join("server.key"))
-            .arg(dir.join("server.crt")),
-    );
-    run_ok(Command::new("chmod").arg("600").arg(dir.join("server.key")));
+async fn repl(cluster: &PgCluster) -> ReplicationConnection {
+    ReplicationConnection::connect(&tcp_config(cluster, "postgres"), None).await.unwrap()
 }
 
 fn tls_config(ca: &Path) -> Arc<rustls::ClientConfig> {
@@ -247,8 +108,8 @@ fn db_code(e: &tokio_postgres::Error) -> Option<&str> {
 
 #[tokio::test]
 async fn connect_identify_and_query() {
-    let cluster = Cluster::start(false);
-    let mut conn = cluster.repl().await;
+    let cluster = start(None);
+    let mut conn = repl(&cluster).await;
     assert!(conn.backend_pid() > 0);
     assert!(conn.server_version_num() >= 150_000, "{}", conn.server_version_num());
     assert_eq!(conn.parameter("server_encoding"), Some("UTF8"));
@@ -291,9 +152,9 @@ async fn connect_identify_and_query() {
     conn.close().await.unwrap();
 
     // A terminated backend reports its FATAL error, then the connection is closed.
-    let mut conn = cluster.repl().await;
+    let mut conn = repl(&cluster).await;
     let pid = conn.backend_pid();
-    let client = cluster.client().await;
+    let client = cluster.connect("postgres").await;
     let (slept, _) = tokio::join!(conn.simple_query("SELECT pg_sleep(30)"), async {
         wait_for(&client, pid, "PgSleep").await;
         client.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap()
@@ -330,12 +191,12 @@ fn types_are_send_and_sync() {
 
 #[tokio::test]
 async fn unix_socket_and_host_fallback() {
-    let cluster = Cluster::start(false);
+    let cluster = start(None);
 
     let mut config_unix = tokio_postgres::Config::new();
     config_unix
-        .host_path(&cluster.dir)
-        .port(cluster.port)
+        .host_path(cluster.socket_dir())
+        .port(cluster.port())
         .user("postgres")
         .application_name("pgsnap-test");
     let mut conn = ReplicationConnection::connect(&config_unix, None).await.unwrap();
@@ -350,7 +211,7 @@ async fn unix_socket_and_host_fallback() {
         .host("127.0.0.1")
         .port(free_port())
         .host("127.0.0.1")
-        .port(cluster.port)
+        .port(cluster.port())
         .user("postgres")
         .dbname("postgres");
     let conn = ReplicationConnection::connect(&config, None).await.unwrap();
@@ -367,14 +228,14 @@ async fn unix_socket_and_host_fallback() {
 
 #[tokio::test]
 async fn temporary_slot_exports_importable_snapshot() {
-    let cluster = Cluster::start(false);
-    let client = cluster.client().await;
+    let cluster = start(None);
+    let client = cluster.connect("postgres").await;
     client
         .batch_execute("CREATE TABLE items (id int); INSERT INTO items VALUES (1), (2);")
         .await
         .unwrap();
 
-    let mut conn = cluster.repl().await;
+    let mut conn = repl(&cluster).await;
     let slot = conn.create_logical_slot("snap_slot", true).await.unwrap();
     assert_eq!(slot.slot_name, "snap_slot");
     assert_eq!(slot.output_plugin.as_deref(), Some("pgoutput"));
@@ -386,7 +247,8 @@ async fn temporary_slot_exports_importable_snapshot() {
 
     // Several workers import the snapshot while the replication connection stays idle.
     for _ in 0..2 {
-        let (mut worker, connection) = cluster.config("postgres").connect(NoTls).await.unwrap();
+        let (mut worker, connection) =
+            tcp_config(&cluster, "postgres").connect(NoTls).await.unwrap();
         tokio::spawn(connection);
         let tx = worker
             .build_transaction()
@@ -426,15 +288,15 @@ async fn temporary_slot_exports_importable_snapshot() {
 
 #[tokio::test]
 async fn permanent_slot_create_duplicate_drop() {
-    let cluster = Cluster::start(false);
-    let client = cluster.client().await;
-    let mut conn = cluster.repl().await;
+    let cluster = start(None);
+    let client = cluster.connect("postgres").await;
+    let mut conn = repl(&cluster).await;
 
     let slot = conn.create_logical_slot("perm_slot", false).await.unwrap();
     assert_eq!(slot.slot_name, "perm_slot");
     assert!(slot.snapshot_name.is_some());
 
-    let mut other = cluster.repl().await;
+    let mut other = repl(&cluster).await;
     let err = other.create_logical_slot("perm_slot", false).await.unwrap_err();
     assert_eq!(err.sqlstate(), Some("42710"), "{err}");
     assert!(matches!(err, ReplicationError::Server { .. }));
@@ -449,7 +311,7 @@ async fn permanent_slot_create_duplicate_drop() {
     conn.close().await.unwrap();
     assert!(slot_exists(&client, "perm_slot").await);
 
-    let mut conn = cluster.repl().await;
+    let mut conn = repl(&cluster).await;
     conn.drop_slot("perm_slot", true).await.unwrap();
     assert!(!slot_exists(&client, "perm_slot").await);
     let err = conn.drop_slot("perm_slot", false).await.unwrap_err();
@@ -459,8 +321,8 @@ async fn permanent_slot_create_duplicate_drop() {
 
 #[tokio::test]
 async fn password_authentication() {
-    let cluster = Cluster::start(false);
-    let client = cluster.client().await;
+    let cluster = start(None);
+    let client = cluster.connect("postgres").await;
     client
         .batch_execute(&format!(
             "SET password_encryption = 'scram-sha-256';
@@ -479,7 +341,7 @@ async fn password_authentication() {
     assert!(stored.starts_with("md5"), "md5 not stored as md5");
 
     for user in ["scram_user", "md5_user", "pw_user"] {
-        let mut config = cluster.config(user);
+        let mut config = tcp_config(&cluster, user);
         config.password(SECRET);
         let mut conn = ReplicationConnection::connect(&config, None)
             .await
@@ -490,14 +352,15 @@ async fn password_authentication() {
         assert!(!format!("{:?}", conn.cancel_handle()).contains(SECRET));
         conn.close().await.unwrap();
 
-        let mut config = cluster.config(user);
+        let mut config = tcp_config(&cluster, user);
         config.password("wrong-password");
         let err = ReplicationConnection::connect(&config, None).await.unwrap_err();
         assert_eq!(err.sqlstate(), Some("28P01"), "{user}: {err}");
         assert!(!err.to_string().contains("wrong-password"), "{err}");
         assert!(!format!("{err:?}").contains("wrong-password"), "{err:?}");
 
-        let err = ReplicationConnection::connect(&cluster.config(user), None).await.unwrap_err();
+        let err =
+            ReplicationConnection::connect(&tcp_config(&cluster, user), None).await.unwrap_err();
         match &err {
             ReplicationError::Auth { message } => assert_eq!(
                 message,
@@ -513,13 +376,13 @@ async fn password_authentication() {
 
 #[tokio::test]
 async fn cancel_waiting_slot_creation() {
-    let cluster = Cluster::start(false);
-    let blocker = cluster.client().await;
-    let observer = cluster.client().await;
+    let cluster = start(None);
+    let blocker = cluster.connect("postgres").await;
+    let observer = cluster.connect("postgres").await;
     // An open transaction with an xid makes slot creation wait for it.
     blocker.batch_execute("BEGIN; SELECT txid_current();").await.unwrap();
 
-    let mut conn = cluster.repl().await;
+    let mut conn = repl(&cluster).await;
     let pid = conn.backend_pid();
     let handle = conn.cancel_handle();
     let canceller = async {
@@ -546,11 +409,12 @@ async fn cancel_waiting_slot_creation() {
 
 #[tokio::test]
 async fn tls_modes() {
-    let cluster = Cluster::start(true);
-    let tls = tls_config(&cluster.dir.join("ca.crt"));
+    let certs = TestCerts::generate(&["127.0.0.1", "localhost"]);
+    let cluster = start(Some(&certs));
+    let tls = tls_config(&certs.ca_cert);
     let ssl_in_use = "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
 
-    let mut config = cluster.config("postgres");
+    let mut config = tcp_config(&cluster, "postgres");
     config.ssl_mode(SslMode::Require);
     let mut conn = ReplicationConnection::connect(&config, Some(Arc::clone(&tls))).await.unwrap();
     let rows = conn.simple_query(ssl_in_use).await.unwrap();
@@ -558,7 +422,7 @@ async fn tls_modes() {
     // Cancel over TLS.
     let handle = conn.cancel_handle();
     let pid = conn.backend_pid();
-    let observer = cluster.client().await;
+    let observer = cluster.connect("postgres").await;
     let (slept, cancelled) = tokio::join!(conn.simple_query("SELECT pg_sleep(30)"), async {
         wait_for(&observer, pid, "PgSleep").await;
         handle.cancel().await
@@ -572,14 +436,14 @@ async fn tls_modes() {
     bad_name
         .host("pgsnap.invalid")
         .hostaddr("127.0.0.1".parse().unwrap())
-        .port(cluster.port)
+        .port(cluster.port())
         .user("postgres")
         .ssl_mode(SslMode::Require);
     let err = ReplicationConnection::connect(&bad_name, Some(Arc::clone(&tls))).await.unwrap_err();
     assert!(matches!(err, ReplicationError::Tls { .. }), "{err:?}");
 
     // require without a TLS configuration fails; prefer without one is plain.
-    let mut config = cluster.config("postgres");
+    let mut config = tcp_config(&cluster, "postgres");
     config.ssl_mode(SslMode::Require);
     let err = ReplicationConnection::connect(&config, None).await.unwrap_err();
     assert!(matches!(err, ReplicationError::Tls { .. }), "{err:?}");
@@ -590,8 +454,8 @@ async fn tls_modes() {
     conn.close().await.unwrap();
 
     // A server without TLS: require fails, prefer falls back to plain.
-    let plain = Cluster::start(false);
-    let mut config = plain.config("postgres");
+    let plain = start(None);
+    let mut config = tcp_config(&plain, "postgres");
     config.ssl_mode(SslMode::Require);
     let err = ReplicationConnection::connect(&config, Some(Arc::clone(&tls))).await.unwrap_err();
     assert!(matches!(err, ReplicationError::Tls { .. }), "{err:?}");

@@ -3,86 +3,24 @@
 //! leader (tokio-postgres with rustls) and the worker connections (our own protocol client)
 //! all negotiate TLS and SCRAM.
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use pgsnap_core::{DataFormat, SnapshotMode};
 use pgsnap_source::{Error, PgSourceBuilder, SplitBy};
-use pgsnap_test_support::{ClusterOptions, PgCluster};
+use pgsnap_test_support::{ClusterOptions, PgCluster, TestCerts};
 
 use crate::common::{exec, run_to_files, verify_run};
 
 const ROLE: &str = "tls_copier";
 const PASSWORD: &str = "Tls-S3cret-9f2c";
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl (apt-get install -y openssl): {e}"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Writes `ca.crt` (a throwaway CA) and `server.crt`/`server.key` (signed by it, valid for
-/// `127.0.0.1` and `localhost`) into `dir`.
-fn make_certs(dir: &Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=pgsnap tls test CA",
-    ]);
-    openssl(dir, &ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
-    openssl(dir, &csr);
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-}
-
 /// A cluster with `ssl = on` where [`ROLE`] may connect only with `hostssl` and
 /// `scram-sha-256` (the superuser keeps the default trust entries, for set-up and the
 /// oracle).
-fn tls_cluster(certs: &Path) -> PgCluster {
-    let read = |f: &str| std::fs::read(certs.join(f)).unwrap();
+fn tls_cluster(certs: &TestCerts) -> PgCluster {
     let mut opts = ClusterOptions::default()
-        .with_extra_conf("ssl = on")
-        .with_extra_conf("password_encryption = 'scram-sha-256'")
-        .with_data_file("server.crt", read("server.crt"))
-        .with_data_file("server.key", read("server.key"));
+        .with_tls(certs)
+        .with_extra_conf("password_encryption = 'scram-sha-256'");
     for line in [
         format!("hostssl all {ROLE} 127.0.0.1/32 scram-sha-256"),
         format!("hostssl replication {ROLE} 127.0.0.1/32 scram-sha-256"),
@@ -105,9 +43,8 @@ fn conninfo(cluster: &PgCluster, db: &str, tls: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slot_mode_over_tls_and_scram() {
-    let certs = tempfile::tempdir().unwrap();
-    make_certs(certs.path());
-    let cluster = tls_cluster(certs.path());
+    let certs = TestCerts::generate(&["127.0.0.1", "localhost"]);
+    let cluster = tls_cluster(&certs);
     let db = cluster.unique_db("tls");
     exec(
         &cluster,
@@ -123,7 +60,7 @@ async fn slot_mode_over_tls_and_scram() {
         ),
     )
     .await;
-    let ca = certs.path().join("ca.crt");
+    let ca = &certs.ca_cert;
     for tls in
         ["sslmode=require".to_owned(), format!("sslmode=verify-full sslrootcert={}", ca.display())]
     {
