@@ -302,3 +302,31 @@ async fn sink_finishing_overlaps_the_next_read() {
     assert_eq!(report.status, RunStatus::Ok);
     assert_eq!(max_streaming.load(SeqCst), 1, "never more than `jobs` chunks streaming");
 }
+
+/// Cancelling stops the run: it reports `Cancelled`, records only chunks that finished, and a
+/// second run with the saved manifest completes the rest.
+#[tokio::test]
+async fn cancellation_stops_and_resume_completes() {
+    let (source, manifest) = MemorySource::example(50, 100);
+    let sink = Arc::new(MemorySink::new());
+    let store = Arc::new(MemoryCheckpointStore::new());
+    let coordinator = Coordinator::new(Arc::new(source.clone()), sink.clone(), store.clone())
+        .with_options(CoordinatorOptions::default().with_jobs(1).with_throttle(Some(200_000)));
+    let token = coordinator.cancellation_token();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        token.cancel();
+    });
+    let report = coordinator.run(manifest).await.unwrap();
+    assert!(matches!(report.fatal, Some(pgsnap_core::Error::Cancelled)), "{:?}", report.fatal);
+    assert_eq!(report.status, RunStatus::Failed);
+    let done = report.manifest.tables[0].chunks.iter().filter(|c| c.done).count();
+    assert!(done < 50, "cancelled before the end");
+    for c in report.manifest.tables[0].chunks.iter().filter(|c| c.done) {
+        assert!(sink.get(&report.manifest.tables[0].schema.name, c.id).is_some());
+    }
+    let saved = store.load().await.unwrap().unwrap();
+    let again = Coordinator::new(Arc::new(source), sink.clone(), store).run(saved).await.unwrap();
+    assert_eq!(again.status, RunStatus::Ok);
+    assert_eq!(again.rows, 5000);
+}

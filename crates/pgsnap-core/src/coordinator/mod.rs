@@ -363,7 +363,11 @@ impl Coordinator {
             p(&ProgressEvent::Tick(shared.tracker.snapshot()));
         }
 
-        let fatal = shared.fatal.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut fatal = shared.fatal.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if fatal.is_none() && self.cancel.is_cancelled() {
+            // Cancelled from outside (Ctrl-C): chunks in flight were abandoned, not recorded.
+            fatal = Some(Error::Cancelled);
+        }
         let mut manifest = shared.manifest.lock().await.clone();
         let any_ok = manifest.tables.iter().any(|t| t.status == TableStatus::Ok);
         let all_ok = manifest.tables.iter().all(|t| t.status == TableStatus::Ok);
