@@ -103,3 +103,59 @@ fn ddl_queued_mid_run_fails_that_table_only() {
     assert_eq!(r.stdout, "");
     assert!(r.stderr.contains("snapshot"), "{}", r.stderr);
 }
+
+/// The snapshot's holder ends mid-run and the workers' connections are cut: the retries
+/// cannot import the snapshot again, so the run stops with exit 4 and status "failed"; the
+/// chunks recorded as done are intact and nothing half-written is left.
+#[test]
+fn snapshot_lost_mid_run_stops_with_exit_4() {
+    let db = unique_db("x_lost_mid_run");
+    create_big_table(&db, "big", 40_000);
+    let mut held = HeldSnapshot::export(&db);
+    let src = source(&db);
+    let (_tmp, out) = out_dir();
+    let mut proc = spawn(&[
+        "--source",
+        &src,
+        "--out",
+        arg(&out),
+        "--json",
+        "--jobs",
+        "2",
+        "--chunk-size",
+        "128kB",
+        "--throttle",
+        "1MB",
+        "--snapshot-mode",
+        "external",
+        "--snapshot",
+        &held.name,
+    ]);
+    wait_until("a chunk to be recorded", Duration::from_secs(30), || {
+        try_manifest(&out).is_some_and(|m| done_chunks(&m) >= 1)
+    });
+    assert!(proc.running(), "the run ended too early: make it slower");
+    held.release();
+    // Cut every session of the run (workers mid-COPY or idle in the pool, and the leader):
+    // the retries must import the snapshot again, and cannot.
+    sql(
+        &db,
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+              WHERE datname = '{db}' AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ),
+    );
+    let r = proc.wait(Duration::from_secs(60));
+    r.expect_code(4);
+    let report = r.json();
+    assert_eq!(report["status"], "failed");
+    assert!(
+        report["error"].as_str().is_some_and(|e| e.contains("snapshot")),
+        "the report says the snapshot is lost: {report}"
+    );
+    let m = manifest(&out);
+    assert!(done_chunks(&m) < all_chunks(&m));
+    // Every chunk recorded as done checks out (size, bytes, checksum); no temp file remains.
+    verify_chunks(&out, &m);
+    assert!(files_under(&out).iter().all(|f| !f.contains(".tmp-")), "{:?}", files_under(&out));
+}
