@@ -183,11 +183,12 @@ async fn run(args: Args) -> i32 {
 
     // A finished run whose files all check out needs no snapshot: report it as it is, so a
     // script may rerun --resume safely after a success.
-    if let (Some(m), Some(sink), true) = (&previous, &sink, args.resume) {
-        if m.status == RunStatus::Ok && all_chunks_intact(m, sink.as_ref()).await {
-            tracing::info!("the run in {} is already complete", args.out.display());
-            return report(&args, m, Duration::ZERO, None, Vec::new());
-        }
+    if let (Some(m), Some(sink), true) = (&previous, &sink, args.resume)
+        && m.status == RunStatus::Ok
+        && all_chunks_intact(m, sink.as_ref()).await
+    {
+        tracing::info!("the run in {} is already complete", args.out.display());
+        return report(&args, m, Duration::ZERO, None, Vec::new());
     }
 
     // Which snapshot to use.

@@ -39,7 +39,7 @@ fn copy_text() -> (Bytes, Vec<(usize, usize)>) {
             (i * 31337) % 1_000_000,
             (i * 37) % 10_000,
             i % 100,
-            if i % 3 == 0 { "shipped" } else { "pending" },
+            if i.is_multiple_of(3) { "shipped" } else { "pending" },
         ));
         rows.push((start, s.len()));
         i += 1;

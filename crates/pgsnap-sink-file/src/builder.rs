@@ -132,18 +132,33 @@ impl FileSinkBuilder {
     /// Creates the output directory if missing, removes temporary files a crash left in
     /// its table directories, and returns the sink.
     ///
-    /// Only one run may write to an output directory at a time: the cleanup would remove
-    /// another run's files in progress.
+    /// Only one sink may write to an output directory at a time: `build` takes an advisory
+    /// lock on the directory (`flock`, no extra file), held until the sink and all its clones
+    /// are dropped, before it cleans up.
     ///
     /// # Errors
-    /// [`Error::InvalidLevel`] for a compression level out of range; [`Error::Io`] when the
-    /// directory cannot be created or cleaned.
+    /// [`Error::InvalidLevel`] for a compression level out of range; [`Error::Busy`] when
+    /// another sink holds the directory; [`Error::Io`] when the directory cannot be created,
+    /// locked or cleaned.
     pub fn build(self) -> Result<FileSink> {
         let compression = self.compression.validate()?;
         std::fs::create_dir_all(&self.out)
             .map_err(|e| Error::io("cannot create output directory", &self.out, e))?;
+        // One writer per directory: an advisory lock on the directory itself (no extra file),
+        // held as long as the sink (or a clone) lives, and taken before the clean-up below so
+        // it never removes a running writer's temporary files.
+        let lock = std::fs::File::open(&self.out)
+            .map_err(|e| Error::io("cannot open output directory", &self.out, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Busy(self.out)),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io("cannot lock output directory", &self.out, e));
+            }
+        }
         remove_stale_temp_files(&self.out)?;
         Ok(FileSink {
+            _lock: std::sync::Arc::new(lock),
             out: self.out,
             format: self.format,
             compression,

@@ -32,6 +32,14 @@ pub enum Error {
     /// A verify mode that is not `size` or `checksum`.
     #[error("unknown verify mode {0:?}: expected size or checksum")]
     UnknownVerifyMode(String),
+    /// Another sink (another run, in this or another process) is writing to the same output
+    /// directory. Converted into [`Config`](pgsnap_core::Error::Config): choose another
+    /// directory, or wait for that run to end.
+    #[error(
+        "{} is in use by another pgsnap run (it holds the directory's lock); wait for it to end or choose another output directory",
+        .0.display()
+    )]
+    Busy(PathBuf),
     /// A file system operation failed.
     ///
     /// Converted into [`pgsnap_core::Error`] as:
@@ -115,7 +123,8 @@ impl From<Error> for pgsnap_core::Error {
             },
             Error::UnknownCompression(_)
             | Error::InvalidLevel { .. }
-            | Error::UnknownVerifyMode(_) => Self::Config(e.to_string()),
+            | Error::UnknownVerifyMode(_)
+            | Error::Busy(_) => Self::Config(e.to_string()),
         }
     }
 }

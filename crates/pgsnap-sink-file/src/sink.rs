@@ -66,6 +66,8 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// ```
 #[derive(Debug, Clone)]
 pub struct FileSink {
+    /// The output directory, opened and locked for the sink's lifetime.
+    pub(crate) _lock: std::sync::Arc<std::fs::File>,
     pub(crate) out: PathBuf,
     pub(crate) format: DataFormat,
     pub(crate) compression: Compression,

@@ -379,25 +379,25 @@ fn resolve_impl(conninfo: &str, sys: &System<'_>) -> Result<ConnSpec, ConnInfoEr
             .unwrap_or_else(|| config.get_user().unwrap_or_default().to_owned());
         config.dbname(db);
     }
-    if config.get_options().is_none() {
-        if let Some(options) = sys.var("PGOPTIONS") {
-            config.options(options);
-        }
+    if config.get_options().is_none()
+        && let Some(options) = sys.var("PGOPTIONS")
+    {
+        config.options(options);
     }
     if config.get_application_name().is_none() {
         let name = sys.var("PGAPPNAME").unwrap_or_else(|| DEFAULT_APPLICATION_NAME.to_owned());
         config.application_name(name);
     }
-    if config.get_connect_timeout().is_none() {
-        if let Some(raw) = sys.var("PGCONNECT_TIMEOUT") {
-            let secs: i64 = raw.trim().parse().map_err(|_| ConnInfoError::Env {
-                var: "PGCONNECT_TIMEOUT",
-                reason: format!("`{raw}` is not a whole number of seconds"),
-            })?;
-            // libpq: zero or negative means wait indefinitely.
-            if secs > 0 {
-                config.connect_timeout(std::time::Duration::from_secs(secs.unsigned_abs()));
-            }
+    if config.get_connect_timeout().is_none()
+        && let Some(raw) = sys.var("PGCONNECT_TIMEOUT")
+    {
+        let secs: i64 = raw.trim().parse().map_err(|_| ConnInfoError::Env {
+            var: "PGCONNECT_TIMEOUT",
+            reason: format!("`{raw}` is not a whole number of seconds"),
+        })?;
+        // libpq: zero or negative means wait indefinitely.
+        if secs > 0 {
+            config.connect_timeout(std::time::Duration::from_secs(secs.unsigned_abs()));
         }
     }
 
@@ -424,27 +424,27 @@ fn fill_hosts(config: &mut tokio_postgres::Config, sys: &System<'_>) -> Result<(
         Some(dir) => dir.to_string_lossy().into_owned(),
         None => "localhost".to_owned(),
     };
-    if config.get_hosts().is_empty() {
-        if let Some(hosts) = sys.var("PGHOST") {
-            for host in hosts.split(',') {
-                // An empty entry in a list means the default host (libpq).
-                if host.is_empty() {
-                    config.host(default_host());
-                } else {
-                    config.host(host);
-                }
+    if config.get_hosts().is_empty()
+        && let Some(hosts) = sys.var("PGHOST")
+    {
+        for host in hosts.split(',') {
+            // An empty entry in a list means the default host (libpq).
+            if host.is_empty() {
+                config.host(default_host());
+            } else {
+                config.host(host);
             }
         }
     }
-    if config.get_hostaddrs().is_empty() {
-        if let Some(addrs) = sys.var("PGHOSTADDR") {
-            for addr in addrs.split(',') {
-                let ip: IpAddr = addr.trim().parse().map_err(|_| ConnInfoError::Env {
-                    var: "PGHOSTADDR",
-                    reason: format!("`{addr}` is not an IP address"),
-                })?;
-                config.hostaddr(ip);
-            }
+    if config.get_hostaddrs().is_empty()
+        && let Some(addrs) = sys.var("PGHOSTADDR")
+    {
+        for addr in addrs.split(',') {
+            let ip: IpAddr = addr.trim().parse().map_err(|_| ConnInfoError::Env {
+                var: "PGHOSTADDR",
+                reason: format!("`{addr}` is not an IP address"),
+            })?;
+            config.hostaddr(ip);
         }
     }
     if config.get_hosts().is_empty() {

@@ -66,10 +66,10 @@ impl Pool {
     }
 
     async fn checkout(&self) -> Result<Worker> {
-        if let Some(w) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-            if !w.conn.is_broken() {
-                return Ok(w);
-            }
+        if let Some(w) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+            && !w.conn.is_broken()
+        {
+            return Ok(w);
         }
         let tls = crate::tls::client_config(self.spec.tls, self.spec.sslrootcert.as_deref())?;
         let mut conn = Connection::connect(&self.spec.config, tls, SessionKind::Normal)

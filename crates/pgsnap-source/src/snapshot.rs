@@ -178,12 +178,11 @@ async fn abandon_slot_creation(repl_pid: i32, control: &Client) -> Result<()> {
 pub(crate) async fn abandon(taken: Taken) {
     match taken.holder {
         Holder::Slot(mut conn) => {
-            if taken.slot_temporary == Some(false) {
-                if let Some(slot) = &taken.slot {
-                    if let Err(e) = conn.drop_slot(slot, false).await {
-                        tracing::warn!(error = %e, "cannot drop replication slot {slot:?} after the failed start; drop it by hand");
-                    }
-                }
+            if taken.slot_temporary == Some(false)
+                && let Some(slot) = &taken.slot
+                && let Err(e) = conn.drop_slot(slot, false).await
+            {
+                tracing::warn!(error = %e, "cannot drop replication slot {slot:?} after the failed start; drop it by hand");
             }
             if let Err(e) = conn.close().await {
                 tracing::debug!(error = %e, "closing the replication connection");
@@ -225,8 +224,7 @@ async fn blockers(control: &Client, repl_pid: i32) -> String {
             &[&repl_pid],
         )
         .await
-    {
-        if !rows.is_empty() {
+        && !rows.is_empty() {
             out.push_str("Sessions with open write transactions: ");
             let list: Vec<String> = rows
                 .iter()
@@ -244,19 +242,16 @@ async fn blockers(control: &Client, repl_pid: i32) -> String {
             out.push_str(&list.join("; "));
             out.push('.');
         }
-    }
     if let Ok(rows) = control
         .query("SELECT gid, to_char(prepared, 'YYYY-MM-DD HH24:MI:SS TZ'), database::text FROM pg_prepared_xacts ORDER BY prepared", &[])
         .await
-    {
-        if !rows.is_empty() {
+        && !rows.is_empty() {
             let list: Vec<String> = rows
                 .iter()
                 .map(|r| format!("{:?} (prepared {}, database {})", r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2)))
                 .collect();
             out.push_str(&format!(" Prepared transactions: {}.", list.join("; ")));
         }
-    }
     if out.is_empty() {
         out.push_str("No blocking session was found any more.");
     }

@@ -185,16 +185,15 @@ impl PgSourceBuilder {
         let opened = self.open_snapshot(&spec, &control, slot_req.as_ref()).await;
         if opened.is_err() {
             // Leave nothing behind: a retry must be able to create the publication again.
-            if let Some(publication) = &self.publication {
-                if let Err(e) = control
+            if let Some(publication) = &self.publication
+                && let Err(e) = control
                     .batch_execute(&format!(
                         "DROP PUBLICATION IF EXISTS {}",
                         pgsnap_core::quote_ident(publication)
                     ))
                     .await
-                {
-                    tracing::warn!(error = %e, "cannot drop publication {publication:?} after the failed start; drop it by hand");
-                }
+            {
+                tracing::warn!(error = %e, "cannot drop publication {publication:?} after the failed start; drop it by hand");
             }
         }
         opened
@@ -657,25 +656,24 @@ impl PgSource {
             ));
         }
         let mut slot_wal_status = None;
-        if let Some(slot) = &self.snapshot.slot {
-            if let Some(row) = leader
+        if let Some(slot) = &self.snapshot.slot
+            && let Some(row) = leader
                 .query_opt(
                     "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1",
                     &[slot],
                 )
                 .await
                 .map_err(|e| Error::pg("cannot read the slot's WAL status", e))?
+        {
+            let s: Option<String> = row.get(0);
+            if let Some(s) = &s
+                && s != "reserved"
             {
-                let s: Option<String> = row.get(0);
-                if let Some(s) = &s {
-                    if s != "reserved" {
-                        warnings.push(format!(
+                warnings.push(format!(
                             "replication slot {slot:?} has wal_status {s:?}: WAL it needs may be removed (max_slot_wal_keep_size)"
                         ));
-                    }
-                }
-                slot_wal_status = s;
             }
+            slot_wal_status = s;
         }
         Ok(SnapshotHealth { xmin_age, slot_wal_status, warnings })
     }

@@ -965,10 +965,10 @@ impl Connection {
         // A socket with room in its send buffer (the usual case) takes the 5 bytes at once.
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut stream = Pin::new(&mut self.stream);
-        if let Poll::Ready(Ok(n)) = stream.as_mut().poll_write(&mut cx, &message) {
-            if n == message.len() {
-                let _ = stream.poll_flush(&mut cx);
-            }
+        if let Poll::Ready(Ok(n)) = stream.as_mut().poll_write(&mut cx, &message)
+            && n == message.len()
+        {
+            let _ = stream.poll_flush(&mut cx);
         }
     }
 

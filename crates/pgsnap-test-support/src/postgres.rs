@@ -686,10 +686,11 @@ fn free_kib(dir: &Path) -> Option<u64> {
 /// redirect or reconfigure our commands.
 fn scrub_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
-        if let Some(k) = key.to_str() {
-            if k.starts_with("PG") && !k.starts_with("PGSNAP_") {
-                cmd.env_remove(&key);
-            }
+        if let Some(k) = key.to_str()
+            && k.starts_with("PG")
+            && !k.starts_with("PGSNAP_")
+        {
+            cmd.env_remove(&key);
         }
     }
 }

@@ -109,3 +109,18 @@ fn description_and_accessors() {
     assert!(!sink.fsync());
     assert_eq!(sink.verify_mode(), pgsnap_sink_file::VerifyMode::Size);
 }
+
+#[test]
+fn one_writer_per_output_directory() {
+    let out = tempfile::tempdir().unwrap();
+    let first = FileSinkBuilder::new(out.path()).build().unwrap();
+    let clone = first.clone();
+    drop(first);
+    // A clone keeps the lock.
+    let e = FileSinkBuilder::new(out.path()).build().unwrap_err();
+    assert!(matches!(e, Error::Busy(_)), "{e:?}");
+    assert!(e.to_string().contains("another pgsnap run"), "{e}");
+    assert!(matches!(pgsnap_core::Error::from(e), pgsnap_core::Error::Config(_)));
+    drop(clone);
+    FileSinkBuilder::new(out.path()).build().expect("free again once every clone is dropped");
+}
