@@ -229,3 +229,45 @@ fn unusable_output_exits_5() {
         expect_sink_error(&db, Path::new("/sys/kernel/pgsnap-out"));
     }
 }
+
+/// A second run resuming into an `--out` that a running run is writing to is refused
+/// (exit 2) before it takes a snapshot, and the first run is not disturbed.
+#[test]
+fn concurrent_run_on_the_same_out_exits_2() {
+    let db = small_db("x_two_runs");
+    create_big_table(&db, "big", 30_000);
+    let src = source(&db);
+    let (_tmp, out) = out_dir();
+    let mut held = HeldSnapshot::export(&db);
+    let args = [
+        "--source",
+        &src,
+        "--out",
+        arg(&out),
+        "--json",
+        "--jobs",
+        "1",
+        "--chunk-size",
+        "128kB",
+        "--throttle",
+        "1MB",
+        "--snapshot-mode",
+        "external",
+        "--snapshot",
+        &held.name,
+    ];
+    let mut first = spawn(&args);
+    wait_until("the first run to save its manifest", std::time::Duration::from_secs(30), || {
+        try_manifest(&out).is_some()
+    });
+    assert!(first.running(), "the first run ended too early: make it slower");
+    let mut second: Vec<&str> = args.to_vec();
+    second.push("--resume");
+    let r = run(&second);
+    expect_error(&r, 2, "in use by another pgsnap run");
+    let r = first.wait(std::time::Duration::from_secs(60));
+    r.expect_code(0);
+    assert_eq!(r.json()["status"], "ok");
+    held.release();
+    no_slots(&db);
+}
