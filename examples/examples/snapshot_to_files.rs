@@ -17,7 +17,8 @@
 //!   permanent slot with `--allow-snapshot-change`), otherwise start a new run.
 //! - 2: bad flags or values; `--out` not empty without `--resume`; `--resume` without a
 //!   manifest, or with other `--split-by`, `--chunk-size`, `--include`, `--exclude`,
-//!   `--compress` or format than the interrupted run; an unreadable manifest.
+//!   `--compress` or format than the interrupted run; an unreadable manifest; `--out` in use
+//!   by another running pgsnap (the file sink locks the directory).
 //! - 3: cannot connect, or a preflight check failed (wal_level, privileges, no free slot,
 //!   `--include` matching nothing, row-level security, a table lock not granted, ...).
 //! - 4: the snapshot is lost or not importable: a bad `--snapshot`, or `--resume` after the
