@@ -13,7 +13,8 @@ use crate::{Error, Result};
 ///
 /// # Contract
 /// `save` is atomic: after a crash, `load` returns either the previous or the new manifest,
-/// never a mixture. The coordinator calls `save` after every finished chunk, one at a time.
+/// never a mixture. The coordinator calls `save` one at a time, as chunks finish (at most once
+/// per checkpoint interval) and at the end of a run.
 #[async_trait]
 pub trait CheckpointStore: Send + Sync + Debug {
     /// The stored manifest, if any.

@@ -1,7 +1,9 @@
 //! The run manifest: the public record of a snapshot run, and the state a resume trusts.
 //!
 //! It is written as `manifest.json` (see [`ManifestStore`](crate::ManifestStore)), replaced
-//! atomically after every finished chunk. Its fields are a public contract, versioned by
+//! atomically as chunks finish (see
+//! [`CoordinatorOptions::with_checkpoint_interval`](crate::CoordinatorOptions::with_checkpoint_interval)).
+//! Its fields are a public contract, versioned by
 //! [`MANIFEST_VERSION`]; fields are only ever added.
 
 use std::collections::BTreeMap;
