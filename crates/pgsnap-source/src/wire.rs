@@ -719,14 +719,7 @@ impl Connection {
         let mut current_rows = Vec::new();
         let mut error = None;
         loop {
-            let message = match self.read_message().await {
-                Ok(message) => message,
-                // A FATAL error (for example pg_terminate_backend) precedes the close.
-                Err(ReplicationError::Closed) if error.is_some() => {
-                    return Err(error.unwrap_or(ReplicationError::Closed));
-                }
-                Err(e) => return Err(e),
-            };
+            let message = self.read_reply(&mut error).await?;
             match message {
                 Message::RowDescription(body) => {
                     let mut fields = body.fields();
@@ -786,6 +779,21 @@ impl Connection {
         }
     }
 
+    /// Reads the next message of a reply. When the server closes the connection after an
+    /// ErrorResponse (a FATAL error, for example from `pg_terminate_backend`), that error is
+    /// returned rather than a bare `Closed`.
+    async fn read_reply(
+        &mut self,
+        error: &mut Option<ReplicationError>,
+    ) -> Result<Message, ReplicationError> {
+        match self.read_message().await {
+            Err(ReplicationError::Closed) if error.is_some() => {
+                Err(error.take().unwrap_or(ReplicationError::Closed))
+            }
+            other => other,
+        }
+    }
+
     /// Sends a simple Query once the connection is idle; the reply is read by the caller.
     async fn send_query(&mut self, sql: &str) -> Result<(), ReplicationError> {
         self.make_ready().await?;
@@ -808,13 +816,7 @@ impl Connection {
         self.send_query(sql).await?;
         let mut error = None;
         loop {
-            let message = match self.read_message().await {
-                Ok(message) => message,
-                Err(ReplicationError::Closed) if error.is_some() => {
-                    return Err(error.unwrap_or(ReplicationError::Closed));
-                }
-                Err(e) => return Err(e),
-            };
+            let message = self.read_reply(&mut error).await?;
             match message {
                 Message::CopyOutResponse(_) if error.is_none() => {
                     self.copy = Some(Box::default());

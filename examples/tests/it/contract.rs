@@ -187,17 +187,7 @@ fn happy_path_default_slot_mode() {
     let db = sample_db("x_happy");
     let (_tmp, out) = out_dir();
     let src = source(&db);
-    let r = run(&[
-        "--source",
-        &src,
-        "--out",
-        arg(&out),
-        "--json",
-        "--jobs",
-        "2",
-        "--chunk-size",
-        "256kB",
-    ]);
+    let r = run(&job_args(&src, &out, "2", "256kB", &[]));
     r.expect_code(0);
     let report = r.json();
     let m = manifest(&out);
@@ -221,21 +211,13 @@ fn happy_path_zstd_and_gzip() {
     let src = source(&db);
     for (compress, ext, mode) in [("zstd", ".copy.zst", "export"), ("gzip", ".copy.gz", "slot")] {
         let (_tmp, out) = out_dir();
-        let r = run(&[
-            "--source",
+        let r = run(&job_args(
             &src,
-            "--out",
-            arg(&out),
-            "--json",
-            "--jobs",
+            &out,
             "2",
-            "--chunk-size",
             "256kB",
-            "--compress",
-            compress,
-            "--snapshot-mode",
-            mode,
-        ]);
+            &["--compress", compress, "--snapshot-mode", mode],
+        ));
         r.expect_code(0);
         let m = manifest(&out);
         check_manifest(&m, &db, mode, compress);

@@ -239,23 +239,13 @@ fn concurrent_run_on_the_same_out_exits_2() {
     let src = source(&db);
     let (_tmp, out) = out_dir();
     let mut held = HeldSnapshot::export(&db);
-    let args = [
-        "--source",
+    let args = job_args(
         &src,
-        "--out",
-        arg(&out),
-        "--json",
-        "--jobs",
+        &out,
         "1",
-        "--chunk-size",
         "128kB",
-        "--throttle",
-        "1MB",
-        "--snapshot-mode",
-        "external",
-        "--snapshot",
-        &held.name,
-    ];
+        &["--throttle", "1MB", "--snapshot-mode", "external", "--snapshot", &held.name],
+    );
     let mut first = spawn(&args);
     wait_until("the first run to save its manifest", std::time::Duration::from_secs(30), || {
         try_manifest(&out).is_some()

@@ -27,23 +27,13 @@ fn ddl_queued_mid_run_fails_that_table_only() {
     let (_tmp, out) = out_dir();
     // One job, throttled: the big table's chunks come first (largest first) and take a
     // couple of seconds, so the TRUNCATE is queued before a worker reaches `victim`.
-    let proc = spawn(&[
-        "--source",
+    let proc = spawn(&job_args(
         &src,
-        "--out",
-        arg(&out),
-        "--json",
-        "--jobs",
+        &out,
         "1",
-        "--chunk-size",
         "256kB",
-        "--throttle",
-        "2MB",
-        "--max-attempts",
-        "2",
-        "--snapshot-mode",
-        "export",
-    ]);
+        &["--throttle", "2MB", "--max-attempts", "2", "--snapshot-mode", "export"],
+    ));
     wait_until("the run to start", Duration::from_secs(30), || try_manifest(&out).is_some());
     let m = manifest(&out);
     assert_eq!(table(&m, "public", "victim")["chunks"][0]["done"], false, "too late: {m:#}");
@@ -85,20 +75,7 @@ fn ddl_queued_mid_run_fails_that_table_only() {
     assert_eq!(sql(&db, "SELECT count(*) FROM victim"), "0");
     // Export mode: the snapshot ended with the run, so the failed table cannot be finished
     // consistently; --resume says so.
-    let r = run(&[
-        "--source",
-        &src,
-        "--out",
-        arg(&out),
-        "--json",
-        "--jobs",
-        "1",
-        "--chunk-size",
-        "256kB",
-        "--snapshot-mode",
-        "export",
-        "--resume",
-    ]);
+    let r = run(&job_args(&src, &out, "1", "256kB", &["--snapshot-mode", "export", "--resume"]));
     r.expect_code(4);
     assert_eq!(r.stdout, "");
     assert!(r.stderr.contains("snapshot"), "{}", r.stderr);
@@ -114,23 +91,13 @@ fn snapshot_lost_mid_run_stops_with_exit_4() {
     let mut held = HeldSnapshot::export(&db);
     let src = source(&db);
     let (_tmp, out) = out_dir();
-    let mut proc = spawn(&[
-        "--source",
+    let mut proc = spawn(&job_args(
         &src,
-        "--out",
-        arg(&out),
-        "--json",
-        "--jobs",
+        &out,
         "2",
-        "--chunk-size",
         "128kB",
-        "--throttle",
-        "1MB",
-        "--snapshot-mode",
-        "external",
-        "--snapshot",
-        &held.name,
-    ]);
+        &["--throttle", "1MB", "--snapshot-mode", "external", "--snapshot", &held.name],
+    ));
     wait_until("a chunk to be recorded", Duration::from_secs(30), || {
         try_manifest(&out).is_some_and(|m| done_chunks(&m) >= 1)
     });

@@ -111,23 +111,13 @@ fn kill_9_and_resume_with_external_snapshot() {
     let held = HeldSnapshot::export(&db);
     let src = source(&db);
     let (_tmp, out) = out_dir();
-    let args = [
-        "--source",
+    let args = job_args(
         &src,
-        "--out",
-        arg(&out),
-        "--json",
-        "--jobs",
+        &out,
         "2",
-        "--chunk-size",
         "256kB",
-        "--throttle",
-        "2MB",
-        "--snapshot-mode",
-        "external",
-        "--snapshot",
-        &held.name,
-    ];
+        &["--throttle", "2MB", "--snapshot-mode", "external", "--snapshot", &held.name],
+    );
     let resume: Vec<&str> = args.iter().copied().chain(["--resume"]).collect();
 
     // 1. Killed while chunk files are written that the manifest does not record yet (it is
@@ -228,19 +218,7 @@ fn kill_9_in_slot_mode_refuses_resume() {
     create_big_table(&db, "big", 30_000);
     let src = source(&db);
     let (_tmp, out) = out_dir();
-    let args = [
-        "--source",
-        &src,
-        "--out",
-        arg(&out),
-        "--json",
-        "--jobs",
-        "2",
-        "--chunk-size",
-        "128kB",
-        "--throttle",
-        "1MB",
-    ];
+    let args = job_args(&src, &out, "2", "128kB", &["--throttle", "1MB"]);
     let done = kill_after(&args, &out, 1);
     assert!(!done.is_empty());
     let m = manifest(&out);
@@ -294,21 +272,7 @@ fn kill_9_with_permanent_slot_resumes_under_a_new_snapshot() {
     let src = source(&db);
     let (_tmp, out) = out_dir();
     let slot = SlotGuard { db: &db, slot: format!("perm_{}", &db[db.len() - 16..]) };
-    let args = [
-        "--source",
-        &src,
-        "--out",
-        arg(&out),
-        "--json",
-        "--jobs",
-        "2",
-        "--chunk-size",
-        "128kB",
-        "--throttle",
-        "1MB",
-        "--slot",
-        &slot.slot,
-    ];
+    let args = job_args(&src, &out, "2", "128kB", &["--throttle", "1MB", "--slot", &slot.slot]);
     let before = kill_after(&args, &out, 1);
     // Commit a transaction, so any snapshot taken from now on differs from the run's
     // (otherwise an idle database gives the same `pg_current_snapshot()`, rightly treated as

@@ -216,6 +216,30 @@ pub(crate) fn source(db: &str) -> String {
 }
 
 /// A path as a `&str` argument.
+/// The arguments most tests run the job with: `--source SRC --out OUT --json --jobs JOBS
+/// --chunk-size CHUNK`, then `rest`.
+pub(crate) fn job_args<'a>(
+    src: &'a str,
+    out: &'a Path,
+    jobs: &'a str,
+    chunk_size: &'a str,
+    rest: &[&'a str],
+) -> Vec<&'a str> {
+    let mut v = vec![
+        "--source",
+        src,
+        "--out",
+        arg(out),
+        "--json",
+        "--jobs",
+        jobs,
+        "--chunk-size",
+        chunk_size,
+    ];
+    v.extend_from_slice(rest);
+    v
+}
+
 pub(crate) fn arg(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
