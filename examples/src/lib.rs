@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use pgsnap_core::{ProgressEvent, ProgressHandler};
 
+pub mod run;
+
 /// Everything complete.
 pub const EXIT_OK: i32 = 0;
 /// Finished, but some tables failed (listed in the report).

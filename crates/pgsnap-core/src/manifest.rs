@@ -116,6 +116,9 @@ pub struct ManifestChunk {
     /// The snapshot this chunk was copied under, when not the run's own.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub snapshot: Option<ChunkSnapshot>,
+    /// What a loading sink's target reported for this chunk (absent for file output).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub load: Option<crate::LoadReceipt>,
 }
 
 /// One table in the manifest.
@@ -247,6 +250,7 @@ impl Manifest {
                         estimated_bytes: c.estimated_bytes,
                         done: false,
                         snapshot: None,
+                        load: None,
                     })
                     .collect(),
                 status: if t.chunks.is_empty() { TableStatus::Ok } else { TableStatus::Pending },

@@ -3,6 +3,7 @@
 use std::fmt::Debug;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::manifest::ManifestChunk;
 use crate::{Chunk, ChunkStream, DataFormat, Result};
@@ -38,12 +39,52 @@ pub struct ChunkReceipt {
     pub path: Option<String>,
     /// Bytes as stored (after compression).
     pub stored_bytes: u64,
+    /// What a loading sink (a database) reported for this chunk; recorded in the manifest.
+    pub load: Option<LoadReceipt>,
 }
 
 impl ChunkReceipt {
     /// A receipt for content stored at `path` taking `stored_bytes`.
     pub fn new(path: Option<String>, stored_bytes: u64) -> Self {
-        Self { path, stored_bytes }
+        Self { path, stored_bytes, load: None }
+    }
+
+    /// Adds what the target database reported about the load(s) of this chunk.
+    pub fn with_load(mut self, load: LoadReceipt) -> Self {
+        self.load = Some(load);
+        self
+    }
+}
+
+/// What a loading sink's target reported for one chunk: rows it accepted and filtered, and
+/// the loads (with their idempotency labels) that carried the chunk.
+///
+/// # Example
+/// ```
+/// use pgsnap_core::LoadReceipt;
+/// let r = LoadReceipt::new(10, 0, vec!["pgsnap-run-t-00001-0".into()]);
+/// assert_eq!(r.loads(), 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LoadReceipt {
+    /// Rows the target reported as loaded.
+    pub rows_loaded: u64,
+    /// Rows the target reported as filtered out (rejected).
+    pub rows_filtered: u64,
+    /// The labels of the loads that carried the chunk, in order.
+    pub labels: Vec<String>,
+}
+
+impl LoadReceipt {
+    /// A receipt from the target's counters and the loads' labels.
+    pub fn new(rows_loaded: u64, rows_filtered: u64, labels: Vec<String>) -> Self {
+        Self { rows_loaded, rows_filtered, labels }
+    }
+
+    /// How many loads carried the chunk.
+    pub fn loads(&self) -> usize {
+        self.labels.len()
     }
 }
 

@@ -474,6 +474,7 @@ impl Coordinator {
                 rec.checksum = Some(stats.checksum.clone());
                 rec.path = receipt.path;
                 rec.stored_bytes = receipt.stored_bytes;
+                rec.load = receipt.load;
                 rec.snapshot = self.options.chunk_snapshot.clone();
                 if table.chunks.iter().all(|c| c.done) && table.status != TableStatus::Failed {
                     table.status = TableStatus::Ok;

@@ -25,6 +25,7 @@ async fn written(sink: &FileSink, c: &Chunk) -> ManifestChunk {
         estimated_bytes: 0,
         done: true,
         snapshot: None,
+        load: None,
     }
 }
 
