@@ -28,7 +28,7 @@ pub use manifest::{
 };
 pub use memory::{MemorySink, MemorySource};
 pub use offset::{OffsetMap, OffsetResolver};
-pub use sink::{ChunkReceipt, LoadReceipt, Sink, SinkDescription};
+pub use sink::{ChunkReceipt, LoadReceipt, Rewrite, Sink, SinkDescription};
 pub use source::{ChunkStream, Source};
 pub use stats::{CHECKSUM_ALGORITHM, ChunkInspector, ChunkStats};
 pub use types::chunk::{Chunk, ChunkId, ChunkRange, DataFormat};

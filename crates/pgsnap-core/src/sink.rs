@@ -16,12 +16,34 @@ pub struct SinkDescription {
     pub input_format: DataFormat,
     /// How the sink stores content (`none`, `zstd`, `gzip`, or a sink-specific word).
     pub compression: String,
+    /// What writing a chunk that is already stored does.
+    pub rewrite: Rewrite,
+}
+
+/// What a sink does when a chunk it already stored is written again (a retry, or a resumed
+/// run). Under one snapshot a chunk's content is the same on every read, so both keep the
+/// chunk stored exactly once; they differ only when the content changed (a resume under a
+/// new snapshot with `--allow-snapshot-change`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rewrite {
+    /// The new write replaces the stored chunk (files: an atomic rename).
+    Replaces,
+    /// The first complete write is kept and later ones are skipped (databases loading under
+    /// a per-chunk idempotency label, e.g. StarRocks Stream Load).
+    KeepsFirst,
 }
 
 impl SinkDescription {
-    /// A description with the given input format and no compression.
+    /// A description with the given input format, no compression, and rewrites that replace.
     pub fn new(input_format: DataFormat) -> Self {
-        Self { input_format, compression: "none".into() }
+        Self { input_format, compression: "none".into(), rewrite: Rewrite::Replaces }
+    }
+
+    /// Sets what rewriting a stored chunk does.
+    pub fn with_rewrite(mut self, rewrite: Rewrite) -> Self {
+        self.rewrite = rewrite;
+        self
     }
 
     /// Sets the compression label.
@@ -93,7 +115,8 @@ impl LoadReceipt {
 /// # Contract
 /// - Delivery is at-least-once: `write_chunk` may be called again for a chunk that was
 ///   written before (a retry, or a resumed run), concurrently with other chunks. The result
-///   must be the chunk stored once, never twice, with the last write's content.
+///   must be the chunk stored once, never twice: with the last write's content, or the first
+///   complete write's, as [`SinkDescription::rewrite`] declares.
 /// - `write_chunk` consumes `data` to the end before returning `Ok`. If `data` yields an
 ///   error, or the sink fails, nothing of this chunk may become visible as complete, and
 ///   the error from `data` is returned unchanged (the coordinator classifies it).

@@ -153,7 +153,8 @@ pub async fn empty_chunk(sink: Arc<dyn Sink>, probe: &dyn SinkProbe) {
     assert!(got.is_none_or(|b| b.is_empty()), "empty_chunk: stored non-empty content");
 }
 
-/// Writing a chunk again replaces it: one copy, the last content.
+/// Writing a chunk again stores it once: with the last content for sinks that replace, the
+/// first for sinks that keep it ([`Rewrite`](crate::Rewrite)).
 pub async fn same_chunk_twice_is_stored_once(sink: Arc<dyn Sink>, probe: &dyn SinkProbe) {
     let source = MemorySource::new();
     let manifest = manifest_for(sink.as_ref(), &source, 1, 10, "first");
@@ -162,16 +163,24 @@ pub async fn same_chunk_twice_is_stored_once(sink: Arc<dyn Sink>, probe: &dyn Si
     sink.write_chunk(&chunk, source.read_chunk(&chunk, DataFormat::Text).await.unwrap())
         .await
         .expect("first write");
+    let first = source.content(&chunk.table, chunk.id);
     source.insert(chunk.table.clone(), chunk.id, rows("second", 10));
     sink.write_chunk(&chunk, source.read_chunk(&chunk, DataFormat::Text).await.unwrap())
         .await
         .expect("second write");
     assert_eq!(probe.copies(&chunk).await, 1, "same_chunk_twice: stored more than once");
-    assert_eq!(
-        probe.read_back(&chunk).await,
-        source.content(&chunk.table, chunk.id),
-        "same_chunk_twice: the second write's content must win"
-    );
+    match sink.description().rewrite {
+        crate::Rewrite::KeepsFirst => assert_eq!(
+            probe.read_back(&chunk).await,
+            first,
+            "same_chunk_twice: the first write's content must stay"
+        ),
+        _ => assert_eq!(
+            probe.read_back(&chunk).await,
+            source.content(&chunk.table, chunk.id),
+            "same_chunk_twice: the second write's content must win"
+        ),
+    }
 }
 
 /// Many chunks written at once all arrive intact.

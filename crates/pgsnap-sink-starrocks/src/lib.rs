@@ -1,6 +1,59 @@
-//! StarRocks sink for pgsnap: Stream Load over HTTP with idempotent labels, and FE SQL over
-//! the MySQL protocol.
+//! StarRocks sink for pgsnap: Stream Load over HTTP with idempotent labels, exact
+//! PostgreSQL → StarRocks type mapping, and DDL over the FE's MySQL protocol.
 //!
-//! **Not implemented yet** (issue #3). This crate exists so the workspace layout is final;
-//! it has no public items.
+//! # How a chunk is loaded
+//! - Each chunk of the snapshot (PostgreSQL `COPY` text) is transcoded on the fly into a
+//!   CSV or JSON body ([`transcode`]) and sent with one Stream Load
+//!   (`PUT /api/{db}/{table}/_stream_load`), streamed with chunked transfer encoding, so
+//!   memory stays bounded by a 1 MiB buffer per load whatever the chunk size. A chunk whose
+//!   body would pass [`StarRocksSinkBuilder::with_max_load_bytes`] is split into parts at
+//!   row boundaries, deterministically (same snapshot, same rows, same order, same parts).
+//! - The request goes to an FE with `Expect: 100-continue`; the FE's `307` is followed by
+//!   hand, keeping `Authorization`, and the body goes only to the BE, after its
+//!   `100 Continue`. No body byte ever reaches the FE. An HTTPS FE redirecting to plain HTTP
+//!   is refused unless allowed (the password would travel in clear).
+//! - Every load carries a deterministic label `<prefix>-<run id>-<table>-<chunk>-<part>`.
+//!   The run id is the manifest's, so a retry or a resumed run reuses the label, and
+//!   StarRocks' label check turns a second load of the same part into "already loaded".
+//! - Status recipe (StarRocks' Stream Load, as the Flink connector handles it):
+//!   `Success` / `Publish Timeout` → done; `Label Already Exists` with `FINISHED` → done,
+//!   with `RUNNING` → poll `get_load_state`; `Fail` saying the label "has already been
+//!   used" (newer releases) → poll; `too many filtered rows` → a data error naming the
+//!   `ErrorURL`, not retried; any other `Fail` → retried with the same label.
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo(tables: Vec<pgsnap_core::TableSchema>) -> Result<(), Box<dyn std::error::Error>> {
+//! use pgsnap_sink_starrocks::{LoadFormat, StarRocksSinkBuilder};
+//!
+//! let sink = StarRocksSinkBuilder::new("http://fe1:8030", "analytics")
+//!     .with_user("loader")
+//!     .with_password(std::env::var("STARROCKS_PASSWORD")?)
+//!     .with_run_id("0b3f1c52-7d7e-4bb2-9d65-2d3b1b0a9c11") // the manifest's run_id
+//!     .with_format(LoadFormat::Json)
+//!     .with_create_tables(true)
+//!     .build()?;
+//! for t in sink.prepare(&tables).await? {
+//!     println!("{} -> {}", t.source, t.target.name);
+//! }
+//! // then hand `Arc::new(sink)` to the pgsnap_core::Coordinator as its Sink.
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
+
+mod builder;
+mod error;
+mod fe_sql;
+mod http;
+mod label;
+mod load;
+pub mod mapping;
+mod response;
+mod sink;
+pub mod transcode;
+
+pub use builder::{RetryPolicy, StarRocksSinkBuilder};
+pub use error::{Error, Result};
+pub use label::{MAX_LABEL_LEN, MAX_PREFIX_LEN};
+pub use mapping::{LoadFormat, TargetTable, Unrepresentable};
+pub use sink::{PreparedTable, StarRocksSink};

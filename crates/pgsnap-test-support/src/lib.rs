@@ -12,6 +12,10 @@
 //! - [`TestCerts`]: a throwaway CA and server certificate made with `openssl`
 //!   (`apt-get install -y openssl`), and [`ClusterOptions::with_tls`] to
 //!   start a cluster with `ssl = on` using them.
+//! - [`starrocks::StarRocksDouble`]: an in-process StarRocks **test double**
+//!   (FE and BE HTTP for Stream Load and the transaction interface, plus a
+//!   MySQL-protocol front), following `/work/shared/specs/starrocks.md`; see
+//!   the [`starrocks`] module doc for what it reproduces and what it does not.
 //!
 //! The binaries come from Debian's `postgresql-15` package
 //! (`/usr/lib/postgresql/15/bin`, or the directory in `PGSNAP_PG_BIN`). If
@@ -53,6 +57,7 @@
 //! ```
 
 mod postgres;
+pub mod starrocks;
 pub mod tls;
 
 pub use postgres::{ClusterOptions, PgCluster, shared_cluster, unique_db};

@@ -1,5 +1,8 @@
 //! Tests of the throwaway PostgreSQL clusters themselves.
 
+mod starrocks;
+mod starrocks_mysql;
+
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 

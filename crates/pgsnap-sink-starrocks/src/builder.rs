@@ -1,0 +1,450 @@
+//! [`StarRocksSinkBuilder`]: the sink's configuration.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pgsnap_core::TableName;
+
+use crate::error::{Error, Result};
+use crate::http::Endpoint;
+use crate::label::Labeler;
+use crate::mapping::{LoadFormat, Unrepresentable};
+use crate::sink::StarRocksSink;
+
+/// How the sink retries a load that failed before any data was sent (busy BE, connection
+/// refused, FE unavailable) and how long it waits for an earlier load holding the same label.
+///
+/// A failure after data was sent is returned to the coordinator as transient; it re-reads
+/// the chunk from the snapshot and loads it again under the same label.
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use pgsnap_sink_starrocks::RetryPolicy;
+/// let p = RetryPolicy::default().with_max_retries(2).with_initial_backoff(Duration::from_millis(10));
+/// assert_eq!(p.max_retries(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    max_retries: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    label_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 5,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(10),
+            label_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Retries of a load refused before its data was sent (default 5).
+    pub fn with_max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+    /// The first backoff, doubled on each retry (default 500 ms).
+    pub fn with_initial_backoff(mut self, d: Duration) -> Self {
+        self.initial_backoff = d;
+        self
+    }
+    /// The longest backoff (default 10 s).
+    pub fn with_max_backoff(mut self, d: Duration) -> Self {
+        self.max_backoff = d;
+        self
+    }
+    /// How long to poll `get_load_state` for an earlier load holding a label (default 60 s,
+    /// as the Flink SDK).
+    pub fn with_label_wait(mut self, d: Duration) -> Self {
+        self.label_wait = d;
+        self
+    }
+    /// Retries of a load refused before its data was sent.
+    pub fn max_retries(&self) -> u32 {
+        self.max_retries
+    }
+    /// The backoff before retry `n` (0-based).
+    pub fn backoff(&self, n: u32) -> Duration {
+        self.initial_backoff.saturating_mul(1u32 << n.min(16)).min(self.max_backoff)
+    }
+    /// How long to wait for an earlier load holding a label.
+    pub fn label_wait(&self) -> Duration {
+        self.label_wait
+    }
+}
+
+/// A password that never appears in `Debug` output or logs.
+#[derive(Clone, Default)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "<redacted>" })
+    }
+}
+
+/// Configuration of a [`StarRocksSink`]. `Debug` never shows the password.
+///
+/// # Example
+/// ```
+/// use pgsnap_core::TableName;
+/// use pgsnap_sink_starrocks::{LoadFormat, StarRocksSinkBuilder};
+///
+/// let sink = StarRocksSinkBuilder::new("http://fe1:8030", "analytics")
+///     .with_user("loader")
+///     .with_password("s3cret")
+///     .with_run_id("0b3f1c52-7d7e-4bb2-9d65-2d3b1b0a9c11")
+///     .with_format(LoadFormat::Json)
+///     .with_table_mapping(TableName::new("sales", "orders"), "orders_2024")
+///     .build()
+///     .unwrap();
+/// assert!(!format!("{sink:?}").contains("s3cret"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct StarRocksSinkBuilder {
+    pub(crate) fe_urls: Vec<String>,
+    pub(crate) be_urls: Vec<String>,
+    pub(crate) fe_sql: Option<String>,
+    pub(crate) sql_enabled: bool,
+    pub(crate) user: String,
+    pub(crate) password: Secret,
+    pub(crate) database: String,
+    pub(crate) format: LoadFormat,
+    pub(crate) unrepresentable: Unrepresentable,
+    pub(crate) table_mapping: BTreeMap<TableName, String>,
+    pub(crate) column_types: BTreeMap<(TableName, String), String>,
+    pub(crate) max_concurrent_loads: usize,
+    pub(crate) max_load_bytes: Option<u64>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) io_timeout: Duration,
+    pub(crate) continue_timeout: Duration,
+    pub(crate) load_timeout: Duration,
+    pub(crate) max_filter_ratio: f64,
+    pub(crate) strict_mode: bool,
+    pub(crate) label_prefix: String,
+    pub(crate) run_id: Option<String>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) allow_insecure_redirect: bool,
+    pub(crate) ca_file: Option<PathBuf>,
+    pub(crate) create_tables: bool,
+    pub(crate) table_properties: Vec<(String, String)>,
+}
+
+impl StarRocksSinkBuilder {
+    /// A configuration loading into `database` through the FE at `fe_url`
+    /// (`http://host:8030` or `https://…`). User `root` with an empty password until set.
+    pub fn new(fe_url: impl Into<String>, database: impl Into<String>) -> Self {
+        Self {
+            fe_urls: vec![fe_url.into()],
+            be_urls: Vec::new(),
+            fe_sql: None,
+            sql_enabled: true,
+            user: "root".into(),
+            password: Secret::default(),
+            database: database.into(),
+            format: LoadFormat::Csv,
+            unrepresentable: Unrepresentable::Varchar,
+            table_mapping: BTreeMap::new(),
+            column_types: BTreeMap::new(),
+            max_concurrent_loads: 8,
+            max_load_bytes: None,
+            connect_timeout: Duration::from_secs(10),
+            io_timeout: Duration::from_secs(300),
+            continue_timeout: Duration::from_secs(30),
+            load_timeout: Duration::from_secs(600),
+            max_filter_ratio: 0.0,
+            strict_mode: true,
+            label_prefix: "pgsnap".into(),
+            run_id: None,
+            retry: RetryPolicy::default(),
+            allow_insecure_redirect: false,
+            ca_file: None,
+            create_tables: false,
+            table_properties: Vec::new(),
+        }
+    }
+
+    /// Adds another FE address; loads start at the FEs in turn, and move to the next one
+    /// when one cannot be reached.
+    pub fn with_fe_url(mut self, url: impl Into<String>) -> Self {
+        self.fe_urls.push(url.into());
+        self
+    }
+
+    /// Sends loads straight to these BE HTTP addresses (`http://be:8040`) in turn, skipping
+    /// the FE redirect (StarRocks accepts Stream Load on a BE directly). Useful when the BE
+    /// addresses the FE hands out are not reachable from here, or to keep HTTPS end to end.
+    pub fn with_be_urls(mut self, urls: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.be_urls = urls.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The FE's MySQL-protocol address (`host:port`) for DDL, column checks and counts.
+    /// Default: the first FE's host, port 9030.
+    pub fn with_fe_sql(mut self, address: impl Into<String>) -> Self {
+        self.fe_sql = Some(address.into());
+        self
+    }
+
+    /// Skips every SQL statement (no table creation, no column check): loads only.
+    pub fn without_sql(mut self) -> Self {
+        self.sql_enabled = false;
+        self
+    }
+
+    /// The StarRocks user (default `root`).
+    pub fn with_user(mut self, user: impl Into<String>) -> Self {
+        self.user = user.into();
+        self
+    }
+
+    /// The password (never logged, never in `Debug`).
+    pub fn with_password(mut self, password: impl Into<String>) -> Self {
+        self.password = Secret(password.into());
+        self
+    }
+
+    /// The body format (default CSV; see [`LoadFormat`] for what each carries).
+    pub fn with_format(mut self, format: LoadFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// What to do with PostgreSQL types StarRocks cannot hold exactly (default: keep them
+    /// as VARCHAR text; see [`crate::mapping`]).
+    pub fn with_unrepresentable(mut self, policy: Unrepresentable) -> Self {
+        self.unrepresentable = policy;
+        self
+    }
+
+    /// Loads `table` into the StarRocks table `target` instead of the default name
+    /// (`public.t` → `t`, `s.t` → `s_t`).
+    pub fn with_table_mapping(mut self, table: TableName, target: impl Into<String>) -> Self {
+        self.table_mapping.insert(table, target.into());
+        self
+    }
+
+    /// Forces the StarRocks type of one column, e.g. `VARCHAR(64)` for a numeric column
+    /// that holds `NaN`.
+    pub fn with_column_type(
+        mut self,
+        table: TableName,
+        column: impl Into<String>,
+        sr_type: impl Into<String>,
+    ) -> Self {
+        self.column_types.insert((table, column.into()), sr_type.into());
+        self
+    }
+
+    /// Loads in flight at once, over all tables (default 8).
+    pub fn with_max_concurrent_loads(mut self, n: usize) -> Self {
+        self.max_concurrent_loads = n;
+        self
+    }
+
+    /// Splits a chunk into several loads once a body reaches this many bytes (at a row
+    /// boundary, deterministically). Default: 96 MiB for JSON (StarRocks buffers JSON
+    /// bodies whole and caps them at 100 MB), 4 GiB for CSV (streamed).
+    pub fn with_max_load_bytes(mut self, bytes: u64) -> Self {
+        self.max_load_bytes = Some(bytes);
+        self
+    }
+
+    /// TCP and TLS connect timeout (default 10 s).
+    pub fn with_connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// The longest wait for progress on an open connection (default 300 s).
+    pub fn with_io_timeout(mut self, d: Duration) -> Self {
+        self.io_timeout = d;
+        self
+    }
+
+    /// How long to wait for the BE's `100 Continue` (default 30 s).
+    pub fn with_continue_timeout(mut self, d: Duration) -> Self {
+        self.continue_timeout = d;
+        self
+    }
+
+    /// The Stream Load `timeout` header (default 600 s; StarRocks accepts 1–259200).
+    pub fn with_load_timeout(mut self, d: Duration) -> Self {
+        self.load_timeout = d;
+        self
+    }
+
+    /// Fraction of rows StarRocks may filter out before failing the load (default 0: every
+    /// row must load).
+    pub fn with_max_filter_ratio(mut self, ratio: f64) -> Self {
+        self.max_filter_ratio = ratio;
+        self
+    }
+
+    /// StarRocks `strict_mode` (default `true`: a value that does not convert fails the row
+    /// instead of becoming NULL).
+    pub fn with_strict_mode(mut self, strict: bool) -> Self {
+        self.strict_mode = strict;
+        self
+    }
+
+    /// The label prefix (default `pgsnap`; 1–32 of `A-Z a-z 0-9 _ -`).
+    pub fn with_label_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.label_prefix = prefix.into();
+        self
+    }
+
+    /// The run id that makes labels unique per run and stable across retries and resume:
+    /// use the manifest's `run_id`. Required.
+    pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = Some(run_id.into());
+        self
+    }
+
+    /// The retry policy.
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Allows an HTTPS FE to redirect to a plain-HTTP BE (off by default: the password
+    /// would travel in clear; StarRocks' FE always redirects to `http://`).
+    pub fn with_allow_insecure_redirect(mut self, allow: bool) -> Self {
+        self.allow_insecure_redirect = allow;
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM file for HTTPS (in addition to the web PKI).
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Creates missing target tables in [`StarRocksSink::prepare`] (default off: a
+    /// missing table is an error).
+    pub fn with_create_tables(mut self, create: bool) -> Self {
+        self.create_tables = create;
+        self
+    }
+
+    /// A `PROPERTIES` entry for created tables, e.g. `("replication_num", "1")`.
+    pub fn with_table_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.table_properties.push((key.into(), value.into()));
+        self
+    }
+
+    /// Checks the configuration and builds the sink. Nothing is contacted yet.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the bad setting.
+    pub fn build(self) -> Result<StarRocksSink> {
+        let fes = self
+            .fe_urls
+            .iter()
+            .map(|u| Endpoint::parse(u).map_err(|e| Error::Config(format!("FE address: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let bes = self
+            .be_urls
+            .iter()
+            .map(|u| Endpoint::parse(u).map_err(|e| Error::Config(format!("BE address: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
+        if self.database.is_empty() {
+            return Err(Error::Config("the database name is empty".into()));
+        }
+        let run_id = self.run_id.as_deref().ok_or_else(|| {
+            Error::Config("a run id is required (use the manifest's run_id)".into())
+        })?;
+        let labeler = Labeler::new(&self.label_prefix, run_id).map_err(Error::Config)?;
+        if !(0.0..=1.0).contains(&self.max_filter_ratio) {
+            return Err(Error::Config(format!(
+                "max_filter_ratio {} is outside 0..=1",
+                self.max_filter_ratio
+            )));
+        }
+        let timeout = self.load_timeout.as_secs();
+        if !(1..=259_200).contains(&timeout) {
+            return Err(Error::Config(format!(
+                "load timeout {timeout} s is outside StarRocks' 1..=259200 s"
+            )));
+        }
+        if self.max_concurrent_loads == 0 {
+            return Err(Error::Config("max_concurrent_loads must be at least 1".into()));
+        }
+        if self.max_load_bytes == Some(0) {
+            return Err(Error::Config("max_load_bytes must be at least 1".into()));
+        }
+        let needs_tls = fes.iter().chain(&bes).any(|e| e.https);
+        let tls = if needs_tls || self.ca_file.is_some() {
+            Some(crate::http::tls_config(self.ca_file.as_deref())?)
+        } else {
+            None
+        };
+        let sql = if self.sql_enabled {
+            let addr = match &self.fe_sql {
+                Some(a) => a.clone(),
+                None => format!("{}:9030", fes[0].host),
+            };
+            Some(parse_host_port(&addr)?)
+        } else {
+            None
+        };
+        Ok(StarRocksSink::new(self, fes, bes, tls, labeler, sql))
+    }
+}
+
+fn parse_host_port(addr: &str) -> Result<(String, u16)> {
+    let bad = || Error::Config(format!("FE SQL address {addr:?}: expected host:port"));
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = port.parse().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> StarRocksSinkBuilder {
+        StarRocksSinkBuilder::new("http://fe:8030", "db").with_run_id("r1")
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let msg = |b: StarRocksSinkBuilder| b.build().unwrap_err().to_string();
+        assert!(
+            msg(StarRocksSinkBuilder::new("fe:8030", "db").with_run_id("r")).contains("FE address")
+        );
+        assert!(msg(StarRocksSinkBuilder::new("http://fe:8030", "db")).contains("run id"));
+        assert!(msg(base().with_label_prefix("no spaces")).contains("label prefix"));
+        assert!(msg(base().with_max_filter_ratio(2.0)).contains("max_filter_ratio"));
+        assert!(msg(base().with_load_timeout(Duration::from_secs(0))).contains("timeout"));
+        assert!(msg(base().with_fe_sql("nohost")).contains("FE SQL"));
+        assert!(base().build().is_ok());
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let b = base().with_password("hunter2");
+        assert!(!format!("{b:?}").contains("hunter2"));
+        assert!(!format!("{:?}", b.build().unwrap()).contains("hunter2"));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.backoff(0), Duration::from_millis(500));
+        assert_eq!(p.backoff(1), Duration::from_secs(1));
+        assert_eq!(p.backoff(30), Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,265 @@
+//! Errors of the StarRocks sink, and how they map onto [`pgsnap_core::Error`].
+
+use std::io;
+
+use crate::mapping::MappingError;
+use crate::transcode::TranscodeError;
+
+/// A failure of the StarRocks sink. Every variant names the thing at fault (address, table,
+/// label, column) and, where there is one, what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is unusable.
+    #[error("invalid StarRocks configuration: {0}")]
+    Config(String),
+    /// A TCP connection could not be made (address wrong, StarRocks down, firewall).
+    #[error("cannot connect to {address}: {source} (is StarRocks running and reachable there?)")]
+    Connect {
+        /// The address tried.
+        address: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The TLS handshake failed.
+    #[error(
+        "TLS with {address} failed: {source} (check the certificate, or give the CA with a CA file)"
+    )]
+    Tls {
+        /// The address tried.
+        address: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading or writing a connection failed (reset, timeout).
+    #[error("{address}: {what}: {source}")]
+    Io {
+        /// The peer.
+        address: String,
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The peer did not speak the HTTP we expect.
+    #[error("{address}: {message}")]
+    Protocol {
+        /// The peer.
+        address: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// StarRocks refused the user or password.
+    #[error("StarRocks refused user {user:?}: {message} (check the user and the password)")]
+    Auth {
+        /// The user.
+        user: String,
+        /// StarRocks' message.
+        message: String,
+    },
+    /// The database does not exist.
+    #[error(
+        "StarRocks database {database:?} does not exist: {message} (create it first: CREATE DATABASE `{database}`)"
+    )]
+    UnknownDatabase {
+        /// The database.
+        database: String,
+        /// StarRocks' message.
+        message: String,
+    },
+    /// The target table does not exist.
+    #[error(
+        "StarRocks table {database}.{table} does not exist: {message} (create it, or let pgsnap create it with --create-tables)"
+    )]
+    UnknownTable {
+        /// The database.
+        database: String,
+        /// The table.
+        table: String,
+        /// StarRocks' message.
+        message: String,
+    },
+    /// A redirect would leave HTTPS for plain HTTP, sending the password in clear.
+    #[error(
+        "{from} redirected to {to}, which is plain HTTP: the password would travel in clear. Configure the BE load addresses with https, or allow it explicitly (allow_insecure_redirect)"
+    )]
+    InsecureRedirect {
+        /// The HTTPS address that redirected.
+        from: String,
+        /// The plain-HTTP target.
+        to: String,
+    },
+    /// StarRocks rejected rows of a load (`too many filtered rows`): a data problem, not
+    /// retried.
+    #[error("StarRocks rejected rows of {table} (label {label}): {message}; {filtered} of {total} rows filtered; see {}", error_url.as_deref().unwrap_or("the BE log (no ErrorURL given)"))]
+    RowsRejected {
+        /// The target table.
+        table: String,
+        /// The load's label.
+        label: String,
+        /// StarRocks' message.
+        message: String,
+        /// Rows filtered.
+        filtered: u64,
+        /// Rows in the load.
+        total: u64,
+        /// Where StarRocks keeps the rejected rows and why.
+        error_url: Option<String>,
+    },
+    /// A load failed in a way that a retry with the same label may fix.
+    #[error("Stream Load of {table} (label {label}) failed: {status}: {message}")]
+    LoadFailed {
+        /// The target table.
+        table: String,
+        /// The label.
+        label: String,
+        /// The `Status` StarRocks answered.
+        status: String,
+        /// StarRocks' message.
+        message: String,
+    },
+    /// A load failed in a way that retrying cannot fix.
+    #[error("Stream Load of {table} (label {label}) refused: {message}")]
+    LoadRefused {
+        /// The target table.
+        table: String,
+        /// The label.
+        label: String,
+        /// StarRocks' message.
+        message: String,
+    },
+    /// The label's earlier load is still running after waiting for it.
+    #[error(
+        "label {label} is still {state} after {waited_s} s; the earlier load holding it has not finished (retry later)"
+    )]
+    LabelBusy {
+        /// The label.
+        label: String,
+        /// The last state seen.
+        state: String,
+        /// Seconds waited.
+        waited_s: u64,
+    },
+    /// StarRocks counted a different number of rows than were sent: the body encoding and
+    /// StarRocks' parser disagree. Never retried: it would load wrong data again.
+    #[error(
+        "Stream Load of {table} (label {label}): StarRocks counted {counted} rows, pgsnap sent {sent}"
+    )]
+    RowCountMismatch {
+        /// The target table.
+        table: String,
+        /// The label.
+        label: String,
+        /// Rows StarRocks counted (`NumberTotalRows`).
+        counted: u64,
+        /// Rows sent.
+        sent: u64,
+    },
+    /// A PostgreSQL type or table cannot be mapped.
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    /// A value cannot be carried exactly.
+    #[error("{table} chunk {chunk}: {source}")]
+    Transcode {
+        /// The source table.
+        table: String,
+        /// The chunk.
+        chunk: u32,
+        /// Which value and why.
+        #[source]
+        source: TranscodeError,
+    },
+    /// An existing StarRocks table does not fit the source table.
+    #[error("StarRocks table {database}.{table} does not match {source_table}: {}", problems.join("; "))]
+    SchemaMismatch {
+        /// The database.
+        database: String,
+        /// The StarRocks table.
+        table: String,
+        /// The PostgreSQL table.
+        source_table: String,
+        /// Each difference, with the column named.
+        problems: Vec<String>,
+    },
+    /// A statement through the FE's MySQL protocol failed.
+    #[error("StarRocks FE SQL ({what}) failed: {source}")]
+    Sql {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: mysql_async::Error,
+    },
+}
+
+impl Error {
+    /// Whether retrying the same load (same label) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Connect { .. } | Error::Io { .. } | Error::LoadFailed { .. } => true,
+            Error::LabelBusy { .. } => true,
+            Error::Sql { source, .. } => matches!(source, mysql_async::Error::Io(_)),
+            _ => false,
+        }
+    }
+
+    /// Whether no table can succeed after this error (credentials, database, configuration).
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Error::Config(_)
+                | Error::Auth { .. }
+                | Error::UnknownDatabase { .. }
+                | Error::InsecureRedirect { .. }
+                | Error::Tls { .. }
+        )
+    }
+}
+
+impl From<Error> for pgsnap_core::Error {
+    fn from(e: Error) -> Self {
+        const BACKEND: &str = "starrocks";
+        if e.is_retryable() {
+            pgsnap_core::Error::Transient { backend: BACKEND, source: Box::new(e) }
+        } else if e.is_fatal() {
+            pgsnap_core::Error::SinkFatal { backend: BACKEND, source: Box::new(e) }
+        } else {
+            pgsnap_core::Error::Backend { backend: BACKEND, source: Box::new(e) }
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        let e = Error::LoadFailed {
+            table: "t".into(),
+            label: "l".into(),
+            status: "Fail".into(),
+            message: "x".into(),
+        };
+        assert!(pgsnap_core::Error::from(e).is_retryable());
+        let e = Error::Auth { user: "u".into(), message: "denied".into() };
+        assert!(pgsnap_core::Error::from(e).is_fatal());
+        let e = Error::RowsRejected {
+            table: "t".into(),
+            label: "l".into(),
+            message: "too many filtered rows".into(),
+            filtered: 1,
+            total: 2,
+            error_url: Some("http://be/err".into()),
+        };
+        assert!(e.to_string().contains("http://be/err"));
+        let core = pgsnap_core::Error::from(e);
+        assert!(!core.is_retryable() && !core.is_fatal());
+    }
+}

@@ -1,0 +1,600 @@
+//! One chunk through Stream Load: labels, the FE→BE redirect, `100 Continue`, streaming the
+//! transcoded body, and the status recipe of spec §1.4.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use pgsnap_core::{Chunk, ChunkReceipt, ChunkStream, LoadReceipt};
+
+use crate::error::{Error, Result};
+use crate::http::{self, BodyFraming, Conn, Endpoint};
+use crate::mapping::{LoadFormat, TargetTable};
+use crate::response::{self, LoadResult};
+use crate::sink::StarRocksSink;
+use crate::transcode::Transcoder;
+
+/// Body bytes buffered before they are written to the connection.
+const FLUSH_BYTES: usize = 1 << 20;
+/// Redirects followed for one request.
+const MAX_REDIRECTS: usize = 4;
+
+/// The chunk's COPY text, with what was read but not yet transcoded.
+struct Input {
+    stream: ChunkStream,
+    pending: Bytes,
+    ended: bool,
+}
+
+impl Input {
+    /// Whether more input exists (reads ahead one buffer when needed).
+    async fn has_more(&mut self) -> pgsnap_core::Result<bool> {
+        while self.pending.is_empty() && !self.ended {
+            match self.stream.next().await {
+                Some(Ok(b)) => self.pending = b,
+                Some(Err(e)) => return Err(e),
+                None => self.ended = true,
+            }
+        }
+        Ok(!self.pending.is_empty())
+    }
+}
+
+/// Where a part's transcoded body goes.
+enum Out<'a> {
+    /// To the BE.
+    Conn(&'a mut Conn),
+    /// Nowhere: the part is already loaded; only its rows are counted, to find where the
+    /// next part starts.
+    Discard,
+}
+
+/// A failure while pumping a body: from the source (returned unchanged) or the sink.
+enum PumpError {
+    Source(pgsnap_core::Error),
+    Sink(Error),
+}
+
+impl From<Error> for PumpError {
+    fn from(e: Error) -> Self {
+        PumpError::Sink(e)
+    }
+}
+
+/// How a part ended.
+struct PartOutcome {
+    loaded: u64,
+    filtered: u64,
+}
+
+/// What the first answer to a load request said.
+enum Opened {
+    /// `100 Continue`: send the body on this connection.
+    Continue(Conn),
+    /// A final answer before any body byte.
+    Answer(LoadResult),
+}
+
+pub(crate) async fn load_chunk(
+    sink: &StarRocksSink,
+    target: &TargetTable,
+    chunk: &Chunk,
+    data: ChunkStream,
+) -> pgsnap_core::Result<ChunkReceipt> {
+    let _permit = sink.loads.acquire().await.map_err(|_| pgsnap_core::Error::Cancelled)?;
+    let mut input = Input { stream: data, pending: Bytes::new(), ended: false };
+    let mut tc = Transcoder::new(target);
+    let mut receipt = LoadReceipt::default();
+    let transcode_err =
+        |e| Error::Transcode { table: chunk.table.to_string(), chunk: chunk.id.0, source: e };
+    if !input.has_more().await? {
+        tc.finish().map_err(transcode_err)?;
+        return Ok(ChunkReceipt::new(None, 0).with_load(receipt));
+    }
+    let mut part = 0u32;
+    let mut stored = 0u64;
+    loop {
+        let label = sink.labeler.label(&chunk.table, chunk.id, part);
+        let rows_before = tc.rows();
+        let outcome =
+            load_part(sink, target, chunk, &label, &mut input, &mut tc, &mut stored).await?;
+        tracing::debug!(
+            table = %chunk.table, chunk = chunk.id.0, part, label = %label,
+            rows = tc.rows() - rows_before, loaded = outcome.loaded, "part loaded"
+        );
+        receipt.rows_loaded += outcome.loaded;
+        receipt.rows_filtered += outcome.filtered;
+        receipt.labels.push(label);
+        if !input.has_more().await? {
+            break;
+        }
+        part += 1;
+    }
+    tc.finish().map_err(transcode_err)?;
+    let first = receipt.labels.first().cloned();
+    Ok(ChunkReceipt::new(first, stored).with_load(receipt))
+}
+
+fn max_part_bytes(sink: &StarRocksSink) -> u64 {
+    sink.config.max_load_bytes.unwrap_or(match sink.config.format {
+        LoadFormat::Json => 96 << 20,
+        _ => 4 << 30,
+    })
+}
+
+/// Loads one part: opens the load (retrying refusals that come before the body), streams
+/// the body, and applies the status recipe.
+async fn load_part(
+    sink: &StarRocksSink,
+    target: &TargetTable,
+    chunk: &Chunk,
+    label: &str,
+    input: &mut Input,
+    tc: &mut Transcoder,
+    stored: &mut u64,
+) -> pgsnap_core::Result<PartOutcome> {
+    let mut attempt = 0u32;
+    loop {
+        let opened = match open_load(sink, target, label).await {
+            Ok(o) => o,
+            Err(e) if e.is_retryable() && attempt < sink.config.retry.max_retries() => {
+                tracing::warn!(label, error = %e, "load not started; retrying");
+                tokio::time::sleep(sink.config.retry.backoff(attempt)).await;
+                attempt += 1;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match opened {
+            Opened::Continue(mut conn) => {
+                let rows_before = tc.rows();
+                match pump(sink, chunk, input, tc, Out::Conn(&mut conn), stored).await {
+                    Ok(()) => {}
+                    Err(PumpError::Source(e)) => return Err(e),
+                    Err(PumpError::Sink(e)) => return Err(e.into()),
+                }
+                let sent = tc.rows() - rows_before;
+                let head =
+                    conn.read_head(sink.config.load_timeout + sink.config.io_timeout).await?;
+                let body = conn.read_body(&head).await?;
+                let result = LoadResult::parse(&body).ok_or_else(|| Error::Protocol {
+                    address: conn.endpoint().to_string(),
+                    message: format!(
+                        "HTTP {} with an unexpected body: {}",
+                        head.status,
+                        response::rest_message(&body)
+                    ),
+                })?;
+                return finish_sent(sink, target, label, result, sent).await.map_err(Into::into);
+            }
+            Opened::Answer(result) => match early_answer(sink, target, label, &result).await? {
+                Early::AlreadyLoaded => {
+                    // Skip this part's rows; they are in StarRocks under this label.
+                    let rows_before = tc.rows();
+                    match pump(sink, chunk, input, tc, Out::Discard, stored).await {
+                        Ok(()) => {}
+                        Err(PumpError::Source(e)) => return Err(e),
+                        Err(PumpError::Sink(e)) => return Err(e.into()),
+                    }
+                    let rows = tc.rows() - rows_before;
+                    tracing::info!(label, rows, "part already loaded under its label; skipped");
+                    return Ok(PartOutcome { loaded: rows, filtered: 0 });
+                }
+                Early::Retry => {
+                    if attempt >= sink.config.retry.max_retries() {
+                        return Err(Error::LoadFailed {
+                            table: target.name.clone(),
+                            label: label.to_owned(),
+                            status: result.status.clone(),
+                            message: result.message.clone(),
+                        }
+                        .into());
+                    }
+                    tokio::time::sleep(sink.config.retry.backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Early::RetryNow => {}
+            },
+        }
+    }
+}
+
+enum Early {
+    AlreadyLoaded,
+    Retry,
+    RetryNow,
+}
+
+fn is_label_used(result: &LoadResult) -> bool {
+    result.status.eq_ignore_ascii_case("Label Already Exists")
+        || (result.status.eq_ignore_ascii_case("Fail")
+            && result.message.contains("has already been used"))
+}
+
+/// Interprets an answer that came before the body was sent.
+async fn early_answer(
+    sink: &StarRocksSink,
+    target: &TargetTable,
+    label: &str,
+    result: &LoadResult,
+) -> Result<Early> {
+    if is_label_used(result) {
+        if result.existing_job_status.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("FINISHED"))
+        {
+            return Ok(Early::AlreadyLoaded);
+        }
+        return match wait_for_label(sink, label).await? {
+            LabelFate::Loaded => Ok(Early::AlreadyLoaded),
+            LabelFate::Free => Ok(Early::RetryNow),
+        };
+    }
+    classify_failure(sink, target, label, result)?;
+    Ok(Early::Retry)
+}
+
+/// Maps a failed result to an error, or `Ok(())` when retrying with the same label may help.
+fn classify_failure(
+    sink: &StarRocksSink,
+    target: &TargetTable,
+    label: &str,
+    result: &LoadResult,
+) -> Result<()> {
+    let msg = &result.message;
+    let lower = msg.to_ascii_lowercase();
+    if lower.contains("too many filtered rows") {
+        return Err(Error::RowsRejected {
+            table: target.name.clone(),
+            label: label.to_owned(),
+            message: msg.clone(),
+            filtered: result.filtered_rows,
+            total: result.total_rows,
+            error_url: result.error_url.clone(),
+        });
+    }
+    if lower.contains("unknown database") {
+        return Err(Error::UnknownDatabase {
+            database: sink.config.database.clone(),
+            message: msg.clone(),
+        });
+    }
+    if lower.contains("unknown table") {
+        return Err(Error::UnknownTable {
+            database: sink.config.database.clone(),
+            table: target.name.clone(),
+            message: msg.clone(),
+        });
+    }
+    if lower.contains("access denied")
+        || lower.contains("no valid basic authorization")
+        || lower.contains("need auth information")
+    {
+        return Err(Error::Auth { user: sink.config.user.clone(), message: msg.clone() });
+    }
+    if lower.contains("no 100-continue header")
+        || lower.contains("invalid timeout format")
+        || lower.contains("invalid strict mode")
+        || lower.contains("unknown data format")
+        || lower.contains("exceed limit")
+        || lower.contains("test double:")
+    {
+        return Err(Error::LoadRefused {
+            table: target.name.clone(),
+            label: label.to_owned(),
+            message: msg.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Applies the recipe to the answer of a load whose body was sent.
+async fn finish_sent(
+    sink: &StarRocksSink,
+    target: &TargetTable,
+    label: &str,
+    result: LoadResult,
+    sent: u64,
+) -> Result<PartOutcome> {
+    let status = result.status.as_str();
+    if status.eq_ignore_ascii_case("Success") || status.eq_ignore_ascii_case("Publish Timeout") {
+        let counted = result.total_rows;
+        if counted != sent {
+            return Err(Error::RowCountMismatch {
+                table: target.name.clone(),
+                label: label.to_owned(),
+                counted,
+                sent,
+            });
+        }
+        if status.eq_ignore_ascii_case("Publish Timeout") {
+            tracing::info!(label, "Publish Timeout: committed, visible shortly");
+        }
+        return Ok(PartOutcome { loaded: result.loaded_rows, filtered: result.filtered_rows });
+    }
+    if is_label_used(&result) {
+        return match wait_for_label(sink, label).await? {
+            LabelFate::Loaded => Ok(PartOutcome { loaded: sent, filtered: 0 }),
+            LabelFate::Free => Err(Error::LoadFailed {
+                table: target.name.clone(),
+                label: label.to_owned(),
+                status: result.status.clone(),
+                message: "the earlier load holding the label was aborted; loading again".into(),
+            }),
+        };
+    }
+    classify_failure(sink, target, label, &result)?;
+    Err(Error::LoadFailed {
+        table: target.name.clone(),
+        label: label.to_owned(),
+        status: result.status,
+        message: result.message,
+    })
+}
+
+enum LabelFate {
+    /// COMMITTED or VISIBLE: the data is in.
+    Loaded,
+    /// ABORTED or unknown: the label is free again.
+    Free,
+}
+
+/// Polls `get_load_state` until the label's transaction settles (spec §1.4: 0,1,…,5 s
+/// sleeps, as the Flink SDK).
+async fn wait_for_label(sink: &StarRocksSink, label: &str) -> Result<LabelFate> {
+    let started = Instant::now();
+    let mut n = 0u64;
+    loop {
+        let state = get_load_state(sink, label).await?;
+        match state.as_str() {
+            "VISIBLE" | "COMMITTED" => return Ok(LabelFate::Loaded),
+            "ABORTED" | "UNKNOWN" => return Ok(LabelFate::Free),
+            _ => {}
+        }
+        if started.elapsed() >= sink.config.retry.label_wait() {
+            return Err(Error::LabelBusy {
+                label: label.to_owned(),
+                state,
+                waited_s: started.elapsed().as_secs(),
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(n.min(5))).await;
+        n += 1;
+    }
+}
+
+/// Asks the FE for the state of a label no load uses: proves the HTTP port answers and
+/// accepts the credentials.
+pub(crate) async fn probe_label_state(sink: &StarRocksSink) -> Result<()> {
+    let label = format!("{}-probe", sink.config.label_prefix);
+    get_load_state(sink, &label).await.map(drop)
+}
+
+async fn get_load_state(sink: &StarRocksSink, label: &str) -> Result<String> {
+    let mut endpoint = pick(sink, &sink.fes).clone();
+    let mut path =
+        format!("/api/{}/get_load_state?label={}", encode(&sink.config.database), encode(label));
+    for _ in 0..MAX_REDIRECTS {
+        let mut conn = http::connect(
+            &endpoint,
+            sink.tls.as_ref(),
+            sink.config.connect_timeout,
+            sink.config.io_timeout,
+        )
+        .await?;
+        conn.send_head("GET", &path, &auth(sink), BodyFraming::Empty, false).await?;
+        let head = conn.read_head(sink.config.io_timeout).await?;
+        let body = conn.read_body(&head).await?;
+        match head.status {
+            200 => {
+                if let Some(state) = response::load_state(&body) {
+                    return Ok(state);
+                }
+                let message = response::rest_message(&body);
+                let lower = message.to_ascii_lowercase();
+                return Err(if lower.contains("unknown database") {
+                    Error::UnknownDatabase { database: sink.config.database.clone(), message }
+                } else if lower.contains("access denied") {
+                    Error::Auth { user: sink.config.user.clone(), message }
+                } else {
+                    Error::Protocol {
+                        address: endpoint.to_string(),
+                        message: format!("get_load_state: {message}"),
+                    }
+                });
+            }
+            301 | 302 | 307 | 308 => {
+                (endpoint, path) = follow(sink, &endpoint, &head)?;
+            }
+            401 => {
+                return Err(Error::Auth {
+                    user: sink.config.user.clone(),
+                    message: response::rest_message(&body),
+                });
+            }
+            s => {
+                return Err(Error::Protocol {
+                    address: endpoint.to_string(),
+                    message: format!(
+                        "get_load_state answered HTTP {s}: {}",
+                        response::rest_message(&body)
+                    ),
+                });
+            }
+        }
+    }
+    Err(Error::Protocol { address: endpoint.to_string(), message: "too many redirects".into() })
+}
+
+fn auth(sink: &StarRocksSink) -> Vec<(String, String)> {
+    vec![("Authorization".to_owned(), sink.auth_header.clone())]
+}
+
+/// Round-robin over a list of endpoints.
+fn pick<'a>(sink: &StarRocksSink, list: &'a [Endpoint]) -> &'a Endpoint {
+    let i = sink.next_endpoint.fetch_add(1, Ordering::Relaxed);
+    &list[i % list.len()]
+}
+
+/// Follows a redirect, refusing HTTPS → HTTP unless allowed.
+fn follow(sink: &StarRocksSink, from: &Endpoint, head: &http::Head) -> Result<(Endpoint, String)> {
+    let location = head.header("location").ok_or_else(|| Error::Protocol {
+        address: from.to_string(),
+        message: format!("HTTP {} without a Location", head.status),
+    })?;
+    let (to, path) = Endpoint::parse_location(location).map_err(|m| Error::Protocol {
+        address: from.to_string(),
+        message: format!("bad redirect: {m}"),
+    })?;
+    if from.https && !to.https && !sink.config.allow_insecure_redirect {
+        return Err(Error::InsecureRedirect { from: from.to_string(), to: to.to_string() });
+    }
+    Ok((to, path))
+}
+
+/// The headers of a Stream Load request.
+fn load_headers(sink: &StarRocksSink, target: &TargetTable, label: &str) -> Vec<(String, String)> {
+    let mut h = auth(sink);
+    h.push(("label".into(), label.to_owned()));
+    h.push(("timeout".into(), sink.config.load_timeout.as_secs().to_string()));
+    h.push(("max_filter_ratio".into(), sink.config.max_filter_ratio.to_string()));
+    h.push(("strict_mode".into(), sink.config.strict_mode.to_string()));
+    for (k, v) in Transcoder::new(target).headers() {
+        h.push((k.to_owned(), v));
+    }
+    h
+}
+
+/// Sends the request head (to the FE, following its 307 to a BE, or straight to a BE) and
+/// waits for `100 Continue` or a final answer. No body byte is sent here.
+async fn open_load(sink: &StarRocksSink, target: &TargetTable, label: &str) -> Result<Opened> {
+    let headers = load_headers(sink, target, label);
+    let mut path =
+        format!("/api/{}/{}/_stream_load", encode(&sink.config.database), encode(&target.name));
+    let list = if sink.bes.is_empty() { &sink.fes } else { &sink.bes };
+    let mut endpoint = pick(sink, list).clone();
+    for _ in 0..MAX_REDIRECTS {
+        let mut conn = http::connect(
+            &endpoint,
+            sink.tls.as_ref(),
+            sink.config.connect_timeout,
+            sink.config.io_timeout,
+        )
+        .await?;
+        conn.send_head("PUT", &path, &headers, BodyFraming::Chunked, true).await?;
+        let head = conn.read_head(sink.config.continue_timeout).await?;
+        match head.status {
+            100 => return Ok(Opened::Continue(conn)),
+            301 | 302 | 307 | 308 => {
+                // The connection is dropped without a body byte (the FE closes it anyway).
+                (endpoint, path) = follow(sink, &endpoint, &head)?;
+            }
+            401 | 403 => {
+                let body = conn.read_body(&head).await.unwrap_or_default();
+                return Err(Error::Auth {
+                    user: sink.config.user.clone(),
+                    message: response::rest_message(&body),
+                });
+            }
+            200 => {
+                let body = conn.read_body(&head).await?;
+                return LoadResult::parse(&body).map(Opened::Answer).ok_or_else(|| {
+                    Error::Protocol {
+                        address: endpoint.to_string(),
+                        message: format!("unexpected answer: {}", response::rest_message(&body)),
+                    }
+                });
+            }
+            s if s >= 500 => {
+                return Err(Error::Io {
+                    address: endpoint.to_string(),
+                    what: format!("Stream Load request answered HTTP {s}"),
+                    source: std::io::Error::other("server error"),
+                });
+            }
+            s => {
+                let body = conn.read_body(&head).await.unwrap_or_default();
+                return Err(Error::Protocol {
+                    address: endpoint.to_string(),
+                    message: format!(
+                        "Stream Load request answered HTTP {s}: {}",
+                        response::rest_message(&body)
+                    ),
+                });
+            }
+        }
+    }
+    Err(Error::Protocol { address: endpoint.to_string(), message: "too many redirects".into() })
+}
+
+/// Transcodes input into one part's body until the part is full or the input ends.
+async fn pump(
+    sink: &StarRocksSink,
+    chunk: &Chunk,
+    input: &mut Input,
+    tc: &mut Transcoder,
+    mut out: Out<'_>,
+    stored: &mut u64,
+) -> std::result::Result<(), PumpError> {
+    let limit = usize::try_from(max_part_bytes(sink)).unwrap_or(usize::MAX);
+    let mut buf = BytesMut::with_capacity(FLUSH_BYTES + (64 << 10));
+    let mut sent = 0u64;
+    tc.begin(&mut buf);
+    loop {
+        if !input.has_more().await.map_err(PumpError::Source)? {
+            break;
+        }
+        // At most FLUSH_BYTES of input at a time, so the buffer stays bounded.
+        let take = input.pending.len().min(FLUSH_BYTES);
+        let slice = input.pending.slice(..take);
+        let pushed = tc.push_limited(&slice, &mut buf, limit).map_err(|e| {
+            PumpError::Sink(Error::Transcode {
+                table: chunk.table.to_string(),
+                chunk: chunk.id.0,
+                source: e,
+            })
+        })?;
+        bytes::Buf::advance(&mut input.pending, pushed.consumed);
+        if buf.len() >= FLUSH_BYTES || pushed.body_full {
+            sent += buf.len() as u64;
+            if let Out::Conn(conn) = &mut out {
+                conn.write_chunk(&buf).await?;
+            }
+            buf.clear();
+        }
+        if pushed.body_full {
+            break;
+        }
+    }
+    tc.finish_body(&mut buf);
+    sent += buf.len() as u64;
+    if let Out::Conn(conn) = &mut out {
+        conn.write_chunk(&buf).await?;
+        conn.finish_body().await?;
+        *stored += sent;
+    }
+    Ok(())
+}
+
+/// Percent-encodes a path segment or query value (everything but unreserved characters).
+pub(crate) fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_path_segments() {
+        assert_eq!(encode("my db/ü"), "my%20db%2F%C3%BC");
+        assert_eq!(encode("a-b_c.d~"), "a-b_c.d~");
+    }
+}

@@ -1,0 +1,338 @@
+//! [`StarRocksSink`]: the [`Sink`] that loads chunks with Stream Load.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use pgsnap_core::{
+    Chunk, ChunkReceipt, ChunkStream, DataFormat, Rewrite, Sink, SinkDescription, TableKind,
+    TableName, TableSchema,
+};
+use tokio::sync::Semaphore;
+
+use crate::builder::StarRocksSinkBuilder;
+use crate::error::{Error, Result};
+use crate::fe_sql::{ExistingColumn, FeSql};
+use crate::http::Endpoint;
+use crate::label::Labeler;
+use crate::mapping::{self, LoadFormat, MappingOptions, TargetTable};
+
+/// What [`StarRocksSink::prepare`] decided for one source table.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PreparedTable {
+    /// The PostgreSQL table.
+    pub source: TableName,
+    /// The StarRocks table, its columns and their types.
+    pub target: TargetTable,
+    /// Whether `prepare` created the table.
+    pub created: bool,
+}
+
+/// Loads chunks into StarRocks with Stream Load (see the [crate docs](crate)).
+///
+/// Call [`prepare`](Self::prepare) with the run's tables before the run: it maps names and
+/// types, checks or creates the target tables, and must succeed before any
+/// [`write_chunk`](Sink::write_chunk).
+pub struct StarRocksSink {
+    pub(crate) config: StarRocksSinkBuilder,
+    pub(crate) fes: Vec<Endpoint>,
+    pub(crate) bes: Vec<Endpoint>,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) labeler: Labeler,
+    pub(crate) sql: Option<(String, u16)>,
+    pub(crate) next_endpoint: AtomicUsize,
+    pub(crate) loads: Semaphore,
+    pub(crate) auth_header: String,
+    tables: RwLock<HashMap<TableName, Arc<TargetTable>>>,
+}
+
+impl std::fmt::Debug for StarRocksSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StarRocksSink")
+            .field("fe", &self.fes)
+            .field("be", &self.bes)
+            .field("database", &self.config.database)
+            .field("user", &self.config.user)
+            .field("format", &self.config.format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StarRocksSink {
+    pub(crate) fn new(
+        config: StarRocksSinkBuilder,
+        fes: Vec<Endpoint>,
+        bes: Vec<Endpoint>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        labeler: Labeler,
+        sql: Option<(String, u16)>,
+    ) -> Self {
+        use base64::Engine as _;
+        let auth_header = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", config.user, config.password.0))
+        );
+        let loads = Semaphore::new(config.max_concurrent_loads);
+        Self {
+            config,
+            fes,
+            bes,
+            tls,
+            labeler,
+            sql,
+            next_endpoint: AtomicUsize::new(0),
+            loads,
+            auth_header,
+            tables: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The StarRocks database loaded into.
+    pub fn database(&self) -> &str {
+        &self.config.database
+    }
+
+    /// The body format.
+    pub fn format(&self) -> LoadFormat {
+        self.config.format
+    }
+
+    /// The StarRocks table name for a source table: the configured mapping, else
+    /// `public.t` → `t` and `schema.t` → `schema_t`.
+    pub fn target_name(&self, table: &TableName) -> String {
+        if let Some(t) = self.config.table_mapping.get(table) {
+            return t.clone();
+        }
+        if table.schema == "public" {
+            table.name.clone()
+        } else {
+            format!("{}_{}", table.schema, table.name)
+        }
+    }
+
+    /// The label prefix shared by every load of `chunk` (`…-<chunk>-` followed by the part).
+    pub fn chunk_label_prefix(&self, chunk: &Chunk) -> String {
+        self.labeler.chunk_prefix(&chunk.table, chunk.id)
+    }
+
+    /// The prepared target of a source table.
+    pub fn target(&self, table: &TableName) -> Option<Arc<TargetTable>> {
+        self.tables.read().unwrap_or_else(|e| e.into_inner()).get(table).cloned()
+    }
+
+    /// Maps every table, refuses two source tables mapped onto one target, and (unless SQL
+    /// is disabled) checks that the database exists, creates missing tables when asked, and
+    /// checks existing tables' columns. Must succeed before the run.
+    ///
+    /// Partition leaves are reported under their parent already (`TableKind::Partitioned`),
+    /// so a partitioned table loads into one StarRocks table.
+    ///
+    /// # Errors
+    /// [`Error::Mapping`] for a type or name that cannot be mapped, [`Error::Config`] for a
+    /// name collision, [`Error::UnknownDatabase`], [`Error::UnknownTable`] (missing and not
+    /// created), [`Error::SchemaMismatch`], [`Error::Sql`], [`Error::Auth`].
+    pub async fn prepare(&self, tables: &[TableSchema]) -> Result<Vec<PreparedTable>> {
+        let mut by_target: BTreeMap<String, &TableName> = BTreeMap::new();
+        let mut mapped = Vec::with_capacity(tables.len());
+        for schema in tables {
+            let target_name = self.target_name(&schema.name);
+            if let Some(other) = by_target.insert(target_name.to_ascii_lowercase(), &schema.name) {
+                return Err(Error::Config(format!(
+                    "{} and {} would both load into StarRocks table {target_name:?}; map one of \
+                     them to another name (with_table_mapping / --table-map)",
+                    other, schema.name
+                )));
+            }
+            let mut options = MappingOptions::default()
+                .with_format(self.config.format)
+                .with_unrepresentable(self.config.unrepresentable);
+            for ((t, column), ty) in &self.config.column_types {
+                if t == &schema.name {
+                    options = options.with_column_type(column.clone(), ty.clone());
+                }
+            }
+            let target = mapping::map_table(schema, &target_name, &options)?;
+            mapped.push((schema, target));
+        }
+        for (t, column) in self.config.column_types.keys() {
+            if !tables.iter().any(|s| &s.name == t && s.columns.iter().any(|c| &c.name == column)) {
+                return Err(Error::Config(format!(
+                    "a column type is set for {t} column {column:?}, which is not among the \
+                     selected tables' columns"
+                )));
+            }
+        }
+        let mut out = Vec::with_capacity(mapped.len());
+        let mut sql = match &self.sql {
+            Some((host, port)) => {
+                Some(FeSql::connect(host, *port, &self.config.user, &self.config.password.0).await?)
+            }
+            None => None,
+        };
+        if let Some(sql) = sql.as_mut()
+            && !sql.database_exists(&self.config.database).await?
+        {
+            return Err(Error::UnknownDatabase {
+                database: self.config.database.clone(),
+                message: "not found in information_schema.schemata".into(),
+            });
+        }
+        for (schema, target) in mapped {
+            let mut created = false;
+            if let Some(sql) = sql.as_mut() {
+                let existing = sql.columns(&self.config.database, &target.name).await?;
+                match existing {
+                    None if self.config.create_tables => {
+                        let ddl = target
+                            .create_table_sql(&self.config.database, &self.config.table_properties);
+                        tracing::info!(table = %schema.name, target = %target.name, "creating StarRocks table");
+                        sql.execute("CREATE TABLE", &ddl).await?;
+                        created = true;
+                    }
+                    None => {
+                        return Err(Error::UnknownTable {
+                            database: self.config.database.clone(),
+                            table: target.name.clone(),
+                            message: format!("needed for {}", schema.name),
+                        });
+                    }
+                    Some(cols) => {
+                        let problems = check_columns(&target, &cols);
+                        if !problems.is_empty() {
+                            return Err(Error::SchemaMismatch {
+                                database: self.config.database.clone(),
+                                table: target.name.clone(),
+                                source_table: schema.name.to_string(),
+                                problems,
+                            });
+                        }
+                    }
+                }
+            }
+            if schema.kind == TableKind::Partition {
+                tracing::debug!(table = %schema.name, "a partition selected on its own loads into its own table");
+            }
+            self.tables
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(schema.name.clone(), Arc::new(target.clone()));
+            out.push(PreparedTable { source: schema.name.clone(), target, created });
+        }
+        if let Some(sql) = sql {
+            sql.close().await;
+        }
+        Ok(out)
+    }
+
+    /// Checks that StarRocks can be reached and accepts the credentials, before anything
+    /// else is done: the FE's HTTP port answers `get_load_state` for this database, and
+    /// (unless SQL is disabled) the MySQL port accepts the login and knows the database.
+    ///
+    /// # Errors
+    /// [`Error::Connect`] (unreachable), [`Error::Auth`], [`Error::UnknownDatabase`],
+    /// [`Error::Sql`], [`Error::Protocol`].
+    pub async fn check_connection(&self) -> Result<()> {
+        crate::load::probe_label_state(self).await?;
+        if let Some((host, port)) = &self.sql {
+            let mut sql =
+                FeSql::connect(host, *port, &self.config.user, &self.config.password.0).await?;
+            let exists = sql.database_exists(&self.config.database).await;
+            sql.close().await;
+            if !exists? {
+                return Err(Error::UnknownDatabase {
+                    database: self.config.database.clone(),
+                    message: "not found in information_schema.schemata".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `SELECT COUNT(*)` of a StarRocks table through the FE.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when SQL is disabled, [`Error::Sql`] when the query fails.
+    pub async fn count_rows(&self, target: &str) -> Result<u64> {
+        let Some((host, port)) = &self.sql else {
+            return Err(Error::Config("SQL through the FE is disabled".into()));
+        };
+        let mut sql =
+            FeSql::connect(host, *port, &self.config.user, &self.config.password.0).await?;
+        let n = sql.count(&self.config.database, target).await;
+        sql.close().await;
+        n
+    }
+}
+
+/// Compares a target table's columns with what StarRocks has; one message per difference.
+///
+/// Names match case-insensitively (StarRocks column names are). Nullability is not compared:
+/// StarRocks' `information_schema.columns` does not report it reliably (the BE scanner of
+/// several releases answers `IS_NULLABLE = 'NO'` for every column), so a NULL into a NOT NULL
+/// column surfaces at load time as a filtered row, which fails the load (`max_filter_ratio`
+/// 0 by default) with StarRocks' ErrorURL.
+fn check_columns(target: &TargetTable, existing: &[ExistingColumn]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for col in &target.columns {
+        match existing.iter().find(|e| e.name.eq_ignore_ascii_case(&col.name)) {
+            None => problems.push(format!("column {:?} is missing", col.name)),
+            Some(e) => {
+                if !crate::fe_sql::type_compatible(&col.sr_type, &e.data_type, &e.column_type) {
+                    problems.push(format!(
+                        "column {:?} is {} in StarRocks, but {} (from PostgreSQL {}) is needed",
+                        e.name, e.column_type, col.sr_type, col.pg_type
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[async_trait]
+impl Sink for StarRocksSink {
+    fn name(&self) -> &'static str {
+        "starrocks"
+    }
+
+    fn description(&self) -> SinkDescription {
+        SinkDescription::new(DataFormat::Text)
+            .with_compression("none")
+            .with_rewrite(Rewrite::KeepsFirst)
+    }
+
+    async fn write_chunk(
+        &self,
+        chunk: &Chunk,
+        data: ChunkStream,
+    ) -> pgsnap_core::Result<ChunkReceipt> {
+        let target = self.target(&chunk.table).ok_or_else(|| {
+            pgsnap_core::Error::Config(format!(
+                "{} was not prepared for StarRocks (call StarRocksSink::prepare with the run's tables first)",
+                chunk.table
+            ))
+        })?;
+        crate::load::load_chunk(self, &target, chunk, data).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::StarRocksSinkBuilder;
+
+    #[test]
+    fn default_target_names() {
+        let sink = StarRocksSinkBuilder::new("http://fe:8030", "db")
+            .with_run_id("r")
+            .with_table_mapping(TableName::new("s", "x"), "y")
+            .build()
+            .unwrap();
+        assert_eq!(sink.target_name(&TableName::new("public", "t")), "t");
+        assert_eq!(sink.target_name(&TableName::new("sales", "t")), "sales_t");
+        assert_eq!(sink.target_name(&TableName::new("s", "x")), "y");
+    }
+}

@@ -1,0 +1,185 @@
+//! Faults injected into the StarRocks test double: each ends with every row loaded exactly
+//! once (into a Duplicate Key table, where a second load of a chunk would show as extra
+//! rows), and a rerun under the same run id loads nothing again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgsnap_core::{
+    Coordinator, CoordinatorOptions, Manifest, MemoryCheckpointStore, MemorySource, RunReport,
+    RunStatus,
+};
+use pgsnap_sink_starrocks::StarRocksSink;
+use pgsnap_test_support::starrocks::{
+    DuplicateLabelStyle, Fault, KeysType, StarRocksDouble, StarRocksOptions, TxnState, table_def,
+};
+
+use crate::support::*;
+
+const CHUNKS: u32 = 8;
+const ROWS: u32 = 500;
+
+/// The example table `public.t (id int, v text)` as a Duplicate Key table in the double.
+fn create_duplicate_table(d: &StarRocksDouble) {
+    d.create_table(
+        DB,
+        table_def(
+            "t",
+            KeysType::Duplicate,
+            &["id"],
+            &[("id", "INT", false), ("v", "VARCHAR(1048576)", true)],
+        ),
+    );
+}
+
+async fn run(sink: &Arc<StarRocksSink>, source: &MemorySource, manifest: Manifest) -> RunReport {
+    let schemas: Vec<_> = manifest.tables.iter().map(|t| t.schema.clone()).collect();
+    sink.prepare(&schemas).await.expect("prepare");
+    Coordinator::new(
+        Arc::new(source.clone()) as Arc<dyn pgsnap_core::Source>,
+        Arc::clone(sink) as Arc<dyn pgsnap_core::Sink>,
+        Arc::new(MemoryCheckpointStore::new()),
+    )
+    .with_options(
+        CoordinatorOptions::default()
+            .with_jobs(3)
+            .with_max_attempts(4)
+            .with_retry_backoff(Duration::from_millis(10)),
+    )
+    .run(manifest)
+    .await
+    .expect("coordinator")
+}
+
+/// Every id 0..CHUNKS*ROWS exactly once.
+fn assert_exactly_once(d: &StarRocksDouble, what: &str) {
+    let mut ids: Vec<u64> =
+        d.rows(DB, "t").iter().map(|r| r[0].as_deref().unwrap().parse().unwrap()).collect();
+    ids.sort_unstable();
+    let expected: Vec<u64> = (0..u64::from(CHUNKS * ROWS)).collect();
+    if ids != expected {
+        let dupes = ids.windows(2).filter(|w| w[0] == w[1]).count();
+        panic!("{what}: {} rows stored, {dupes} doubled, expected {}", ids.len(), expected.len());
+    }
+}
+
+async fn survives(fault: Fault, times: usize) {
+    let d = double().await;
+    create_duplicate_table(&d);
+    let sink = Arc::new(builder(&d).with_create_tables(false).build().unwrap());
+    let (source, manifest) = MemorySource::example(CHUNKS, ROWS);
+    d.inject(fault.clone(), times);
+    let report = run(&sink, &source, manifest).await;
+    assert_eq!(report.status, RunStatus::Ok, "{fault:?}: {:?} {:?}", report.fatal, report.tables);
+    assert_eq!(d.pending_faults(), 0, "{fault:?} was not injected");
+    // Publish Timeout: the rows become visible a little later.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_exactly_once(&d, &format!("{fault:?}"));
+    assert_eq!(d.fe_body_bytes(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_be() {
+    survives(Fault::Busy, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fe_server_error() {
+    survives(Fault::ServerError, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_reset_mid_body() {
+    survives(Fault::ResetMidBody { after_bytes: 100 }, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_dropped_after_commit() {
+    survives(Fault::DropAfterCommit, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_timeout() {
+    survives(Fault::PublishTimeout { visible_after: Duration::from_millis(200) }, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_answers() {
+    survives(Fault::Slow { delay: Duration::from_millis(300) }, 3).await;
+}
+
+/// `too many filtered rows` is a data error: the table fails with the ErrorURL named, the
+/// load is not retried, nothing of it is visible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_filtered_rows_fails_the_table_with_the_error_url() {
+    let d = double().await;
+    create_duplicate_table(&d);
+    let sink = Arc::new(builder(&d).build().unwrap());
+    let (source, manifest) = MemorySource::example(1, 10);
+    d.inject(Fault::TooManyFiltered, 1);
+    let report = run(&sink, &source, manifest).await;
+    assert_ne!(report.status, RunStatus::Ok);
+    let err = report.manifest.tables[0].error.clone().unwrap();
+    assert!(err.contains("too many filtered rows") && err.contains("_load_error_log"), "{err}");
+    assert_eq!(d.loads().len(), 1, "a data error is not retried: {:?}", d.loads());
+    assert!(d.rows(DB, "t").is_empty());
+}
+
+/// A second run with the same run id (a resume whose manifest lost track of done chunks)
+/// loads nothing twice, with either duplicate-label answer.
+async fn rerun_loads_nothing_twice(style: DuplicateLabelStyle) {
+    let d = double_with(StarRocksOptions::default().with_duplicate_label_style(style)).await;
+    create_duplicate_table(&d);
+    let b = builder(&d);
+    let sink = Arc::new(b.clone().build().unwrap());
+    let (source, manifest) = MemorySource::example(CHUNKS, ROWS);
+    let first = run(&sink, &source, manifest.clone()).await;
+    assert_eq!(first.status, RunStatus::Ok);
+    let again = Arc::new(b.build().unwrap());
+    let second = run(&again, &source, manifest).await;
+    assert_eq!(second.status, RunStatus::Ok, "{style:?}: {:?}", second.tables);
+    assert_exactly_once(&d, &format!("{style:?}"));
+    let loaded: u64 = second.manifest.tables[0]
+        .chunks
+        .iter()
+        .filter_map(|c| c.load.as_ref())
+        .map(|l| l.rows_loaded)
+        .sum();
+    assert_eq!(loaded, u64::from(CHUNKS * ROWS), "skipped parts still count as loaded");
+    let committed = d.loads().iter().filter(|l| l.status == "Success").count();
+    assert_eq!(committed, CHUNKS as usize, "{style:?}: {:?}", d.loads());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerun_with_label_already_exists() {
+    rerun_loads_nothing_twice(DuplicateLabelStyle::AlreadyExists).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerun_with_fail_has_already_been_used() {
+    rerun_loads_nothing_twice(DuplicateLabelStyle::FailHasBeenUsed).await;
+}
+
+/// A chunk split into several loads (parts) loads each part once; a retry after a failure
+/// in a later part skips the parts already loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_split_deterministically_and_skip_on_retry() {
+    let d = double().await;
+    create_duplicate_table(&d);
+    let sink = Arc::new(builder(&d).with_max_load_bytes(2000).build().unwrap());
+    let (source, manifest) = MemorySource::example(CHUNKS, ROWS);
+    // Reset the 5th load mid-body: its chunk is retried, its earlier parts are skipped.
+    d.inject(Fault::ResetMidBody { after_bytes: 500 }, 1);
+    let report = run(&sink, &source, manifest).await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.tables);
+    assert_exactly_once(&d, "parts");
+    let labels: Vec<_> = report.manifest.tables[0]
+        .chunks
+        .iter()
+        .flat_map(|c| c.load.clone().unwrap().labels)
+        .collect();
+    assert!(labels.len() > CHUNKS as usize * 3, "chunks were split into parts: {labels:?}");
+    for l in &labels {
+        assert_eq!(d.txn_state(DB, l), Some(TxnState::Visible), "{l}");
+    }
+}
