@@ -267,19 +267,24 @@ impl Conn {
             head.push_str("Expect: 100-continue\r\n");
         }
         head.push_str("Connection: close\r\n\r\n");
-        let bytes = head.into_bytes();
+        self.write_parts("sending the request", &[head.as_bytes()], true).await
+    }
+
+    /// Writes `parts` in order (and flushes when asked), giving up after the I/O timeout.
+    async fn write_parts(&mut self, what: &str, parts: &[&[u8]], flush: bool) -> Result<(), Error> {
         let io = &mut self.io;
         let r = tokio::time::timeout(self.io_timeout, async {
-            io.write_all(&bytes).await?;
-            io.flush().await
+            for p in parts {
+                io.write_all(p).await?;
+            }
+            if flush { io.flush().await } else { Ok(()) }
         })
         .await;
         match r {
-            Ok(r) => r.map_err(|e| self.io_err("sending the request", e)),
-            Err(_) => Err(self.io_err(
-                "sending the request",
-                io::Error::new(io::ErrorKind::TimedOut, "write timed out"),
-            )),
+            Ok(r) => r.map_err(|e| self.io_err(what, e)),
+            Err(_) => {
+                Err(self.io_err(what, io::Error::new(io::ErrorKind::TimedOut, "write timed out")))
+            }
         }
     }
 
@@ -444,37 +449,12 @@ impl Conn {
             return Ok(());
         }
         let header = format!("{:x}\r\n", data.len());
-        let io = &mut self.io;
-        let r = tokio::time::timeout(self.io_timeout, async {
-            io.write_all(header.as_bytes()).await?;
-            io.write_all(data).await?;
-            io.write_all(b"\r\n").await
-        })
-        .await;
-        match r {
-            Ok(r) => r.map_err(|e| self.io_err("sending the body", e)),
-            Err(_) => Err(self.io_err(
-                "sending the body",
-                io::Error::new(io::ErrorKind::TimedOut, "write timed out"),
-            )),
-        }
+        self.write_parts("sending the body", &[header.as_bytes(), data, b"\r\n"], false).await
     }
 
     /// Ends a chunked body.
     pub(crate) async fn finish_body(&mut self) -> Result<(), Error> {
-        let io = &mut self.io;
-        let r = tokio::time::timeout(self.io_timeout, async {
-            io.write_all(b"0\r\n\r\n").await?;
-            io.flush().await
-        })
-        .await;
-        match r {
-            Ok(r) => r.map_err(|e| self.io_err("sending the body", e)),
-            Err(_) => Err(self.io_err(
-                "sending the body",
-                io::Error::new(io::ErrorKind::TimedOut, "write timed out"),
-            )),
-        }
+        self.write_parts("sending the body", &[b"0\r\n\r\n"], true).await
     }
 }
 

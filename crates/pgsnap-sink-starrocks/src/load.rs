@@ -374,13 +374,7 @@ async fn get_load_state(sink: &StarRocksSink, label: &str) -> Result<String> {
     let mut path =
         format!("/api/{}/get_load_state?label={}", encode(&sink.config.database), encode(label));
     for _ in 0..MAX_REDIRECTS {
-        let mut conn = http::connect(
-            &endpoint,
-            sink.tls.as_ref(),
-            sink.config.connect_timeout,
-            sink.config.io_timeout,
-        )
-        .await?;
+        let mut conn = connect(sink, &endpoint).await?;
         conn.send_head("GET", &path, &auth(sink), BodyFraming::Empty, false).await?;
         let head = conn.read_head(sink.config.io_timeout).await?;
         let body = conn.read_body(&head).await?;
@@ -423,6 +417,11 @@ async fn get_load_state(sink: &StarRocksSink, label: &str) -> Result<String> {
         }
     }
     Err(Error::Protocol { address: endpoint.to_string(), message: "too many redirects".into() })
+}
+
+async fn connect(sink: &StarRocksSink, endpoint: &Endpoint) -> Result<Conn> {
+    http::connect(endpoint, sink.tls.as_ref(), sink.config.connect_timeout, sink.config.io_timeout)
+        .await
 }
 
 fn auth(sink: &StarRocksSink) -> Vec<(String, String)> {
@@ -473,13 +472,7 @@ async fn open_load(sink: &StarRocksSink, target: &TargetTable, label: &str) -> R
     let list = if sink.bes.is_empty() { &sink.fes } else { &sink.bes };
     let mut endpoint = pick(sink, list).clone();
     for _ in 0..MAX_REDIRECTS {
-        let mut conn = http::connect(
-            &endpoint,
-            sink.tls.as_ref(),
-            sink.config.connect_timeout,
-            sink.config.io_timeout,
-        )
-        .await?;
+        let mut conn = connect(sink, &endpoint).await?;
         conn.send_head("PUT", &path, &headers, BodyFraming::Chunked, true).await?;
         let head = conn.read_head(sink.config.continue_timeout).await?;
         match head.status {

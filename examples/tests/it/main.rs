@@ -1,7 +1,9 @@
-//! Black-box tests of the `snapshot_to_files` example binary against a throwaway PostgreSQL:
-//! its flags, `--json` report, exit codes, manifest and chunk files, kill -9 and `--resume`.
+//! Black-box tests of the example binaries against a throwaway PostgreSQL: their flags,
+//! `--json` report, exit codes, state, kill -9 and `--resume`. `snapshot_to_files` writes
+//! manifest and chunk files; `migrate_to_starrocks` loads an in-process StarRocks test
+//! double (see `starrocks`).
 //!
-//! The binary is built once per run of this test binary (see [`support::binary`]); every
+//! Each binary is built once per run of this test binary (see [`support::binary_of`]); every
 //! process it starts is killed after [`support::RUN_TIMEOUT`] so a hang fails instead of
 //! hanging CI.
 
@@ -10,4 +12,5 @@ mod errors;
 mod failures;
 mod resume;
 mod selection;
+mod starrocks;
 mod support;

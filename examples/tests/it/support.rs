@@ -1,10 +1,11 @@
-//! Running the `snapshot_to_files` example binary as a black box, and reading what it wrote.
+//! Running the example binaries (`snapshot_to_files`, `migrate_to_starrocks`) as black boxes,
+//! and reading what they wrote.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -14,26 +15,49 @@ use serde_json::Value;
 /// How long one run of the binary may take before the test kills it and fails.
 pub(crate) const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The example binary, built once per test process.
-///
-/// `PGSNAP_EXAMPLE_BIN` may point at a prebuilt binary (e.g. a release build). Otherwise
-/// `cargo build --example snapshot_to_files` runs once, with the profile this test binary was
-/// built with (`target/<profile>/deps/it-*`), and the path comes from cargo's JSON messages.
-/// Building from inside `cargo test` does not wait on cargo's lock: cargo releases it once
-/// the test binaries are built.
-pub(crate) fn binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("PGSNAP_EXAMPLE_BIN").filter(|p| !p.is_empty()) {
-            let p = PathBuf::from(p);
-            assert!(p.is_file(), "PGSNAP_EXAMPLE_BIN={} is not a file", p.display());
-            return p;
-        }
-        build_example()
-    })
+/// The `snapshot_to_files` example (the files job).
+pub(crate) const SNAPSHOT_TO_FILES: &str = "snapshot_to_files";
+/// The `migrate_to_starrocks` example (the StarRocks job).
+pub(crate) const MIGRATE_TO_STARROCKS: &str = "migrate_to_starrocks";
+
+/// The environment variable that may point at a prebuilt binary of the example `name`.
+fn bin_override_var(name: &str) -> Option<&'static str> {
+    match name {
+        SNAPSHOT_TO_FILES => Some("PGSNAP_EXAMPLE_BIN"),
+        MIGRATE_TO_STARROCKS => Some("PGSNAP_MIGRATE_BIN"),
+        _ => None,
+    }
 }
 
-fn build_example() -> PathBuf {
+/// The example binary `name`, built once per test process.
+///
+/// `PGSNAP_EXAMPLE_BIN` (for `snapshot_to_files`) or `PGSNAP_MIGRATE_BIN` (for
+/// `migrate_to_starrocks`) may point at a prebuilt binary (e.g. a release build). Otherwise
+/// `cargo build --example <name>` runs once, with the profile this test binary was built
+/// with (`target/<profile>/deps/it-*`), and the path comes from cargo's JSON messages.
+/// Building from inside `cargo test` does not wait on cargo's lock: cargo releases it once
+/// the test binaries are built.
+pub(crate) fn binary_of(name: &str) -> PathBuf {
+    type Bins = Mutex<HashMap<String, Arc<OnceLock<PathBuf>>>>;
+    static BINS: OnceLock<Bins> = OnceLock::new();
+    let cell = {
+        let mut bins = BINS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(bins.entry(name.to_owned()).or_default())
+    };
+    cell.get_or_init(|| {
+        if let Some(var) = bin_override_var(name)
+            && let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty())
+        {
+            let p = PathBuf::from(p);
+            assert!(p.is_file(), "{var}={} is not a file", p.display());
+            return p;
+        }
+        build_example(name)
+    })
+    .clone()
+}
+
+fn build_example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile dir>/deps/it-<hash>
     let profile_dir = exe.parent().and_then(Path::parent).expect("test binary in <profile>/deps");
@@ -46,19 +70,18 @@ fn build_example() -> PathBuf {
     let mut cmd = Command::new(cargo);
     cmd.current_dir(manifest_dir)
         .args(["build", "--quiet", "--message-format=json-render-diagnostics"])
-        .args(["--package", "pgsnap-examples", "--example", "snapshot_to_files"])
+        .args(["--package", "pgsnap-examples", "--example", name])
         .args(["--profile", &profile]);
-    let out = run_command(cmd, Duration::from_secs(900), "cargo build --example snapshot_to_files");
-    assert_eq!(out.code, Some(0), "cargo build failed:\n{}", out.stderr);
+    let what = format!("cargo build --example {name}");
+    let out = run_command(cmd, Duration::from_secs(900), &what);
+    assert_eq!(out.code, Some(0), "{what} failed:\n{}", out.stderr);
     let exe = out
         .stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|m| {
-            m["reason"] == "compiler-artifact" && m["target"]["name"] == "snapshot_to_files"
-        })
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo named no snapshot_to_files executable:\n{}", out.stdout));
+        .unwrap_or_else(|| panic!("cargo named no {name} executable:\n{}", out.stdout));
     assert!(exe.is_file(), "{} missing after the build", exe.display());
     exe
 }
@@ -188,10 +211,12 @@ fn run_command(cmd: Command, timeout: Duration, what: &str) -> Output {
     Proc::spawn(cmd, what).wait(timeout)
 }
 
-fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(binary());
+/// A command running the example `name` with `args`, in a known environment: logs in a
+/// known shape, and nothing from the caller's environment picks another database. Add
+/// environment variables (a password) before running it with [`run_cmd`] or [`spawn_cmd`].
+pub(crate) fn example_command(name: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(binary_of(name));
     cmd.args(args);
-    // Logs in a known shape; nothing from the caller's environment picks another database.
     cmd.env("RUST_LOG", "info");
     for v in ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE", "PGOPTIONS"] {
         cmd.env_remove(v);
@@ -199,15 +224,47 @@ fn command(args: &[&str]) -> Command {
     cmd
 }
 
-/// Runs the binary to its end (at most [`RUN_TIMEOUT`]).
-#[track_caller]
-pub(crate) fn run(args: &[&str]) -> Output {
-    Proc::spawn(command(args), "snapshot_to_files").wait(RUN_TIMEOUT)
+/// The name of the program a command runs, for messages.
+fn program_name(cmd: &Command) -> String {
+    Path::new(cmd.get_program())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
-/// Starts the binary in the background.
+/// Runs a command (from [`example_command`]) to its end (at most [`RUN_TIMEOUT`]).
+#[track_caller]
+pub(crate) fn run_cmd(cmd: Command) -> Output {
+    let what = program_name(&cmd);
+    Proc::spawn(cmd, &what).wait(RUN_TIMEOUT)
+}
+
+/// Starts a command (from [`example_command`]) in the background.
+pub(crate) fn spawn_cmd(cmd: Command) -> Proc {
+    let what = program_name(&cmd);
+    Proc::spawn(cmd, &what)
+}
+
+/// Runs the example `name` to its end (at most [`RUN_TIMEOUT`]).
+#[track_caller]
+pub(crate) fn run_example(name: &str, args: &[&str]) -> Output {
+    run_cmd(example_command(name, args))
+}
+
+/// Starts the example `name` in the background.
+pub(crate) fn spawn_example(name: &str, args: &[&str]) -> Proc {
+    spawn_cmd(example_command(name, args))
+}
+
+/// Runs `snapshot_to_files` to its end (at most [`RUN_TIMEOUT`]).
+#[track_caller]
+pub(crate) fn run(args: &[&str]) -> Output {
+    run_example(SNAPSHOT_TO_FILES, args)
+}
+
+/// Starts `snapshot_to_files` in the background.
 pub(crate) fn spawn(args: &[&str]) -> Proc {
-    Proc::spawn(command(args), "snapshot_to_files")
+    spawn_example(SNAPSHOT_TO_FILES, args)
 }
 
 /// `--source` for a database of the shared cluster.

@@ -14,6 +14,8 @@ use pgsnap_test_support::starrocks::{
     DuplicateLabelStyle, Fault, KeysType, StarRocksDouble, StarRocksOptions, TxnState, table_def,
 };
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use crate::support::*;
 
 const CHUNKS: u32 = 8;
@@ -182,4 +184,92 @@ async fn parts_split_deterministically_and_skip_on_retry() {
     for l in &labels {
         assert_eq!(d.txn_state(DB, l), Some(TxnState::Visible), "{l}");
     }
+}
+
+/// A label held by an earlier load that is still running (here a transaction begun through
+/// the transaction interface): the sink polls `get_load_state` and, once that load is
+/// aborted, loads under the same label; had it committed, the sink would skip the part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_label_is_polled_until_it_settles() {
+    for commit_first in [false, true] {
+        let d = double().await;
+        create_duplicate_table(&d);
+        let sink = Arc::new(builder(&d).build().unwrap());
+        let (source, manifest) = MemorySource::example(1, 10);
+        let t = &manifest.tables[0];
+        let chunk = t.chunk(&t.chunks[0]);
+        let label = format!("{}0", sink.chunk_label_prefix(&chunk));
+        let begun = txn_call_url(&d.fe_url(), "begin", &label, None).await;
+        assert!(begun.contains("\"OK\""), "{begun}");
+        if commit_first {
+            // Load the same rows under the held label, then commit them.
+            let body = (0..10).map(|i| format!("{i}\trow {i}\n")).collect::<String>();
+            load_in_txn(&d, &label, &body).await;
+        }
+        let settle = {
+            let d_fe = d.fe_url();
+            let label = label.clone();
+            let op = if commit_first { "commit" } else { "rollback" };
+            let d2 = DoubleRef(d_fe);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                d2.call(op, &label).await
+            })
+        };
+        let report = run(&sink, &source, manifest).await;
+        let settled = settle.await.unwrap();
+        assert!(settled.contains("\"OK\""), "{settled}");
+        assert_eq!(report.status, RunStatus::Ok, "{:?}", report.tables);
+        let ids: Vec<_> = d.rows(DB, "t").iter().map(|r| r[0].clone().unwrap()).collect();
+        assert_eq!(ids.len(), 10, "commit_first={commit_first}: rows exactly once: {ids:?}");
+        let answers: Vec<_> = d.loads().iter().map(|l| l.status.clone()).collect();
+        assert!(
+            answers.iter().any(|s| s.contains("Label Already Exists")),
+            "the held label was seen: {answers:?}"
+        );
+    }
+}
+
+/// A handle to call the transaction interface from a spawned task (the double itself stays
+/// with the test).
+struct DoubleRef(String);
+
+impl DoubleRef {
+    async fn call(&self, op: &str, label: &str) -> String {
+        txn_call_url(&self.0, op, label, None).await
+    }
+}
+
+async fn load_in_txn(d: &StarRocksDouble, label: &str, body: &str) {
+    let answer = txn_call_url(&d.fe_url(), "load", label, Some(body)).await;
+    assert!(answer.contains("\"OK\""), "{answer}");
+    let answer = txn_call_url(&d.fe_url(), "prepare", label, None).await;
+    assert!(answer.contains("\"OK\""), "{answer}");
+}
+
+async fn txn_call_url(fe: &str, op: &str, label: &str, body: Option<&str>) -> String {
+    let mut url = format!("{fe}/api/transaction/{op}");
+    let body = body.unwrap_or("");
+    let extra =
+        if body.is_empty() { String::new() } else { "format: csv\r\ncolumns: id,v\r\n".into() };
+    for _ in 0..3 {
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_at(rest.find('/').unwrap());
+        let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+        let req = format!(
+            "PUT {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Basic cm9vdDo=\r\nlabel: {label}\r\ndb: {DB}\r\ntable: t\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await.unwrap();
+        let (head, rest) = resp.split_once("\r\n\r\n").unwrap();
+        if head.starts_with("HTTP/1.1 307") {
+            url =
+                head.lines().find_map(|l| l.strip_prefix("Location: ")).unwrap().trim().to_owned();
+            continue;
+        }
+        return rest.to_owned();
+    }
+    panic!("too many redirects");
 }
