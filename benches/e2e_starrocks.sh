@@ -50,6 +50,7 @@ exec "$MIGRATE" --source '$SRC' --fe "$FE" --fe-sql "$SQL" --database "b\$n" --c
 SH
 
 hyperfine --style basic --runs "$RUNS" --warmup 1 --export-markdown "$WORK/results.md" \
+    --export-json "$WORK/results.json" \
     --prepare "rm -rf $SHM $WORK/state" \
     -n "snapshot_to_files -j$JOBS to /dev/shm" "$FILES --source '$SRC' --out $SHM --jobs $JOBS" \
     -n "migrate_to_starrocks -j$JOBS csv into the double" "bash $WORK/migrate.sh csv" \
@@ -58,5 +59,17 @@ hyperfine --style basic --runs "$RUNS" --warmup 1 --export-markdown "$WORK/resul
 echo
 cat "$WORK/results.md"
 echo
+echo "CPU time of the pgsnap process itself (user + system, mean), which excludes the double:"
+python3 - "$WORK/results.json" <<'PY'
+import json, sys
+rs = json.load(open(sys.argv[1]))["results"]
+base = rs[0]["user"] + rs[0]["system"]
+print("| command | pgsnap CPU s | relative |\n|:---|---:|---:|")
+for r in rs:
+    cpu = r["user"] + r["system"]
+    print(f"| `{r['command']}` | {cpu:.3f} | {cpu / base:.2f} |")
+PY
+echo
+rm -rf "$WORK/state"
 rss=$( { /usr/bin/time -f '%M' bash "$WORK/migrate.sh" csv; } 2>&1 | tail -1)
 echo "Peak RSS of migrate_to_starrocks -j$JOBS csv (pgsnap only, GNU time): ${rss} KiB"
