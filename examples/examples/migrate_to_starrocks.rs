@@ -41,7 +41,8 @@ use std::time::Duration;
 use clap::Parser;
 use pgsnap_core::{DataFormat, Manifest, ManifestStore, RunStatus, TableName, TableStatus};
 use pgsnap_examples::run::{
-    SnapshotArgs, drive, open_run, previous_run, remove_stale_manifest_temp_files, resume_hint,
+    SnapshotArgs, drive, open_run, previous_run, remove_stale_manifest_temp_files, report_json,
+    resume_hint, snapshot_summary,
 };
 use pgsnap_examples::*;
 use pgsnap_sink_starrocks::{
@@ -393,20 +394,16 @@ fn report(
         warnings.push(format!("run stopped: {}", pgsnap_core::error_chain(e)));
     }
     if args.json {
-        let tables: Vec<_> = manifest
-            .tables
-            .iter()
-            .map(|t| {
+        let out = report_json(
+            manifest,
+            status,
+            elapsed,
+            fatal,
+            warnings,
+            json!({ "state": state, "database": args.database, "run_id": manifest.run_id }),
+            |t| {
                 let (loaded, filtered, loads) = load_totals(t);
                 let mut v = json!({
-                    "schema": t.schema.name.schema,
-                    "name": t.schema.name.name,
-                    "status": t.status.as_str(),
-                    "rows": t.rows(),
-                    "bytes": t.bytes(),
-                    "chunks": t.chunks.len(),
-                    "chunks_done": t.chunks_done(),
-                    "error": t.error,
                     "target": sink.target_name(&t.schema.name),
                     "rows_loaded": loaded,
                     "rows_filtered": filtered,
@@ -416,35 +413,18 @@ fn report(
                     v["count"] = json!(n);
                 }
                 v
-            })
-            .collect();
-        let out = json!({
-            "status": status,
-            "state": state,
-            "database": args.database,
-            "run_id": manifest.run_id,
-            "snapshot": manifest.snapshot,
-            "elapsed_s": elapsed.as_secs_f64(),
-            "rows": manifest.rows(),
-            "bytes": manifest.bytes(),
-            "tables": tables,
-            "error": fatal.map(|e| pgsnap_core::error_chain(e)),
-            "warnings": warnings,
-        });
+            },
+        );
         println!("{out}");
     } else {
-        let s = &manifest.snapshot;
         eprintln!(
-            "\n{status}: {} rows, {} in {:.1}s into StarRocks database {} (state {}, snapshot {} mode {}{}{})",
+            "\n{status}: {} rows, {} in {:.1}s into StarRocks database {} (state {}, {})",
             manifest.rows(),
             human_bytes(manifest.bytes()),
             elapsed.as_secs_f64(),
             args.database,
             state.display(),
-            s.name,
-            s.mode,
-            s.lsn.map(|l| format!(", handoff LSN {l}")).unwrap_or_default(),
-            s.slot.as_ref().map(|sl| format!(", slot {sl}")).unwrap_or_default(),
+            snapshot_summary(&manifest.snapshot),
         );
         for t in &manifest.tables {
             let (loaded, filtered, loads) = load_totals(t);

@@ -35,7 +35,8 @@ use std::time::Duration;
 use clap::Parser;
 use pgsnap_core::{DataFormat, Manifest, ManifestStore, RunStatus, TableStatus};
 use pgsnap_examples::run::{
-    SnapshotArgs, drive, open_run, previous_run, remove_stale_manifest_temp_files, resume_hint,
+    SnapshotArgs, drive, open_run, previous_run, remove_stale_manifest_temp_files, report_json,
+    resume_hint, snapshot_summary,
 };
 use pgsnap_examples::*;
 use pgsnap_sink_file::{Compression, FileSinkBuilder};
@@ -160,46 +161,24 @@ fn report(
         warnings.push(format!("run stopped: {}", pgsnap_core::error_chain(e)));
     }
     if args.json {
-        let tables: Vec<_> = manifest
-            .tables
-            .iter()
-            .map(|t| {
-                json!({
-                    "schema": t.schema.name.schema,
-                    "name": t.schema.name.name,
-                    "status": t.status.as_str(),
-                    "rows": t.rows(),
-                    "bytes": t.bytes(),
-                    "chunks": t.chunks.len(),
-                    "chunks_done": t.chunks_done(),
-                    "error": t.error,
-                })
-            })
-            .collect();
-        let out = json!({
-            "status": status,
-            "out": args.out,
-            "snapshot": manifest.snapshot,
-            "elapsed_s": elapsed.as_secs_f64(),
-            "rows": manifest.rows(),
-            "bytes": manifest.bytes(),
-            "tables": tables,
-            "error": fatal.map(|e| pgsnap_core::error_chain(e)),
-            "warnings": warnings,
-        });
+        let out = report_json(
+            manifest,
+            status,
+            elapsed,
+            fatal,
+            &warnings,
+            json!({ "out": args.out }),
+            |_| json!({}),
+        );
         println!("{out}");
     } else {
-        let s = &manifest.snapshot;
         eprintln!(
-            "\n{status}: {} rows, {} in {:.1}s into {} (snapshot {} mode {}{}{})",
+            "\n{status}: {} rows, {} in {:.1}s into {} ({})",
             manifest.rows(),
             human_bytes(manifest.bytes()),
             elapsed.as_secs_f64(),
             args.out.display(),
-            s.name,
-            s.mode,
-            s.lsn.map(|l| format!(", handoff LSN {l}")).unwrap_or_default(),
-            s.slot.as_ref().map(|sl| format!(", slot {sl}")).unwrap_or_default(),
+            snapshot_summary(&manifest.snapshot),
         );
         for t in &manifest.tables {
             eprintln!(

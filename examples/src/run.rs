@@ -384,3 +384,66 @@ pub fn remove_stale_manifest_temp_files(dir: &Path) {
         }
     }
 }
+
+/// The `--json` report fields every snapshot job prints; a job adds its own with
+/// `extra` (e.g. `out`, or `state` and `database`) and per table with `table_extra`.
+pub fn report_json(
+    manifest: &Manifest,
+    status: &str,
+    elapsed: Duration,
+    fatal: Option<&pgsnap_core::Error>,
+    warnings: &[String],
+    extra: serde_json::Value,
+    table_extra: impl Fn(&pgsnap_core::ManifestTable) -> serde_json::Value,
+) -> serde_json::Value {
+    let tables: Vec<_> = manifest
+        .tables
+        .iter()
+        .map(|t| {
+            let mut v = serde_json::json!({
+                "schema": t.schema.name.schema,
+                "name": t.schema.name.name,
+                "status": t.status.as_str(),
+                "rows": t.rows(),
+                "bytes": t.bytes(),
+                "chunks": t.chunks.len(),
+                "chunks_done": t.chunks_done(),
+                "error": t.error,
+            });
+            merge(&mut v, table_extra(t));
+            v
+        })
+        .collect();
+    let mut out = serde_json::json!({ "status": status });
+    merge(&mut out, extra);
+    merge(
+        &mut out,
+        serde_json::json!({
+            "snapshot": manifest.snapshot,
+            "elapsed_s": elapsed.as_secs_f64(),
+            "rows": manifest.rows(),
+            "bytes": manifest.bytes(),
+            "tables": tables,
+            "error": fatal.map(|e| pgsnap_core::error_chain(e)),
+            "warnings": warnings,
+        }),
+    );
+    out
+}
+
+fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+    if let (Some(into), serde_json::Value::Object(from)) = (into.as_object_mut(), from) {
+        into.extend(from);
+    }
+}
+
+/// `snapshot <name> mode <mode>[, handoff LSN <lsn>][, slot <slot>]`, for text reports.
+pub fn snapshot_summary(s: &SnapshotInfo) -> String {
+    format!(
+        "snapshot {} mode {}{}{}",
+        s.name,
+        s.mode,
+        s.lsn.map(|l| format!(", handoff LSN {l}")).unwrap_or_default(),
+        s.slot.as_ref().map(|sl| format!(", slot {sl}")).unwrap_or_default(),
+    )
+}
