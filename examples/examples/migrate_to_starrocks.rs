@@ -39,10 +39,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use pgsnap_core::{DataFormat, Manifest, ManifestStore, RunStatus, TableName, TableStatus};
+use pgsnap_core::{DataFormat, Manifest, ManifestStore, TableName, TableStatus};
 use pgsnap_examples::run::{
-    SnapshotArgs, drive, open_run, previous_run, remove_stale_manifest_temp_files, report_json,
-    resume_hint, snapshot_summary,
+    SnapshotArgs, drive, open_run, outcome, previous_run, remove_stale_manifest_temp_files,
+    report_json, resume_hint, snapshot_summary,
 };
 use pgsnap_examples::*;
 use pgsnap_sink_starrocks::{
@@ -379,20 +379,7 @@ fn report(
         }
     }
     warnings.extend(unverified.iter().cloned());
-    let complete = fatal.is_none() && manifest.status == RunStatus::Ok && unverified.is_empty();
-    let code = match fatal {
-        Some(e) => exit_code(e),
-        None if complete => EXIT_OK,
-        None => EXIT_PARTIAL,
-    };
-    let status = match (manifest.status, fatal) {
-        (_, Some(_)) | (RunStatus::Failed, _) => "failed",
-        (RunStatus::Ok, None) if complete => "ok",
-        _ => "partial",
-    };
-    if let Some(e) = fatal {
-        warnings.push(format!("run stopped: {}", pgsnap_core::error_chain(e)));
-    }
+    let (code, status) = outcome(manifest, fatal, unverified.is_empty(), warnings);
     if args.json {
         let out = report_json(
             manifest,

@@ -35,8 +35,8 @@ use std::time::Duration;
 use clap::Parser;
 use pgsnap_core::{DataFormat, Manifest, ManifestStore, RunStatus, TableStatus};
 use pgsnap_examples::run::{
-    SnapshotArgs, drive, open_run, previous_run, remove_stale_manifest_temp_files, report_json,
-    resume_hint, snapshot_summary,
+    SnapshotArgs, drive, open_run, outcome, previous_run, remove_stale_manifest_temp_files,
+    report_json, resume_hint, snapshot_summary,
 };
 use pgsnap_examples::*;
 use pgsnap_sink_file::{Compression, FileSinkBuilder};
@@ -147,19 +147,7 @@ fn report(
     fatal: Option<&pgsnap_core::Error>,
     mut warnings: Vec<String>,
 ) -> i32 {
-    let code = match (fatal, manifest.status) {
-        (Some(e), _) => exit_code(e),
-        (None, RunStatus::Ok) => EXIT_OK,
-        (None, _) => EXIT_PARTIAL,
-    };
-    let status = match (manifest.status, fatal) {
-        (_, Some(_)) | (RunStatus::Failed, _) => "failed",
-        (RunStatus::Ok, None) => "ok",
-        _ => "partial",
-    };
-    if let Some(e) = fatal {
-        warnings.push(format!("run stopped: {}", pgsnap_core::error_chain(e)));
-    }
+    let (code, status) = outcome(manifest, fatal, true, &mut warnings);
     if args.json {
         let out = report_json(
             manifest,

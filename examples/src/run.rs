@@ -447,3 +447,28 @@ pub fn snapshot_summary(s: &SnapshotInfo) -> String {
         s.slot.as_ref().map(|sl| format!(", slot {sl}")).unwrap_or_default(),
     )
 }
+
+/// The exit code and report status of a finished run: `complete` is whether the job's own
+/// checks passed too (every table verified); a fatal error decides the code.
+pub fn outcome(
+    manifest: &Manifest,
+    fatal: Option<&pgsnap_core::Error>,
+    complete: bool,
+    warnings: &mut Vec<String>,
+) -> (i32, &'static str) {
+    let ok = manifest.status == pgsnap_core::RunStatus::Ok && complete;
+    let code = match fatal {
+        Some(e) => exit_code(e),
+        None if ok => crate::EXIT_OK,
+        None => crate::EXIT_PARTIAL,
+    };
+    let status = match (manifest.status, fatal) {
+        (_, Some(_)) | (pgsnap_core::RunStatus::Failed, _) => "failed",
+        _ if ok => "ok",
+        _ => "partial",
+    };
+    if let Some(e) = fatal {
+        warnings.push(format!("run stopped: {}", pgsnap_core::error_chain(e)));
+    }
+    (code, status)
+}
