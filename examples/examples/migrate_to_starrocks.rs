@@ -14,7 +14,10 @@
 //!
 //! State: `--state DIR` keeps the run's manifest (no data). Default:
 //! `./pgsnap-state/starrocks-<fe host>-<fe port>-<database>`; the report names it.
-//! `--resume` continues the run recorded there (with the same options).
+//! `--resume` continues the run recorded there, with the same options: those that decide
+//! the target, the labels and the body bytes (`--database`, `--label-prefix`, `--format`,
+//! `--max-load-bytes`, `--unrepresentable`, `--table-map`, `--column-type`) are recorded and
+//! checked, because a different one would move part boundaries or labels.
 //!
 //! Follows the examples' contract: progress and logs on stderr, `--json` prints one JSON
 //! object on stdout (the snapshot report plus, per table, `target`, `rows_loaded`,
@@ -28,7 +31,8 @@
 //! - 3: PostgreSQL or StarRocks preflight: cannot connect (to PostgreSQL or the FE), wrong
 //!   password, unknown database, missing table without `--create-tables`, an existing table
 //!   that does not match, a type that cannot be mapped under `--unrepresentable error`,
-//!   two tables mapped to one target. Checked before any row is loaded.
+//!   two tables mapped to one target, a new run into a Duplicate Key table that already
+//!   holds rows (without `--allow-existing-rows`). Checked before any row is loaded.
 //! - 4: the snapshot is lost or not importable (as in `snapshot_to_files`).
 //! - 5: StarRocks cannot be loaded mid-run for every table: an HTTPS FE redirecting to
 //!   plain HTTP (refused unless `--allow-insecure-redirect`), credentials revoked, the
@@ -128,6 +132,30 @@ struct Args {
     /// After loading, compare SELECT COUNT(*) of each target table with the rows read.
     #[arg(long)]
     verify_count: bool,
+    /// Load into existing Duplicate Key tables that already hold rows (they would keep both).
+    #[arg(long)]
+    allow_existing_rows: bool,
+}
+
+/// Every option that decides where rows go, their labels and the body bytes (and so the
+/// part boundaries), in a readable form: a resume must match it exactly.
+fn load_layout(args: &Args) -> String {
+    let mut maps: Vec<String> =
+        args.table_map.iter().map(|(t, target)| format!("{t}={target}")).collect();
+    maps.sort();
+    let mut types: Vec<String> =
+        args.column_type.iter().map(|(t, c, ty)| format!("{t}.{c}={ty}")).collect();
+    types.sort();
+    format!(
+        "starrocks format={} max_load_bytes={} database={} label_prefix={} unrepresentable={} table_map=[{}] column_type=[{}]",
+        args.format,
+        args.max_load_bytes.map(|n| n.to_string()).unwrap_or_else(|| "default".into()),
+        args.database,
+        args.label_prefix,
+        args.unrepresentable,
+        maps.join(","),
+        types.join(","),
+    )
 }
 
 fn parse_table_map(s: &str) -> Result<(TableName, String), String> {
@@ -242,13 +270,10 @@ async fn run(args: Args) -> i32 {
     };
     let store = ManifestStore::new(&state);
     let builder = sink_builder(&args);
-    // The word recorded as the manifest's `compression`: a resume must keep the body format
-    // and part size, so that a chunk splits into the same parts under the same labels.
-    let layout = format!(
-        "starrocks-{}-{}",
-        args.format,
-        args.max_load_bytes.map(|n| n.to_string()).unwrap_or_else(|| "default".into())
-    );
+    // Recorded as the manifest's `compression` word: a resume must load into the same place
+    // with the same labels and the same part boundaries, so every option that decides the
+    // target, the labels or the body bytes must match the interrupted run's.
+    let layout = load_layout(&args);
     let previous = previous_run(
         &store,
         "--state",
@@ -277,9 +302,41 @@ async fn run(args: Args) -> i32 {
         Err(e) => pgsnap_examples::run::close_and_die(&opened.source, preflight_code(&e), e).await,
     };
     let schemas: Vec<_> = opened.manifest.tables.iter().map(|t| t.schema.clone()).collect();
+    let fresh = !args.resume;
     match sink.prepare(&schemas).await {
         Ok(prepared) => {
+            // A new run into a Duplicate Key table that already holds rows would add a second
+            // copy of anything loaded before (a new run has new labels); refuse unless asked.
+            let occupied: Vec<String> = prepared
+                .iter()
+                .filter(|_| fresh && !args.allow_existing_rows)
+                .filter_map(|p| {
+                    p.existing
+                        .filter(|e| e.rows > 0 && !e.primary_key)
+                        .map(|e| format!("{} ({} rows)", p.target.name, e.rows))
+                })
+                .collect();
+            if !occupied.is_empty() {
+                pgsnap_examples::run::close_and_die(
+                    &opened.source,
+                    EXIT_PREFLIGHT,
+                    format!(
+                        "StarRocks Duplicate Key tables already hold rows: {}; a new run would add its rows next to them. Empty them (TRUNCATE TABLE), resume the run that loaded them with --resume, or pass --allow-existing-rows",
+                        occupied.join(", ")
+                    ),
+                )
+                .await
+            }
             for p in prepared {
+                if let Some(e) = p.existing.filter(|e| e.rows > 0 && fresh) {
+                    tracing::warn!(
+                        table = %p.source,
+                        target = %p.target.name,
+                        rows = e.rows,
+                        "the target already holds rows{}",
+                        if e.primary_key { "; rows with equal keys are replaced" } else { "" }
+                    );
+                }
                 let varchar: Vec<_> = p
                     .target
                     .columns

@@ -144,9 +144,10 @@ pub enum Error {
         waited_s: u64,
     },
     /// StarRocks counted a different number of rows than were sent: the body encoding and
-    /// StarRocks' parser disagree. Never retried: it would load wrong data again.
+    /// StarRocks' parser disagree. The load is committed under its label, so the run stops
+    /// (a resume would skip the label): the table must be emptied before a new run.
     #[error(
-        "Stream Load of {table} (label {label}): StarRocks counted {counted} rows, pgsnap sent {sent}"
+        "Stream Load of {table} (label {label}): StarRocks counted {counted} rows, pgsnap sent {sent}; the load is committed, so {table} holds wrong data: empty it and start a new run (and report this as a pgsnap bug)"
     )]
     RowCountMismatch {
         /// The target table.
@@ -157,6 +158,18 @@ pub enum Error {
         counted: u64,
         /// Rows sent.
         sent: u64,
+    },
+    /// Two source tables would load into one StarRocks table.
+    #[error(
+        "{first} and {second} would both load into StarRocks table {target:?}; map one of them to another name (with_table_mapping / --table-map)"
+    )]
+    TargetCollision {
+        /// One source table.
+        first: String,
+        /// The other.
+        second: String,
+        /// The shared target.
+        target: String,
     },
     /// A PostgreSQL type or table cannot be mapped.
     #[error(transparent)]
@@ -211,6 +224,7 @@ impl Error {
         matches!(
             self,
             Error::Config(_)
+                | Error::RowCountMismatch { .. }
                 | Error::Auth { .. }
                 | Error::UnknownDatabase { .. }
                 | Error::InsecureRedirect { .. }

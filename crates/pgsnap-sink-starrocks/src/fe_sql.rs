@@ -15,6 +15,8 @@ pub(crate) struct ExistingColumn {
     pub(crate) data_type: String,
     /// `COLUMN_TYPE` (e.g. `bigint(20)`, `varchar(400)`, `decimal(12,2)`).
     pub(crate) column_type: String,
+    /// `COLUMN_KEY`: `PRI` for a Primary Key table's key columns.
+    pub(crate) key: String,
 }
 
 /// A MySQL string literal: single quotes, with `\` and `'` escaped (MySQL's default
@@ -89,6 +91,7 @@ impl FeSql {
                     name: text(r, 0),
                     data_type: text(r, 1).to_ascii_lowercase(),
                     column_type: text(r, 2).to_ascii_lowercase(),
+                    key: text(r, 4).to_ascii_uppercase(),
                 })
                 .collect(),
         ))

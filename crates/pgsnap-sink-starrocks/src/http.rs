@@ -42,19 +42,22 @@ impl Endpoint {
     /// Parses `http[s]://host[:port][/]`. User info in the URL is refused (credentials are
     /// configured separately and never appear in addresses, which are logged).
     pub(crate) fn parse(url: &str) -> Result<Self, String> {
-        let (https, rest) = if let Some(r) = url.strip_prefix("http://") {
-            (false, r)
-        } else if let Some(r) = url.strip_prefix("https://") {
-            (true, r)
+        if url.contains('@') {
+            // Never echo such an address: it may hold a password.
+            return Err(
+                "addresses must not carry a user or password (found '@'); configure them separately"
+                    .into(),
+            );
+        }
+        let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+        let (https, rest) = if lower.starts_with("http://") {
+            (false, &url[7..])
+        } else if lower.starts_with("https://") {
+            (true, &url[8..])
         } else {
             return Err(format!("{url:?}: expected an http:// or https:// address"));
         };
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        if authority.contains('@') {
-            return Err(
-                "addresses must not carry user or password; configure them separately".into()
-            );
-        }
         let default_port = if https { 443 } else { 80 };
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (h, after) =
@@ -471,7 +474,10 @@ mod tests {
         let e = Endpoint::parse("http://[::1]:8040").unwrap();
         assert_eq!(e.to_string(), "http://[::1]:8040");
         assert!(Endpoint::parse("fe1:8030").is_err());
-        assert!(Endpoint::parse("http://root:pw@fe1:8030").is_err());
+        let e = Endpoint::parse("HTTP://root:pw@fe1:8030").unwrap_err();
+        assert!(!e.contains("pw"), "{e}");
+        assert!(!Endpoint::parse("root:pw@fe1").unwrap_err().contains("pw"));
+        assert!(Endpoint::parse("HTTPS://fe1:8030").unwrap().https);
         assert!(Endpoint::parse("http://fe1:x").is_err());
         let (e, p) =
             Endpoint::parse_location("http://10.0.0.2:8040/api/db/t/_stream_load?x=1").unwrap();

@@ -56,4 +56,4 @@ pub use builder::{RetryPolicy, StarRocksSinkBuilder};
 pub use error::{Error, Result};
 pub use label::{MAX_LABEL_LEN, MAX_PREFIX_LEN};
 pub use mapping::{LoadFormat, TargetTable, Unrepresentable};
-pub use sink::{PreparedTable, StarRocksSink};
+pub use sink::{ExistingTable, PreparedTable, StarRocksSink};

@@ -152,20 +152,30 @@ async fn load_part(
                 match pump(sink, chunk, input, tc, Out::Conn(&mut conn), stored).await {
                     Ok(()) => {}
                     Err(PumpError::Source(e)) => return Err(e),
+                    Err(PumpError::Sink(e @ Error::Io { .. })) => {
+                        // The BE may have answered and closed mid-body (a refused load):
+                        // its answer says why, where the write error only says "reset".
+                        let answer = tokio::time::timeout(
+                            std::time::Duration::from_secs(2),
+                            read_final(sink, &mut conn),
+                        )
+                        .await;
+                        if let Ok(Ok(result)) = answer {
+                            classify_failure(sink, target, label, &result)?;
+                            return Err(Error::LoadFailed {
+                                table: target.name.clone(),
+                                label: label.to_owned(),
+                                status: result.status,
+                                message: result.message,
+                            }
+                            .into());
+                        }
+                        return Err(e.into());
+                    }
                     Err(PumpError::Sink(e)) => return Err(e.into()),
                 }
                 let sent = tc.rows() - rows_before;
-                let head =
-                    conn.read_head(sink.config.load_timeout + sink.config.io_timeout).await?;
-                let body = conn.read_body(&head).await?;
-                let result = LoadResult::parse(&body).ok_or_else(|| Error::Protocol {
-                    address: conn.endpoint().to_string(),
-                    message: format!(
-                        "HTTP {} with an unexpected body: {}",
-                        head.status,
-                        response::rest_message(&body)
-                    ),
-                })?;
+                let result = read_final(sink, &mut conn).await?;
                 return finish_sent(sink, target, label, result, sent).await.map_err(Into::into);
             }
             Opened::Answer(result) => match early_answer(sink, target, label, &result).await? {
@@ -194,10 +204,51 @@ async fn load_part(
                     tokio::time::sleep(sink.config.retry.backoff(attempt)).await;
                     attempt += 1;
                 }
-                Early::RetryNow => {}
+                Early::RetryNow => {
+                    // The earlier load holding the label was aborted: load again, but never
+                    // spin if StarRocks keeps answering "label used" for a free label.
+                    if attempt >= sink.config.retry.max_retries() {
+                        return Err(Error::LabelBusy {
+                            label: label.to_owned(),
+                            state: "reported free, yet refused as used".into(),
+                            waited_s: 0,
+                        }
+                        .into());
+                    }
+                    tokio::time::sleep(sink.config.retry.backoff(attempt)).await;
+                    attempt += 1;
+                }
             },
         }
     }
+}
+
+/// Reads the final answer of a load (skipping interim 1xx answers) and parses its JSON.
+/// A gateway's 5xx is transient (the label makes a retry safe).
+async fn read_final(sink: &StarRocksSink, conn: &mut Conn) -> Result<LoadResult> {
+    let wait = sink.config.load_timeout + sink.config.io_timeout;
+    let head = loop {
+        let head = conn.read_head(wait).await?;
+        if !(100..200).contains(&head.status) {
+            break head;
+        }
+    };
+    let body = conn.read_body(&head).await?;
+    if head.status >= 500 {
+        return Err(Error::Io {
+            address: conn.endpoint().to_string(),
+            what: format!("Stream Load answered HTTP {}", head.status),
+            source: std::io::Error::other(response::rest_message(&body)),
+        });
+    }
+    LoadResult::parse(&body).ok_or_else(|| Error::Protocol {
+        address: conn.endpoint().to_string(),
+        message: format!(
+            "HTTP {} with an unexpected body: {}",
+            head.status,
+            response::rest_message(&body)
+        ),
+    })
 }
 
 enum Early {
@@ -265,6 +316,14 @@ fn classify_failure(
             message: msg.clone(),
         });
     }
+    if lower.contains("privilege") {
+        // "Access denied; you need (at least one of) the INSERT privilege(s)": this table only.
+        return Err(Error::LoadRefused {
+            table: target.name.clone(),
+            label: label.to_owned(),
+            message: format!("{msg} (grant INSERT on the table to {:?})", sink.config.user),
+        });
+    }
     if lower.contains("access denied")
         || lower.contains("no valid basic authorization")
         || lower.contains("need auth information")
@@ -276,7 +335,7 @@ fn classify_failure(
         || lower.contains("invalid strict mode")
         || lower.contains("unknown data format")
         || lower.contains("exceed limit")
-        || lower.contains("test double:")
+        || lower.contains("not supported")
     {
         return Err(Error::LoadRefused {
             table: target.name.clone(),
@@ -557,6 +616,17 @@ async fn pump(
         if pushed.body_full {
             break;
         }
+    }
+    if !input.has_more().await.map_err(PumpError::Source)? {
+        // The input ended: a partial last row means the data was cut short. Fail before the
+        // body is closed, so StarRocks aborts this part instead of committing it short.
+        tc.finish().map_err(|e| {
+            PumpError::Sink(Error::Transcode {
+                table: chunk.table.to_string(),
+                chunk: chunk.id.0,
+                source: e,
+            })
+        })?;
     }
     tc.finish_body(&mut buf);
     sent += buf.len() as u64;

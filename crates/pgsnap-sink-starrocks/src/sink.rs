@@ -28,6 +28,20 @@ pub struct PreparedTable {
     pub target: TargetTable,
     /// Whether `prepare` created the table.
     pub created: bool,
+    /// For a table that existed: its rows before the run (`SELECT COUNT(*)`), and whether it
+    /// is a Primary Key table (where loading a row again replaces it). `None` when created
+    /// or when SQL is disabled.
+    pub existing: Option<ExistingTable>,
+}
+
+/// What an existing target table held before the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExistingTable {
+    /// `SELECT COUNT(*)` before loading.
+    pub rows: u64,
+    /// Whether it is a Primary Key table (rows with equal keys replace each other).
+    pub primary_key: bool,
 }
 
 /// Loads chunks into StarRocks with Stream Load (see the [crate docs](crate)).
@@ -140,11 +154,11 @@ impl StarRocksSink {
         for schema in tables {
             let target_name = self.target_name(&schema.name);
             if let Some(other) = by_target.insert(target_name.to_ascii_lowercase(), &schema.name) {
-                return Err(Error::Config(format!(
-                    "{} and {} would both load into StarRocks table {target_name:?}; map one of \
-                     them to another name (with_table_mapping / --table-map)",
-                    other, schema.name
-                )));
+                return Err(Error::TargetCollision {
+                    first: other.to_string(),
+                    second: schema.name.to_string(),
+                    target: target_name,
+                });
             }
             let mut options = MappingOptions::default()
                 .with_format(self.config.format)
@@ -182,6 +196,7 @@ impl StarRocksSink {
         }
         for (schema, target) in mapped {
             let mut created = false;
+            let mut existing_table = None;
             if let Some(sql) = sql.as_mut() {
                 let existing = sql.columns(&self.config.database, &target.name).await?;
                 match existing {
@@ -200,6 +215,10 @@ impl StarRocksSink {
                         });
                     }
                     Some(cols) => {
+                        existing_table = Some(ExistingTable {
+                            rows: sql.count(&self.config.database, &target.name).await?,
+                            primary_key: cols.iter().any(|c| c.key == "PRI"),
+                        });
                         let problems = check_columns(&target, &cols);
                         if !problems.is_empty() {
                             return Err(Error::SchemaMismatch {
@@ -219,7 +238,12 @@ impl StarRocksSink {
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(schema.name.clone(), Arc::new(target.clone()));
-            out.push(PreparedTable { source: schema.name.clone(), target, created });
+            out.push(PreparedTable {
+                source: schema.name.clone(),
+                target,
+                created,
+                existing: existing_table,
+            });
         }
         if let Some(sql) = sql {
             sql.close().await;

@@ -329,6 +329,21 @@ fn contract_report_rows_and_state() {
     expect_error(&r, 2, &["--state", "not empty", "--resume"]);
     assert_eq!(sr.double.loads().len(), loads_before, "a refused run loaded something");
     assert_eq!(manifest(&state), m);
+
+    // --resume with an option that changes the labels: refused, naming the option.
+    let mut other_prefix = args.clone();
+    other_prefix.extend(strings(&["--resume", "--label-prefix", "other"]));
+    let r = run_migrate(&other_prefix);
+    expect_error(&r, 2, &["--resume", "label_prefix=other"]);
+
+    // A new run (new state) into targets that already hold the rows: the Duplicate Key
+    // table (`events` has no primary key) would get a second copy, so it is refused before
+    // anything is loaded (and its slot dropped); Primary Key tables alone only get a warning.
+    let (_tmp2, state2) = out_dir();
+    let fresh = with_flag(&args, "--state", arg(&state2));
+    let r = run_migrate(&fresh);
+    expect_error(&r, 3, &["events", "--allow-existing-rows"]);
+    assert_eq!(sr.double.loads().len(), loads_before, "a refused run loaded something");
     expect_no_slots(&db);
 }
 

@@ -93,7 +93,7 @@ async fn two_tables_onto_one_target_are_refused() {
     schemas.push(other);
     let sink = builder(&d).with_table_mapping(TableName::new("public", "u"), "t").build().unwrap();
     let err = sink.prepare(&schemas).await.unwrap_err();
-    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(matches!(err, Error::TargetCollision { .. }), "{err:?}");
     assert!(err.to_string().contains("\"public\".\"u\""), "{err}");
 }
 

@@ -273,3 +273,26 @@ async fn txn_call_url(fe: &str, op: &str, label: &str, body: Option<&str>) -> St
     }
     panic!("too many redirects");
 }
+
+/// COPY data cut short (the last row has no newline) never commits a short part: the load
+/// is aborted before its body ends, and nothing of the chunk is visible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_cut_short_commits_nothing() {
+    let d = double().await;
+    create_duplicate_table(&d);
+    let sink = Arc::new(builder(&d).build().unwrap());
+    let (source, manifest) = MemorySource::example(1, 1);
+    let t = &manifest.tables[0];
+    let chunk = t.chunk(&t.chunks[0]);
+    source.insert(chunk.table.clone(), chunk.id, "1\tone\n2\ttw");
+    sink.prepare(&manifest.tables.iter().map(|t| t.schema.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let data = pgsnap_core::Source::read_chunk(&source, &chunk, pgsnap_core::DataFormat::Text)
+        .await
+        .unwrap();
+    let err = pgsnap_core::Sink::write_chunk(sink.as_ref(), &chunk, data).await.unwrap_err();
+    assert!(pgsnap_core::error_chain(&err).contains("cut short"), "{err:?}");
+    assert!(d.rows(DB, "t").is_empty(), "a short part was committed: {:?}", d.rows(DB, "t"));
+    assert!(d.loads().iter().all(|l| l.status != "Success"), "{:?}", d.loads());
+}
