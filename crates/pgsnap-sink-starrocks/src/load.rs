@@ -519,6 +519,11 @@ fn load_headers(sink: &StarRocksSink, target: &TargetTable, label: &str) -> Vec<
     for (k, v) in Transcoder::new(target).headers() {
         h.push((k.to_owned(), v));
     }
+    if target.format == LoadFormat::Json {
+        // A part stops after the row that reaches the part size, so one large row can take
+        // it past StarRocks' 100 MB JSON cap; the Flink connector sends this header too.
+        h.push(("ignore_json_size".into(), "true".into()));
+    }
     h
 }
 
