@@ -299,7 +299,7 @@ async fn run(args: Args) -> i32 {
     let opened = open_run(&args.snap, previous, false, DataFormat::Text, &layout).await;
     let sink = match builder.with_run_id(opened.manifest.run_id.clone()).build() {
         Ok(s) => Arc::new(s),
-        Err(e) => pgsnap_examples::run::close_and_die(&opened.source, preflight_code(&e), e).await,
+        Err(e) => abandon(&args, &opened, preflight_code(&e), e).await,
     };
     let schemas: Vec<_> = opened.manifest.tables.iter().map(|t| t.schema.clone()).collect();
     let fresh = !args.resume;
@@ -317,8 +317,9 @@ async fn run(args: Args) -> i32 {
                 })
                 .collect();
             if !occupied.is_empty() {
-                pgsnap_examples::run::close_and_die(
-                    &opened.source,
+                abandon(
+                    &args,
+                    &opened,
                     EXIT_PREFLIGHT,
                     format!(
                         "StarRocks Duplicate Key tables already hold rows: {}; a new run would add its rows next to them. Empty them (TRUNCATE TABLE), resume the run that loaded them with --resume, or pass --allow-existing-rows",
@@ -352,7 +353,7 @@ async fn run(args: Args) -> i32 {
                 );
             }
         }
-        Err(e) => pgsnap_examples::run::close_and_die(&opened.source, preflight_code(&e), e).await,
+        Err(e) => abandon(&args, &opened, preflight_code(&e), e).await,
     }
     let source = Arc::clone(&opened.source);
     let outcome =
@@ -373,6 +374,29 @@ async fn run(args: Args) -> i32 {
         &counts,
         &mut warnings,
     )
+}
+
+/// Gives up before anything was loaded: closes the snapshot and, on a new run, drops the
+/// permanent slot (and publication) it created, so a failed StarRocks preflight leaves no
+/// slot holding WAL. Then exits with `code`.
+async fn abandon(
+    args: &Args,
+    opened: &pgsnap_examples::run::OpenedRun,
+    code: i32,
+    msg: impl std::fmt::Display,
+) -> ! {
+    if let Err(e) = opened.source.close().await {
+        tracing::warn!("closing the snapshot: {e}");
+    }
+    if let (false, Some(slot)) = (args.resume, &args.snap.slot) {
+        match pgsnap_source::drop_slot(&args.snap.source, slot, args.snap.publication.as_deref())
+            .await
+        {
+            Ok(()) => tracing::info!(slot, "dropped the slot this run created"),
+            Err(e) => tracing::warn!(slot, "cannot drop the slot this run created: {e}"),
+        }
+    }
+    die(code, msg)
 }
 
 /// `SELECT COUNT(*)` per target table (only for tables whose load completed).

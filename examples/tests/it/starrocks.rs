@@ -411,7 +411,21 @@ fn exit_codes_name_the_culprit() {
     let port = closed_port();
     let r = run_migrate(&with_flag(&base(state()), "--fe-sql", &format!("127.0.0.1:{port}")));
     expect_error(&r, 3, &[&format!("127.0.0.1:{port}")]);
-    // 3: a target table is missing and --create-tables is not given.
+    // 3: a target table is missing and --create-tables is not given. With a permanent
+    // --slot (and publication) for a handoff, the failed preflight drops what it created.
+    let mut args = base(state());
+    args.extend(strings(&[
+        "--slot",
+        "x_sr_errors_slot",
+        "--publication",
+        "x_sr_errors_pub",
+        "--include",
+        "good",
+    ]));
+    let r = run_migrate(&args);
+    expect_error(&r, 3, &[SR_DB, "--create-tables"]);
+    expect_no_slots(&db);
+    assert_eq!(sql(&db, "SELECT count(*) FROM pg_publication"), "0", "publication left behind");
     let r = run_migrate(&base(state()));
     expect_error(&r, 3, &[SR_DB, "--create-tables"]);
     assert!(
