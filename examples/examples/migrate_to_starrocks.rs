@@ -16,8 +16,13 @@
 //! `./pgsnap-state/starrocks-<fe host>-<fe port>-<database>`; the report names it.
 //! `--resume` continues the run recorded there, with the same options: those that decide
 //! the target, the labels and the body bytes (`--database`, `--label-prefix`, `--format`,
-//! `--max-load-bytes`, `--unrepresentable`, `--table-map`, `--column-type`) are recorded and
-//! checked, because a different one would move part boundaries or labels.
+//! `--max-load-bytes`, `--transactions`, `--unrepresentable`, `--table-map`, `--column-type`)
+//! are recorded and checked, because a different one would move part boundaries or labels.
+//!
+//! `--transactions` loads each chunk as one transaction of StarRocks' Stream Load
+//! transaction interface (begin, a load per part, prepare, row-count check, commit), so a
+//! chunk split into several loads becomes visible at once; a transaction of this run left
+//! prepared by a killed process is rolled back on resume.
 //!
 //! Follows the examples' contract: progress and logs on stderr, `--json` prints one JSON
 //! object on stdout (the snapshot report plus, per table, `target`, `rows_loaded`,
@@ -135,6 +140,10 @@ struct Args {
     /// Load into existing Duplicate Key tables that already hold rows (they would keep both).
     #[arg(long)]
     allow_existing_rows: bool,
+    /// Load each chunk as one transaction (Stream Load transaction interface): a chunk split
+    /// into several loads becomes visible at once, and row counts are checked before commit.
+    #[arg(long)]
+    transactions: bool,
 }
 
 /// Every option that decides where rows go, their labels and the body bytes (and so the
@@ -147,8 +156,9 @@ fn load_layout(args: &Args) -> String {
         args.column_type.iter().map(|(t, c, ty)| format!("{t}.{c}={ty}")).collect();
     types.sort();
     format!(
-        "starrocks format={} max_load_bytes={} database={} label_prefix={} unrepresentable={} table_map=[{}] column_type=[{}]",
+        "starrocks format={} transactions={} max_load_bytes={} database={} label_prefix={} unrepresentable={} table_map=[{}] column_type=[{}]",
         args.format,
+        args.transactions,
         args.max_load_bytes.map(|n| n.to_string()).unwrap_or_else(|| "default".into()),
         args.database,
         args.label_prefix,
@@ -204,7 +214,8 @@ fn sink_builder(args: &Args) -> StarRocksSinkBuilder {
         .with_max_concurrent_loads(args.max_concurrent_loads)
         .with_load_timeout(Duration::from_secs(args.load_timeout))
         .with_allow_insecure_redirect(args.allow_insecure_redirect)
-        .with_create_tables(args.create_tables);
+        .with_create_tables(args.create_tables)
+        .with_transactions(args.transactions);
     for fe in &args.fe[1..] {
         b = b.with_fe_url(fe.clone());
     }

@@ -144,10 +144,17 @@ pub enum Error {
         waited_s: u64,
     },
     /// StarRocks counted a different number of rows than were sent: the body encoding and
-    /// StarRocks' parser disagree. The load is committed under its label, so the run stops
-    /// (a resume would skip the label): the table must be emptied before a new run.
+    /// StarRocks' parser disagree, so the run stops. With Stream Load the load is committed
+    /// under its label (a resume would skip the label): the table must be emptied before a
+    /// new run. With the transaction interface the transaction was rolled back
+    /// (`committed` is false): nothing of the chunk is in the table.
     #[error(
-        "Stream Load of {table} (label {label}): StarRocks counted {counted} rows, pgsnap sent {sent}; the load is committed, so {table} holds wrong data: empty it and start a new run (and report this as a pgsnap bug)"
+        "Stream Load of {table} (label {label}): StarRocks counted {counted} rows, pgsnap sent {sent}; {} (and report this as a pgsnap bug)",
+        if *committed {
+            format!("the load is committed, so {table} holds wrong data: empty it and start a new run")
+        } else {
+            "the transaction was rolled back, nothing of it is in the table".to_owned()
+        }
     )]
     RowCountMismatch {
         /// The target table.
@@ -158,6 +165,8 @@ pub enum Error {
         counted: u64,
         /// Rows sent.
         sent: u64,
+        /// Whether the load was committed (Stream Load) or rolled back (transactions).
+        committed: bool,
     },
     /// Two source tables would load into one StarRocks table.
     #[error(

@@ -54,6 +54,13 @@ impl Labeler {
         label
     }
 
+    /// The label of a chunk loaded as one transaction (transaction interface): `…-<chunk>-t`,
+    /// never equal to a Stream Load part's label, so a run resumed in the other mode cannot
+    /// take one for the other.
+    pub(crate) fn txn_label(&self, table: &TableName, chunk: ChunkId) -> String {
+        format!("{}t", self.chunk_prefix(table, chunk))
+    }
+
     /// The labels of a chunk start with this (for probes and listings).
     pub(crate) fn chunk_prefix(&self, table: &TableName, chunk: ChunkId) -> String {
         format!("{}-{}-{}-{:05}-", self.prefix, self.run_id, table_tag(table), chunk.0)
@@ -105,6 +112,8 @@ mod tests {
             assert!(is_label_text(&label, MAX_LABEL_LEN), "{label} ({} bytes)", label.len());
             assert!(seen.insert(label.clone()), "collision: {label}");
             assert!(label.starts_with(&l.chunk_prefix(t, ChunkId(u32::MAX))));
+            let txn = l.txn_label(t, ChunkId(u32::MAX));
+            assert!(is_label_text(&txn, MAX_LABEL_LEN) && txn != label, "{txn}");
         }
         assert!(Labeler::new("bad prefix", "x").is_err());
         assert!(Labeler::new(&"p".repeat(33), "x").is_err());

@@ -20,6 +20,9 @@
 //!   with `RUNNING` → poll `get_load_state`; `Fail` saying the label "has already been
 //!   used" (newer releases) → poll; `too many filtered rows` → a data error naming the
 //!   `ErrorURL`, not retried; any other `Fail` → retried with the same label.
+//! - Optionally ([`StarRocksSinkBuilder::with_transactions`]) each chunk is one transaction
+//!   of the Stream Load transaction interface (begin, a load per part, prepare, commit),
+//!   so a chunk split into parts becomes visible atomically; a failure rolls it back.
 //!
 //! # Example
 //! ```no_run
@@ -51,6 +54,7 @@ pub mod mapping;
 mod response;
 mod sink;
 pub mod transcode;
+mod txn_load;
 
 pub use builder::{RetryPolicy, StarRocksSinkBuilder};
 pub use error::{Error, Result};

@@ -21,15 +21,19 @@ const FLUSH_BYTES: usize = 1 << 20;
 const MAX_REDIRECTS: usize = 4;
 
 /// The chunk's COPY text, with what was read but not yet transcoded.
-struct Input {
+pub(crate) struct Input {
     stream: ChunkStream,
     pending: Bytes,
     ended: bool,
 }
 
 impl Input {
+    pub(crate) fn new(stream: ChunkStream) -> Self {
+        Self { stream, pending: Bytes::new(), ended: false }
+    }
+
     /// Whether more input exists (reads ahead one buffer when needed).
-    async fn has_more(&mut self) -> pgsnap_core::Result<bool> {
+    pub(crate) async fn has_more(&mut self) -> pgsnap_core::Result<bool> {
         while self.pending.is_empty() && !self.ended {
             match self.stream.next().await {
                 Some(Ok(b)) => self.pending = b,
@@ -42,7 +46,7 @@ impl Input {
 }
 
 /// Where a part's transcoded body goes.
-enum Out<'a> {
+pub(crate) enum Out<'a> {
     /// To the BE.
     Conn(&'a mut Conn),
     /// Nowhere: the part is already loaded; only its rows are counted, to find where the
@@ -51,7 +55,7 @@ enum Out<'a> {
 }
 
 /// A failure while pumping a body: from the source (returned unchanged) or the sink.
-enum PumpError {
+pub(crate) enum PumpError {
     Source(pgsnap_core::Error),
     Sink(Error),
 }
@@ -68,8 +72,8 @@ struct PartOutcome {
     filtered: u64,
 }
 
-/// What the first answer to a load request said.
-enum Opened {
+/// What the first answer to a request said.
+pub(crate) enum Opened {
     /// `100 Continue`: send the body on this connection.
     Continue(Conn),
     /// A final answer before any body byte.
@@ -83,7 +87,7 @@ pub(crate) async fn load_chunk(
     data: ChunkStream,
 ) -> pgsnap_core::Result<ChunkReceipt> {
     let _permit = sink.loads.acquire().await.map_err(|_| pgsnap_core::Error::Cancelled)?;
-    let mut input = Input { stream: data, pending: Bytes::new(), ended: false };
+    let mut input = Input::new(data);
     let mut tc = Transcoder::new(target);
     let mut receipt = LoadReceipt::default();
     let transcode_err =
@@ -147,36 +151,25 @@ async fn load_part(
             Err(e) => return Err(e.into()),
         };
         match opened {
-            Opened::Continue(mut conn) => {
-                let rows_before = tc.rows();
-                match pump(sink, chunk, input, tc, Out::Conn(&mut conn), stored).await {
-                    Ok(()) => {}
+            Opened::Continue(conn) => {
+                let answer = match stream_part(sink, chunk, input, tc, conn, stored).await {
+                    Ok(a) => a,
                     Err(PumpError::Source(e)) => return Err(e),
-                    Err(PumpError::Sink(e @ Error::Io { .. })) => {
-                        // The BE may have answered and closed mid-body (a refused load):
-                        // its answer says why, where the write error only says "reset".
-                        let answer = tokio::time::timeout(
-                            std::time::Duration::from_secs(2),
-                            read_final(sink, &mut conn),
-                        )
-                        .await;
-                        if let Ok(Ok(result)) = answer {
-                            classify_failure(sink, target, label, &result)?;
-                            return Err(Error::LoadFailed {
-                                table: target.name.clone(),
-                                label: label.to_owned(),
-                                status: result.status,
-                                message: result.message,
-                            }
-                            .into());
-                        }
-                        return Err(e.into());
-                    }
                     Err(PumpError::Sink(e)) => return Err(e.into()),
+                };
+                if !answer.complete {
+                    classify_failure(sink, target, label, &answer.result)?;
+                    return Err(Error::LoadFailed {
+                        table: target.name.clone(),
+                        label: label.to_owned(),
+                        status: answer.result.status,
+                        message: answer.result.message,
+                    }
+                    .into());
                 }
-                let sent = tc.rows() - rows_before;
-                let result = read_final(sink, &mut conn).await?;
-                return finish_sent(sink, target, label, result, sent).await.map_err(Into::into);
+                return finish_sent(sink, target, label, answer.result, answer.rows)
+                    .await
+                    .map_err(Into::into);
             }
             Opened::Answer(result) => match early_answer(sink, target, label, &result).await? {
                 Early::AlreadyLoaded => {
@@ -221,6 +214,46 @@ async fn load_part(
             },
         }
     }
+}
+
+/// The answer to a part whose body was streamed.
+pub(crate) struct PartAnswer {
+    /// What the BE answered.
+    pub(crate) result: LoadResult,
+    /// Rows in the part's body.
+    pub(crate) rows: u64,
+    /// `false` when the BE answered and closed before the body was complete (a refused
+    /// load; `result` says why).
+    pub(crate) complete: bool,
+}
+
+/// Streams one part's body on a connection that got `100 Continue`, then reads the answer.
+pub(crate) async fn stream_part(
+    sink: &StarRocksSink,
+    chunk: &Chunk,
+    input: &mut Input,
+    tc: &mut Transcoder,
+    mut conn: Conn,
+    stored: &mut u64,
+) -> std::result::Result<PartAnswer, PumpError> {
+    let rows_before = tc.rows();
+    match pump(sink, chunk, input, tc, Out::Conn(&mut conn), stored).await {
+        Ok(()) => {}
+        Err(PumpError::Sink(e @ Error::Io { .. })) => {
+            // The BE may have answered and closed mid-body (a refused load): its answer
+            // says why, where the write error only says "reset".
+            let answer =
+                tokio::time::timeout(Duration::from_secs(2), read_final(sink, &mut conn)).await;
+            if let Ok(Ok(result)) = answer {
+                return Ok(PartAnswer { result, rows: tc.rows() - rows_before, complete: false });
+            }
+            return Err(e.into());
+        }
+        Err(e) => return Err(e),
+    }
+    let rows = tc.rows() - rows_before;
+    let result = read_final(sink, &mut conn).await?;
+    Ok(PartAnswer { result, rows, complete: true })
 }
 
 /// Reads the final answer of a load (skipping interim 1xx answers) and parses its JSON.
@@ -285,7 +318,7 @@ async fn early_answer(
 }
 
 /// Maps a failed result to an error, or `Ok(())` when retrying with the same label may help.
-fn classify_failure(
+pub(crate) fn classify_failure(
     sink: &StarRocksSink,
     target: &TargetTable,
     label: &str,
@@ -363,6 +396,7 @@ async fn finish_sent(
                 label: label.to_owned(),
                 counted,
                 sent,
+                committed: true,
             });
         }
         if status.eq_ignore_ascii_case("Publish Timeout") {
@@ -428,7 +462,7 @@ pub(crate) async fn probe_label_state(sink: &StarRocksSink) -> Result<()> {
     get_load_state(sink, &label).await.map(drop)
 }
 
-async fn get_load_state(sink: &StarRocksSink, label: &str) -> Result<String> {
+pub(crate) async fn get_load_state(sink: &StarRocksSink, label: &str) -> Result<String> {
     let mut endpoint = pick(sink, &sink.fes).clone();
     let mut path =
         format!("/api/{}/get_load_state?label={}", encode(&sink.config.database), encode(label));
@@ -483,12 +517,12 @@ async fn connect(sink: &StarRocksSink, endpoint: &Endpoint) -> Result<Conn> {
         .await
 }
 
-fn auth(sink: &StarRocksSink) -> Vec<(String, String)> {
+pub(crate) fn auth(sink: &StarRocksSink) -> Vec<(String, String)> {
     vec![("Authorization".to_owned(), sink.auth_header.clone())]
 }
 
 /// Round-robin over a list of endpoints.
-fn pick<'a>(sink: &StarRocksSink, list: &'a [Endpoint]) -> &'a Endpoint {
+pub(crate) fn pick<'a>(sink: &StarRocksSink, list: &'a [Endpoint]) -> &'a Endpoint {
     let i = sink.next_endpoint.fetch_add(1, Ordering::Relaxed);
     &list[i % list.len()]
 }
@@ -513,6 +547,14 @@ fn follow(sink: &StarRocksSink, from: &Endpoint, head: &http::Head) -> Result<(E
 fn load_headers(sink: &StarRocksSink, target: &TargetTable, label: &str) -> Vec<(String, String)> {
     let mut h = auth(sink);
     h.push(("label".into(), label.to_owned()));
+    h.extend(load_params(sink, target));
+    h
+}
+
+/// The load parameters and format headers of a load (the same on every load of a table):
+/// `timeout`, `max_filter_ratio`, `strict_mode` and the transcoder's format headers.
+pub(crate) fn load_params(sink: &StarRocksSink, target: &TargetTable) -> Vec<(String, String)> {
+    let mut h = Vec::new();
     h.push(("timeout".into(), sink.config.load_timeout.as_secs().to_string()));
     h.push(("max_filter_ratio".into(), sink.config.max_filter_ratio.to_string()));
     h.push(("strict_mode".into(), sink.config.strict_mode.to_string()));
@@ -531,14 +573,55 @@ fn load_headers(sink: &StarRocksSink, target: &TargetTable, label: &str) -> Vec<
 /// waits for `100 Continue` or a final answer. No body byte is sent here.
 async fn open_load(sink: &StarRocksSink, target: &TargetTable, label: &str) -> Result<Opened> {
     let headers = load_headers(sink, target, label);
-    let mut path =
+    let path =
         format!("/api/{}/{}/_stream_load", encode(&sink.config.database), encode(&target.name));
     let list = if sink.bes.is_empty() { &sink.fes } else { &sink.bes };
-    let mut endpoint = pick(sink, list).clone();
+    let endpoint = pick(sink, list).clone();
+    let request = Request {
+        method: "PUT",
+        what: "Stream Load request",
+        headers: &headers,
+        framing: BodyFraming::Chunked,
+        expect_continue: true,
+        wait: sink.config.continue_timeout,
+    };
+    open_request(sink, endpoint, path, &request).await
+}
+
+/// How [`open_request`] sends a request.
+pub(crate) struct Request<'a> {
+    pub(crate) method: &'a str,
+    /// Names the request in errors ("Stream Load request").
+    pub(crate) what: &'a str,
+    pub(crate) headers: &'a [(String, String)],
+    pub(crate) framing: BodyFraming,
+    pub(crate) expect_continue: bool,
+    /// How long to wait for the first answer.
+    pub(crate) wait: Duration,
+}
+
+/// Sends a request head to `endpoint`, following redirects by hand (keeping every header,
+/// `Authorization` included), and returns the first answer: `100 Continue` (send the body
+/// on this connection) or a final JSON answer. No body byte is sent here: a redirect comes
+/// before any, and its connection is dropped.
+pub(crate) async fn open_request(
+    sink: &StarRocksSink,
+    mut endpoint: Endpoint,
+    mut path: String,
+    request: &Request<'_>,
+) -> Result<Opened> {
+    let what = request.what;
     for _ in 0..MAX_REDIRECTS {
         let mut conn = connect(sink, &endpoint).await?;
-        conn.send_head("PUT", &path, &headers, BodyFraming::Chunked, true).await?;
-        let head = conn.read_head(sink.config.continue_timeout).await?;
+        conn.send_head(
+            request.method,
+            &path,
+            request.headers,
+            request.framing,
+            request.expect_continue,
+        )
+        .await?;
+        let head = conn.read_head(request.wait).await?;
         match head.status {
             100 => return Ok(Opened::Continue(conn)),
             301 | 302 | 307 | 308 => {
@@ -564,7 +647,7 @@ async fn open_load(sink: &StarRocksSink, target: &TargetTable, label: &str) -> R
             s if s >= 500 => {
                 return Err(Error::Io {
                     address: endpoint.to_string(),
-                    what: format!("Stream Load request answered HTTP {s}"),
+                    what: format!("{what} answered HTTP {s}"),
                     source: std::io::Error::other("server error"),
                 });
             }
@@ -572,10 +655,7 @@ async fn open_load(sink: &StarRocksSink, target: &TargetTable, label: &str) -> R
                 let body = conn.read_body(&head).await.unwrap_or_default();
                 return Err(Error::Protocol {
                     address: endpoint.to_string(),
-                    message: format!(
-                        "Stream Load request answered HTTP {s}: {}",
-                        response::rest_message(&body)
-                    ),
+                    message: format!("{what} answered HTTP {s}: {}", response::rest_message(&body)),
                 });
             }
         }
@@ -584,7 +664,7 @@ async fn open_load(sink: &StarRocksSink, target: &TargetTable, label: &str) -> R
 }
 
 /// Transcodes input into one part's body until the part is full or the input ends.
-async fn pump(
+pub(crate) async fn pump(
     sink: &StarRocksSink,
     chunk: &Chunk,
     input: &mut Input,

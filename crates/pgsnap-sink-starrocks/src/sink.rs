@@ -339,7 +339,11 @@ impl Sink for StarRocksSink {
                 chunk.table
             ))
         })?;
-        crate::load::load_chunk(self, &target, chunk, data).await
+        if self.config.transactions {
+            crate::txn_load::load_chunk(self, &target, chunk, data).await
+        } else {
+            crate::load::load_chunk(self, &target, chunk, data).await
+        }
     }
 }
 

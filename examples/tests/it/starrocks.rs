@@ -660,3 +660,60 @@ fn kill_9_and_resume_loads_every_row_once() {
     assert_eq!(sr.double.fe_body_bytes(), 0);
     drop(held);
 }
+
+/// `--transactions`: every chunk is one committed transaction (label `…-t`), the rows arrive
+/// exactly, and a resume in the other mode is refused (labels would not match).
+#[test]
+fn transactions_mode_loads_and_keeps_its_mode_on_resume() {
+    let db = unique_db("x_sr_txn");
+    sql(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, repeat('x', g % 50) FROM generate_series(1, 3000) g; ANALYZE;",
+    );
+    let sr = Sr::start();
+    let src = source(&db);
+    let (_tmp, state) = out_dir();
+    let mut args = sr.args();
+    args.extend(strings(&[
+        "--source",
+        &src,
+        "--state",
+        arg(&state),
+        "--json",
+        "--create-tables",
+        "--transactions",
+        "--chunk-size",
+        "32kB",
+        "--max-load-bytes",
+        "8kB",
+    ]));
+    let r = run_migrate(&args);
+    r.expect_code(0);
+    let report = r.json();
+    let t = table(&report, "public", "t");
+    assert_eq!(t["rows_loaded"].as_u64(), Some(3000), "{t}");
+    assert_eq!(t["loads"].as_u64(), t["chunks"].as_u64(), "one transaction per chunk: {t}");
+    assert!(sr.committed().is_empty(), "no plain Stream Load: {:?}", sr.committed());
+    let visible: Vec<String> = {
+        let cat = sr.double.catalog().lock();
+        cat.databases[SR_DB]
+            .txns
+            .values()
+            .filter(|x| x.state == pgsnap_test_support::starrocks::TxnState::Visible)
+            .map(|x| x.label.clone())
+            .collect()
+    };
+    assert_eq!(visible.len() as u64, t["chunks"].as_u64().unwrap(), "{visible:?}");
+    assert!(visible.iter().all(|l| l.ends_with("-t")), "{visible:?}");
+    assert_eq!(
+        sr.rows("t", &["id", "v"]),
+        sr.pg_rows(&db, "SELECT id::text, v FROM t ORDER BY id"),
+        "rows differ"
+    );
+    let without: Vec<String> = args.iter().filter(|a| *a != "--transactions").cloned().collect();
+    let mut resume = without;
+    resume.push("--resume".into());
+    let r = run_migrate(&resume);
+    expect_error(&r, 2, &["--resume", "transactions=false"]);
+}

@@ -18,11 +18,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
-const CHUNKS: u32 = 8;
-const ROWS: u32 = 500;
+pub(crate) const CHUNKS: u32 = 8;
+pub(crate) const ROWS: u32 = 500;
 
 /// The example table `public.t (id int, v text)` as a Duplicate Key table in the double.
-fn create_duplicate_table(d: &StarRocksDouble) {
+pub(crate) fn create_duplicate_table(d: &StarRocksDouble) {
     d.create_table(
         DB,
         table_def(
@@ -34,11 +34,24 @@ fn create_duplicate_table(d: &StarRocksDouble) {
     );
 }
 
-async fn run(sink: &Arc<StarRocksSink>, source: &MemorySource, manifest: Manifest) -> RunReport {
+pub(crate) async fn run(
+    sink: &Arc<StarRocksSink>,
+    source: &MemorySource,
+    manifest: Manifest,
+) -> RunReport {
+    run_from(sink, Arc::new(source.clone()), manifest).await
+}
+
+/// Prepares `sink` and runs the coordinator (3 jobs, 4 attempts per chunk) from `source`.
+pub(crate) async fn run_from(
+    sink: &Arc<StarRocksSink>,
+    source: Arc<dyn pgsnap_core::Source>,
+    manifest: Manifest,
+) -> RunReport {
     let schemas: Vec<_> = manifest.tables.iter().map(|t| t.schema.clone()).collect();
     sink.prepare(&schemas).await.expect("prepare");
     Coordinator::new(
-        Arc::new(source.clone()) as Arc<dyn pgsnap_core::Source>,
+        source,
         Arc::clone(sink) as Arc<dyn pgsnap_core::Sink>,
         Arc::new(MemoryCheckpointStore::new()),
     )
@@ -54,7 +67,7 @@ async fn run(sink: &Arc<StarRocksSink>, source: &MemorySource, manifest: Manifes
 }
 
 /// Every id 0..CHUNKS*ROWS exactly once.
-fn assert_exactly_once(d: &StarRocksDouble, what: &str) {
+pub(crate) fn assert_exactly_once(d: &StarRocksDouble, what: &str) {
     let mut ids: Vec<u64> =
         d.rows(DB, "t").iter().map(|r| r[0].as_deref().unwrap().parse().unwrap()).collect();
     ids.sort_unstable();
@@ -240,14 +253,14 @@ impl DoubleRef {
     }
 }
 
-async fn load_in_txn(d: &StarRocksDouble, label: &str, body: &str) {
+pub(crate) async fn load_in_txn(d: &StarRocksDouble, label: &str, body: &str) {
     let answer = txn_call_url(&d.fe_url(), "load", label, Some(body)).await;
     assert!(answer.contains("\"OK\""), "{answer}");
     let answer = txn_call_url(&d.fe_url(), "prepare", label, None).await;
     assert!(answer.contains("\"OK\""), "{answer}");
 }
 
-async fn txn_call_url(fe: &str, op: &str, label: &str, body: Option<&str>) -> String {
+pub(crate) async fn txn_call_url(fe: &str, op: &str, label: &str, body: Option<&str>) -> String {
     let mut url = format!("{fe}/api/transaction/{op}");
     let body = body.unwrap_or("");
     let extra =

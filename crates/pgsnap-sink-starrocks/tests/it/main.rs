@@ -6,4 +6,5 @@ mod conformance;
 mod errors;
 mod faults;
 mod support;
+mod transactions;
 mod types;

@@ -71,10 +71,13 @@ fn expected(format: LoadFormat) -> Vec<Vec<String>> {
     rows
 }
 
-async fn every_type_arrives_exactly(format: LoadFormat) {
+/// Loads the table of every type in `format` (through the transaction interface when
+/// `transactions`) and compares every value.
+pub(crate) async fn every_type_arrives_exactly(format: LoadFormat, transactions: bool) {
     let db = pg_db("sr_types", SETUP);
     let d = double().await;
-    let sink = Arc::new(builder(&d).with_format(format).build().unwrap());
+    let sink =
+        Arc::new(builder(&d).with_format(format).with_transactions(transactions).build().unwrap());
     let report = load(&db, &sink, 1 << 20, 2).await;
     assert_eq!(report.status, RunStatus::Ok, "{:?} {:?}", report.fatal, report.tables);
     let got = sorted_rows(&d, "all_types");
@@ -83,16 +86,22 @@ async fn every_type_arrives_exactly(format: LoadFormat) {
     let m = &report.manifest.tables[0];
     let loaded: u64 = m.chunks.iter().filter_map(|c| c.load.as_ref()).map(|l| l.rows_loaded).sum();
     assert_eq!(loaded, 4);
+    let commits = d.fe_requests().iter().filter(|r| r.path == "/api/transaction/commit").count();
+    if transactions {
+        assert!(commits > 0 && d.loads().is_empty(), "loaded in transactions, not Stream Load");
+    } else {
+        assert_eq!(commits, 0);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_type_arrives_exactly_as_json() {
-    every_type_arrives_exactly(LoadFormat::Json).await;
+    every_type_arrives_exactly(LoadFormat::Json, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_type_arrives_exactly_as_csv() {
-    every_type_arrives_exactly(LoadFormat::Csv).await;
+    every_type_arrives_exactly(LoadFormat::Csv, false).await;
 }
 
 /// A text value that is exactly `\N` cannot be told from NULL with the encodings the spec
