@@ -3,14 +3,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pgsnap_test_support::unique_db;
 use serde_json::Value;
 
 use crate::support::*;
-
-const START: Duration = Duration::from_secs(30);
 
 /// Done chunks of a manifest: `path -> inode` of their files.
 fn done_files(out: &Path, m: &Value) -> BTreeMap<String, u64> {
@@ -57,36 +55,13 @@ fn kill_when(
     what: &str,
     cond: impl Fn(&Value) -> bool,
 ) -> BTreeMap<String, u64> {
-    let mut proc = spawn(args);
-    let started = Instant::now();
-    loop {
-        if try_manifest(out).is_some_and(|m| cond(&m)) {
-            break;
-        }
-        if !proc.running() {
-            let o = proc.wait(RUN_TIMEOUT);
-            panic!(
-                "the run ended (exit {:?}) before {what}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                o.code, o.stdout, o.stderr
-            );
-        }
-        assert!(started.elapsed() < START, "not {what} after {START:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let killed = proc.kill9();
-    let m = manifest(out);
+    let (m, lived) = kill9_when(spawn(args), out, what, cond);
     eprintln!(
-        "kill point {what}: killed after {:?} at {} rows, {} of {} chunks done ({} temp files)",
-        started.elapsed(),
+        "kill point {what}: killed after {lived:?} at {} rows, {} of {} chunks done ({} temp files)",
         done_rows(&m),
         done_chunks(&m),
         all_chunks(&m),
         temp_files(out).len()
-    );
-    assert_eq!(killed.code, None, "killed by a signal\n{}", killed.stderr);
-    assert!(
-        done_chunks(&m) < all_chunks(&m),
-        "the run finished before it was killed: make it slower"
     );
     done_files(out, &m)
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pgsnap_test_support::starrocks::{
     Cell, Fault, FaultFilter, KeysType, LoadRecord, StarRocksDouble, StarRocksOptions, table_def,
@@ -488,33 +488,12 @@ fn exit_codes_name_the_culprit() {
 /// Starts the job and kills it with SIGKILL once `cond` holds for its manifest in `state`.
 /// Returns the manifest after the kill, and checks the run was not complete.
 fn kill_when(cmd: Command, state: &Path, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    const START: Duration = Duration::from_secs(30);
-    let mut proc = spawn_cmd(cmd);
-    let started = Instant::now();
-    loop {
-        if try_manifest(state).is_some_and(|m| cond(&m)) {
-            break;
-        }
-        if !proc.running() {
-            let o = proc.wait(RUN_TIMEOUT);
-            panic!(
-                "the run ended (exit {:?}) before {what}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                o.code, o.stdout, o.stderr
-            );
-        }
-        assert!(started.elapsed() < START, "not {what} after {START:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let killed = proc.kill9();
-    assert_eq!(killed.code, None, "killed by a signal\n{}", killed.stderr);
-    let m = manifest(state);
+    let (m, lived) = kill9_when(spawn_cmd(cmd), state, what, cond);
     eprintln!(
-        "kill point {what}: killed after {:?} with {} of {} chunks done",
-        started.elapsed(),
+        "kill point {what}: killed after {lived:?} with {} of {} chunks done",
         done_chunks(&m),
         all_chunks(&m)
     );
-    assert!(done_chunks(&m) < all_chunks(&m), "the run finished before it was killed: slow it");
     m
 }
 

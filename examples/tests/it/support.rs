@@ -635,3 +635,36 @@ pub(crate) fn temp_files(out: &Path) -> Vec<String> {
         })
         .collect()
 }
+
+/// Waits until the manifest in `dir` satisfies `cond` while `proc` runs, then kills it with
+/// SIGKILL. Panics if the run ends first or `cond` does not hold within 30 s. Returns the
+/// manifest after the kill and how long the run lived; checks the run was not complete.
+#[track_caller]
+pub(crate) fn kill9_when(
+    mut proc: Proc,
+    dir: &Path,
+    what: &str,
+    cond: impl Fn(&Value) -> bool,
+) -> (Value, Duration) {
+    const START: Duration = Duration::from_secs(30);
+    let started = Instant::now();
+    loop {
+        if try_manifest(dir).is_some_and(|m| cond(&m)) {
+            break;
+        }
+        if !proc.running() {
+            let o = proc.wait(RUN_TIMEOUT);
+            panic!(
+                "the run ended (exit {:?}) before {what}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                o.code, o.stdout, o.stderr
+            );
+        }
+        assert!(started.elapsed() < START, "not {what} after {START:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let killed = proc.kill9();
+    assert_eq!(killed.code, None, "killed by a signal\n{}", killed.stderr);
+    let m = manifest(dir);
+    assert!(done_chunks(&m) < all_chunks(&m), "the run finished before it was killed: slow it");
+    (m, started.elapsed())
+}
