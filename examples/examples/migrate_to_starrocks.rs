@@ -144,6 +144,9 @@ struct Args {
     /// into several loads becomes visible at once, and row counts are checked before commit.
     #[arg(long)]
     transactions: bool,
+    /// With --transactions: seconds a chunk's whole transaction may take.
+    #[arg(long, default_value_t = 3600)]
+    transaction_timeout: u64,
 }
 
 /// Every option that decides where rows go, their labels and the body bytes (and so the
@@ -215,7 +218,8 @@ fn sink_builder(args: &Args) -> StarRocksSinkBuilder {
         .with_load_timeout(Duration::from_secs(args.load_timeout))
         .with_allow_insecure_redirect(args.allow_insecure_redirect)
         .with_create_tables(args.create_tables)
-        .with_transactions(args.transactions);
+        .with_transactions(args.transactions)
+        .with_transaction_timeout(Duration::from_secs(args.transaction_timeout));
     for fe in &args.fe[1..] {
         b = b.with_fe_url(fe.clone());
     }

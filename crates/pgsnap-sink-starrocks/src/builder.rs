@@ -128,6 +128,7 @@ pub struct StarRocksSinkBuilder {
     pub(crate) io_timeout: Duration,
     pub(crate) continue_timeout: Duration,
     pub(crate) load_timeout: Duration,
+    pub(crate) transaction_timeout: Duration,
     pub(crate) max_filter_ratio: f64,
     pub(crate) strict_mode: bool,
     pub(crate) label_prefix: String,
@@ -162,6 +163,7 @@ impl StarRocksSinkBuilder {
             io_timeout: Duration::from_secs(300),
             continue_timeout: Duration::from_secs(30),
             load_timeout: Duration::from_secs(600),
+            transaction_timeout: Duration::from_secs(3600),
             max_filter_ratio: 0.0,
             strict_mode: true,
             label_prefix: "pgsnap".into(),
@@ -310,6 +312,14 @@ impl StarRocksSinkBuilder {
         self
     }
 
+    /// With [`with_transactions`](Self::with_transactions): the `timeout` sent on `begin`,
+    /// which covers the whole chunk (every part and the reads between them; default
+    /// 3600 s; StarRocks accepts 1–259200). Each `load` call keeps the load timeout.
+    pub fn with_transaction_timeout(mut self, d: Duration) -> Self {
+        self.transaction_timeout = d;
+        self
+    }
+
     /// Fraction of rows StarRocks may filter out before failing the load (default 0: every
     /// row must load).
     pub fn with_max_filter_ratio(mut self, ratio: f64) -> Self {
@@ -401,6 +411,12 @@ impl StarRocksSinkBuilder {
         if !(1..=259_200).contains(&timeout) {
             return Err(Error::Config(format!(
                 "load timeout {timeout} s is outside StarRocks' 1..=259200 s"
+            )));
+        }
+        let txn_timeout = self.transaction_timeout.as_secs();
+        if !(1..=259_200).contains(&txn_timeout) {
+            return Err(Error::Config(format!(
+                "transaction timeout {txn_timeout} s is outside StarRocks' 1..=259200 s"
             )));
         }
         if self.max_concurrent_loads == 0 {

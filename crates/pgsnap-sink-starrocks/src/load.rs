@@ -336,7 +336,19 @@ pub(crate) fn classify_failure(
             error_url: result.error_url.clone(),
         });
     }
-    if lower.contains("unknown database") {
+    if lower.contains("aborted by timeout") || lower.contains("aborted by idle timeout") {
+        // Retrying the same chunk with the same timeout would end the same way.
+        return Err(Error::LoadRefused {
+            table: target.name.clone(),
+            label: label.to_owned(),
+            message: format!(
+                "{msg} (raise the load/transaction timeout, or use a smaller --chunk-size)"
+            ),
+        });
+    }
+    if lower.contains("unknown database")
+        || (lower.contains("database[") && lower.contains("does not exist"))
+    {
         return Err(Error::UnknownDatabase {
             database: sink.config.database.clone(),
             message: msg.clone(),
@@ -424,7 +436,7 @@ async fn finish_sent(
     })
 }
 
-enum LabelFate {
+pub(crate) enum LabelFate {
     /// COMMITTED or VISIBLE: the data is in.
     Loaded,
     /// ABORTED or unknown: the label is free again.
@@ -433,7 +445,7 @@ enum LabelFate {
 
 /// Polls `get_load_state` until the label's transaction settles (spec §1.4: 0,1,…,5 s
 /// sleeps, as the Flink SDK).
-async fn wait_for_label(sink: &StarRocksSink, label: &str) -> Result<LabelFate> {
+pub(crate) async fn wait_for_label(sink: &StarRocksSink, label: &str) -> Result<LabelFate> {
     let started = Instant::now();
     let mut n = 0u64;
     loop {

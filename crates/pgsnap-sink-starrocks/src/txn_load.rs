@@ -223,6 +223,11 @@ async fn begin(sink: &StarRocksSink, target: &TargetTable, label: &str) -> Resul
                     let mut to = vec![&txn.fe];
                     to.extend(&sink.bes);
                     rollback(sink, target, &txn, &to).await;
+                    // "Not found" answers do not prove it gone (the FE may still hold it):
+                    // wait until StarRocks reports the label aborted or free.
+                    if let load::LabelFate::Loaded = load::wait_for_label(sink, label).await? {
+                        return Ok(Begun::Loaded);
+                    }
                 }
                 Holder::Gone => {}
             }
@@ -360,6 +365,15 @@ async fn commit(sink: &StarRocksSink, target: &TargetTable, txn: &Txn) -> Result
 /// logged: the next begin with this label rolls back what is left, and StarRocks aborts a
 /// transaction when its `timeout` passes.
 async fn rollback(sink: &StarRocksSink, target: &TargetTable, txn: &Txn, order: &[&Endpoint]) {
+    // Best effort, within one deadline: a rollback must never hold back the error that
+    // caused it (a source error is returned unchanged, and promptly).
+    let deadline = sink.config.io_timeout.min(std::time::Duration::from_secs(30));
+    if tokio::time::timeout(deadline, rollback_all(sink, target, txn, order)).await.is_err() {
+        tracing::warn!(label = %txn.label, "rollback did not finish in {deadline:?}; StarRocks aborts the transaction at its timeout");
+    }
+}
+
+async fn rollback_all(sink: &StarRocksSink, target: &TargetTable, txn: &Txn, order: &[&Endpoint]) {
     let mut targets: Vec<&Endpoint> = Vec::with_capacity(order.len());
     for e in order {
         if !targets.contains(e) {
@@ -452,7 +466,9 @@ fn headers(
     if load_params {
         h.extend(load::load_params(sink, target));
     } else {
-        h.push(("timeout".into(), sink.config.load_timeout.as_secs().to_string()));
+        // On begin: the whole transaction (every part, the reads from PostgreSQL between
+        // them, prepare) must finish within it.
+        h.push(("timeout".into(), sink.config.transaction_timeout.as_secs().to_string()));
     }
     h
 }
