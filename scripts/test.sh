@@ -3,14 +3,17 @@
 #
 #   bash scripts/test.sh
 #
-# 1. scripts/setup.sh        installs the binaries the tests need (idempotent)
+# 1. scripts/setup.sh --kafka installs the binaries the tests need, including
+#                             the tansu broker venv (idempotent; well under 2 s
+#                             when everything is already there)
 # 2. cargo fmt --check          \
 # 3. cargo clippy -D warnings    > skipped with PGSNAP_TEST_SKIP_LINT=1
 # 4. cargo doc, warnings denied  /
 # 5. cargo test (all targets, then doc tests)
 #
-# Tests start their own throwaway PostgreSQL clusters through the
-# pgsnap-test-support crate; nothing needs to be running beforehand.
+# Tests start their own throwaway PostgreSQL clusters and tansu (Kafka)
+# brokers through the pgsnap-test-support crate; nothing needs to be running
+# beforehand.
 # Exits non-zero on the first failing step; prints each step's time.
 set -euo pipefail
 
@@ -92,7 +95,7 @@ cargo_test() {
 
 TOTAL_START=$EPOCHREALTIME
 
-step setup bash scripts/setup.sh
+step setup bash scripts/setup.sh --kafka
 
 if [ "${PGSNAP_TEST_SKIP_LINT:-0}" = "1" ]; then
     echo

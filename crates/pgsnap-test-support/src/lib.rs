@@ -16,6 +16,10 @@
 //!   (FE and BE HTTP for Stream Load and the transaction interface, plus a
 //!   MySQL-protocol front), following `/work/shared/specs/starrocks.md`; see
 //!   the [`starrocks`] module doc for what it reproduces and what it does not.
+//! - [`kafka::Tansu`]: a throwaway Kafka broker (tansu 0.6, memory storage;
+//!   `bash scripts/setup.sh --kafka` installs it) killed on drop, with a
+//!   producer that writes one record per batch (see [`kafka`] for tansu's
+//!   known defects).
 //!
 //! The binaries come from Debian's `postgresql-15` package
 //! (`/usr/lib/postgresql/15/bin`, or the directory in `PGSNAP_PG_BIN`). If
@@ -56,6 +60,7 @@
 //! # }
 //! ```
 
+pub mod kafka;
 mod postgres;
 pub mod starrocks;
 pub mod tls;

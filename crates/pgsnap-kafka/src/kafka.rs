@@ -1,0 +1,621 @@
+//! Reading Kafka topic partitions as logs: watermarks, reads at an offset, time lookups.
+//!
+//! [`KafkaLog`] is one partition of one topic, read through an rdkafka [`BaseConsumer`].
+//! Every librdkafka call blocks, so each runs in [`tokio::task::spawn_blocking`]. The
+//! consumer never joins a group and never commits: `group.id` is a throwaway name,
+//! `enable.auto.commit=false`, and partitions are assigned explicitly at the offset a read
+//! starts from. `isolation.level=read_committed`, so records of aborted transactions are not
+//! returned and the high watermark is the last stable offset.
+//!
+//! [`KafkaLogs::open`] enumerates a topic's partitions from the broker's metadata; all logs
+//! of one [`KafkaLogs`] share one consumer (reads of different partitions are serialised,
+//! watermark and time lookups are not).
+//!
+//! [`KafkaLog`] implements [`PartitionLog`], the resolver's view of a partition.
+//!
+//! Every error names the brokers, topic, partition and offset involved.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::resolve::PartitionLog;
+
+/// How long one broker request (metadata, watermarks, time lookup) may take by default.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub use crate::resolve::LogRecord;
+
+/// An error of a [`KafkaLog`] or [`KafkaLogs`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KafkaLogError {
+    /// librdkafka refused the client configuration.
+    #[error("kafka {brokers}: creating the consumer: {source}")]
+    Client {
+        /// Bootstrap servers.
+        brokers: Arc<str>,
+        /// librdkafka's error (boxed: it is large).
+        #[source]
+        source: Box<KafkaError>,
+    },
+    /// The topic's metadata could not be read.
+    #[error("kafka {brokers}: reading the metadata of topic {topic}: {source}")]
+    Metadata {
+        /// Bootstrap servers.
+        brokers: Arc<str>,
+        /// Topic.
+        topic: Arc<str>,
+        /// librdkafka's error (boxed: it is large).
+        #[source]
+        source: Box<KafkaError>,
+    },
+    /// The topic does not exist (or has no partitions).
+    #[error("kafka {brokers}: topic {topic} does not exist{detail}")]
+    NoSuchTopic {
+        /// Bootstrap servers.
+        brokers: Arc<str>,
+        /// Topic.
+        topic: Arc<str>,
+        /// The broker's error code, if it sent one (`: ...`), else empty.
+        detail: String,
+    },
+    /// A request about one partition failed.
+    #[error("kafka {brokers}: {topic}[{partition}]: {what}: {source}")]
+    Partition {
+        /// Bootstrap servers.
+        brokers: Arc<str>,
+        /// Topic.
+        topic: Arc<str>,
+        /// Partition.
+        partition: i32,
+        /// What was asked (`fetching watermarks`, `offsets_for_times at 1700000000000`, ...).
+        what: String,
+        /// librdkafka's error (boxed: it is large).
+        #[source]
+        source: Box<KafkaError>,
+    },
+    /// Reading records from an offset failed.
+    #[error("kafka {brokers}: {topic}[{partition}]: reading from offset {offset}: {source}")]
+    Read {
+        /// Bootstrap servers.
+        brokers: Arc<str>,
+        /// Topic.
+        topic: Arc<str>,
+        /// Partition.
+        partition: i32,
+        /// The offset the read started at.
+        offset: i64,
+        /// librdkafka's error (boxed: it is large).
+        #[source]
+        source: Box<KafkaError>,
+    },
+    /// A read got fewer records than the high watermark promised within the timeout.
+    #[error(
+        "kafka {brokers}: {topic}[{partition}]: reading from offset {offset} timed out after \
+         {waited:?} with {got} records (next offset {next}, high watermark {high})"
+    )]
+    ReadTimeout {
+        /// Bootstrap servers.
+        brokers: Arc<str>,
+        /// Topic.
+        topic: Arc<str>,
+        /// Partition.
+        partition: i32,
+        /// The offset the read started at.
+        offset: i64,
+        /// Records received.
+        got: usize,
+        /// The next offset expected.
+        next: i64,
+        /// The high watermark read before the read.
+        high: i64,
+        /// How long the read waited.
+        waited: Duration,
+    },
+    /// A negative offset was asked for.
+    #[error("kafka {brokers}: {topic}[{partition}]: invalid offset {offset}")]
+    InvalidOffset {
+        /// Bootstrap servers.
+        brokers: Arc<str>,
+        /// Topic.
+        topic: Arc<str>,
+        /// Partition.
+        partition: i32,
+        /// The offset.
+        offset: i64,
+    },
+    /// The blocking task running the librdkafka call panicked or was cancelled.
+    #[error("kafka {brokers}: {topic}[{partition}]: the blocking Kafka call failed: {source}")]
+    Task {
+        /// Bootstrap servers.
+        brokers: Arc<str>,
+        /// Topic.
+        topic: Arc<str>,
+        /// Partition.
+        partition: i32,
+        /// Tokio's error.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+/// Options of [`KafkaLogs::open_with`] / [`KafkaLog::open_with`].
+#[derive(Debug, Clone)]
+pub struct KafkaLogOptions {
+    /// Timeout of one broker request (metadata, watermarks, time lookup), and how long a
+    /// read may wait for records the high watermark promised.
+    pub request_timeout: Duration,
+    /// Extra librdkafka properties (`security.protocol`, `sasl.*`, ...), applied after the
+    /// defaults; `enable.auto.commit` and `group.id` cannot be changed to commit.
+    pub extra_config: Vec<(String, String)>,
+}
+
+impl Default for KafkaLogOptions {
+    fn default() -> Self {
+        KafkaLogOptions { request_timeout: DEFAULT_REQUEST_TIMEOUT, extra_config: Vec::new() }
+    }
+}
+
+/// State shared by the logs of one consumer.
+struct Shared {
+    brokers: Arc<str>,
+    timeout: Duration,
+    consumer: BaseConsumer,
+    /// Held while a read assigns and polls (one assignment at a time).
+    read_lock: Mutex<()>,
+}
+
+/// One partition of one topic, read as a log. Cheap to clone (clones share the consumer
+/// and the counters).
+#[derive(Clone)]
+pub struct KafkaLog {
+    shared: Arc<Shared>,
+    topic: Arc<str>,
+    partition: i32,
+    reads: Arc<AtomicU64>,
+    records_read: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for KafkaLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaLog")
+            .field("brokers", &self.shared.brokers)
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("reads", &self.reads())
+            .finish()
+    }
+}
+
+/// All partitions of one topic, as [`KafkaLog`]s sharing one consumer.
+#[derive(Debug, Clone)]
+pub struct KafkaLogs {
+    topic: String,
+    logs: Vec<KafkaLog>,
+}
+
+impl KafkaLogs {
+    /// Opens every partition of `topic` on `brokers` (`host:port,...`), with default options.
+    ///
+    /// # Errors
+    ///
+    /// [`KafkaLogError::Client`], [`KafkaLogError::Metadata`], or
+    /// [`KafkaLogError::NoSuchTopic`] when the topic does not exist.
+    pub async fn open(brokers: &str, topic: &str) -> Result<KafkaLogs, KafkaLogError> {
+        KafkaLogs::open_with(brokers, topic, &KafkaLogOptions::default()).await
+    }
+
+    /// As [`KafkaLogs::open`], with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`KafkaLogs::open`].
+    pub async fn open_with(
+        brokers: &str,
+        topic: &str,
+        options: &KafkaLogOptions,
+    ) -> Result<KafkaLogs, KafkaLogError> {
+        let shared = Arc::new(Shared::new(brokers, options)?);
+        let partitions = {
+            let shared = Arc::clone(&shared);
+            let owned = topic.to_owned();
+            tokio::task::spawn_blocking(move || shared.partitions(&owned)).await.map_err(
+                |source| KafkaLogError::Task {
+                    brokers: Arc::from(brokers),
+                    topic: Arc::from(topic),
+                    partition: -1,
+                    source,
+                },
+            )??
+        };
+        let topic_arc: Arc<str> = Arc::from(topic);
+        let logs = partitions
+            .into_iter()
+            .map(|partition| KafkaLog::new(Arc::clone(&shared), Arc::clone(&topic_arc), partition))
+            .collect();
+        Ok(KafkaLogs { topic: topic.to_owned(), logs })
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The partitions' logs, in partition order.
+    pub fn logs(&self) -> &[KafkaLog] {
+        &self.logs
+    }
+
+    /// The log of `partition`, if the topic has it.
+    pub fn partition(&self, partition: i32) -> Option<&KafkaLog> {
+        self.logs.iter().find(|l| l.partition == partition)
+    }
+
+    /// Reads of all partitions so far (see [`KafkaLog::reads`]).
+    pub fn reads(&self) -> u64 {
+        self.logs.iter().map(KafkaLog::reads).sum()
+    }
+}
+
+impl KafkaLog {
+    /// Opens one partition (not checked against the metadata; a missing partition shows
+    /// in the first request), with default options.
+    ///
+    /// # Errors
+    ///
+    /// [`KafkaLogError::Client`] when librdkafka refuses the configuration.
+    pub fn open(brokers: &str, topic: &str, partition: i32) -> Result<KafkaLog, KafkaLogError> {
+        KafkaLog::open_with(brokers, topic, partition, &KafkaLogOptions::default())
+    }
+
+    /// As [`KafkaLog::open`], with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`KafkaLog::open`].
+    pub fn open_with(
+        brokers: &str,
+        topic: &str,
+        partition: i32,
+        options: &KafkaLogOptions,
+    ) -> Result<KafkaLog, KafkaLogError> {
+        let shared = Arc::new(Shared::new(brokers, options)?);
+        Ok(KafkaLog::new(shared, Arc::from(topic), partition))
+    }
+
+    fn new(shared: Arc<Shared>, topic: Arc<str>, partition: i32) -> KafkaLog {
+        KafkaLog {
+            shared,
+            topic,
+            partition,
+            reads: Arc::new(AtomicU64::new(0)),
+            records_read: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The bootstrap servers.
+    pub fn brokers(&self) -> &str {
+        &self.shared.brokers
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The partition.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// How many times [`KafkaLog::read_from`] asked the broker for records (reads at or
+    /// past the high watermark answer empty without asking and are not counted).
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// How many records [`KafkaLog::read_from`] returned in total.
+    pub fn records_read(&self) -> u64 {
+        self.records_read.load(Ordering::Relaxed)
+    }
+
+    /// The partition's `(low, high)` watermarks: the first offset still stored and the
+    /// offset the next record will get (the last stable offset under `read_committed`).
+    ///
+    /// # Errors
+    ///
+    /// [`KafkaLogError::Partition`] when the broker does not answer.
+    pub async fn watermarks(&self) -> Result<(i64, i64), KafkaLogError> {
+        let this = self.clone();
+        self.blocking(move || this.watermarks_blocking()).await?
+    }
+
+    /// Up to `max` records from `offset` on, in offset order. Empty when `offset` is at or
+    /// past the high watermark (read before the records) or `max` is 0. Offsets may have
+    /// gaps (compaction, transaction markers, aborted records).
+    ///
+    /// # Errors
+    ///
+    /// [`KafkaLogError::InvalidOffset`] for a negative offset, [`KafkaLogError::Read`] when
+    /// the broker reports an error (e.g. the offset is below the low watermark), and
+    /// [`KafkaLogError::ReadTimeout`] when records below the high watermark do not arrive
+    /// within the request timeout.
+    pub async fn read_from(
+        &self,
+        offset: i64,
+        max: usize,
+    ) -> Result<Vec<LogRecord>, KafkaLogError> {
+        if offset < 0 {
+            return Err(KafkaLogError::InvalidOffset {
+                brokers: Arc::clone(&self.shared.brokers),
+                topic: Arc::clone(&self.topic),
+                partition: self.partition,
+                offset,
+            });
+        }
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let this = self.clone();
+        self.blocking(move || this.read_blocking(offset, max)).await?
+    }
+
+    /// The first offset whose record timestamp is at or after `ts_ms` (milliseconds since
+    /// the epoch), or `None` when no such record exists (librdkafka answers end / -1). A
+    /// caller that needs an offset then uses the high watermark it read *before* this call.
+    ///
+    /// # Errors
+    ///
+    /// [`KafkaLogError::Partition`] when the broker does not answer or answers an error.
+    pub async fn offset_for_time(&self, ts_ms: i64) -> Result<Option<i64>, KafkaLogError> {
+        let this = self.clone();
+        self.blocking(move || this.offset_for_time_blocking(ts_ms)).await?
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, KafkaLogError> {
+        tokio::task::spawn_blocking(f).await.map_err(|source| KafkaLogError::Task {
+            brokers: Arc::clone(&self.shared.brokers),
+            topic: Arc::clone(&self.topic),
+            partition: self.partition,
+            source,
+        })
+    }
+
+    fn partition_error(&self, what: impl Into<String>, source: KafkaError) -> KafkaLogError {
+        KafkaLogError::Partition {
+            brokers: Arc::clone(&self.shared.brokers),
+            topic: Arc::clone(&self.topic),
+            partition: self.partition,
+            what: what.into(),
+            source: Box::new(source),
+        }
+    }
+
+    fn read_error(&self, offset: i64, source: KafkaError) -> KafkaLogError {
+        KafkaLogError::Read {
+            brokers: Arc::clone(&self.shared.brokers),
+            topic: Arc::clone(&self.topic),
+            partition: self.partition,
+            offset,
+            source: Box::new(source),
+        }
+    }
+
+    fn watermarks_blocking(&self) -> Result<(i64, i64), KafkaLogError> {
+        self.shared
+            .consumer
+            .fetch_watermarks(&self.topic, self.partition, self.shared.timeout)
+            .map_err(|e| self.partition_error("fetching watermarks", e))
+    }
+
+    fn offset_for_time_blocking(&self, ts_ms: i64) -> Result<Option<i64>, KafkaLogError> {
+        let what = || format!("offsets_for_times at {ts_ms} ms");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(ts_ms))
+            .map_err(|e| self.partition_error(what(), e))?;
+        let answer = self
+            .shared
+            .consumer
+            .offsets_for_times(tpl, self.shared.timeout)
+            .map_err(|e| self.partition_error(what(), e))?;
+        let elem = answer.find_partition(&self.topic, self.partition).ok_or_else(|| {
+            self.partition_error(
+                what(),
+                KafkaError::OffsetFetch(rdkafka::types::RDKafkaErrorCode::UnknownPartition),
+            )
+        })?;
+        elem.error().map_err(|e| self.partition_error(what(), e))?;
+        match elem.offset() {
+            Offset::Offset(n) if n >= 0 => Ok(Some(n)),
+            Offset::End | Offset::Invalid => Ok(None),
+            Offset::OffsetTail(_) | Offset::Offset(_) | Offset::Beginning | Offset::Stored => {
+                Err(self.partition_error(
+                    what(),
+                    KafkaError::OffsetFetch(rdkafka::types::RDKafkaErrorCode::InvalidArgument),
+                ))
+            }
+        }
+    }
+
+    fn read_blocking(&self, offset: i64, max: usize) -> Result<Vec<LogRecord>, KafkaLogError> {
+        let (_, high) = self.watermarks_blocking()?;
+        if offset >= high {
+            return Ok(Vec::new());
+        }
+        // The last offset this read must reach (records may stop earlier at a gap at the
+        // end: transaction markers, aborted records; partition EOF ends the read then).
+        let want_last = high.min(offset.saturating_add(max as i64)) - 1;
+        let consumer = &self.shared.consumer;
+        let _guard = self.shared.read_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(offset))
+            .map_err(|e| self.read_error(offset, e))?;
+        consumer.assign(&tpl).map_err(|e| self.read_error(offset, e))?;
+        let result = self.poll_records(offset, max, want_last, high);
+        let _ = consumer.unassign();
+        if let Ok(records) = &result {
+            self.records_read.fetch_add(records.len() as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn poll_records(
+        &self,
+        offset: i64,
+        max: usize,
+        want_last: i64,
+        high: i64,
+    ) -> Result<Vec<LogRecord>, KafkaLogError> {
+        let started = Instant::now();
+        let mut records = Vec::new();
+        let mut next = offset;
+        loop {
+            let waited = started.elapsed();
+            if waited > self.shared.timeout {
+                return Err(KafkaLogError::ReadTimeout {
+                    brokers: Arc::clone(&self.shared.brokers),
+                    topic: Arc::clone(&self.topic),
+                    partition: self.partition,
+                    offset,
+                    got: records.len(),
+                    next,
+                    high,
+                    waited,
+                });
+            }
+            match self.shared.consumer.poll(Duration::from_millis(100)) {
+                None => continue,
+                Some(Err(KafkaError::PartitionEOF(p))) if p == self.partition => {
+                    return Ok(records);
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => continue,
+                Some(Err(e)) => return Err(self.read_error(offset, e)),
+                Some(Ok(msg)) => {
+                    // Leftovers of another assignment, or records before the start.
+                    if msg.topic() != &*self.topic
+                        || msg.partition() != self.partition
+                        || msg.offset() < next
+                    {
+                        continue;
+                    }
+                    next = msg.offset() + 1;
+                    records.push(LogRecord {
+                        offset: msg.offset(),
+                        key: msg.key().map(<[u8]>::to_vec),
+                        value: msg.payload().map(<[u8]>::to_vec),
+                        timestamp_ms: msg.timestamp().to_millis(),
+                    });
+                    if records.len() >= max || msg.offset() >= want_last {
+                        return Ok(records);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The resolver's view of a partition; errors are [`KafkaLogError`]s, boxed.
+#[async_trait::async_trait]
+impl PartitionLog for KafkaLog {
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    async fn watermarks(&self) -> Result<(i64, i64), pgsnap_core::BoxError> {
+        Ok(KafkaLog::watermarks(self).await?)
+    }
+
+    async fn read_from(
+        &self,
+        offset: i64,
+        max: usize,
+    ) -> Result<Vec<LogRecord>, pgsnap_core::BoxError> {
+        Ok(KafkaLog::read_from(self, offset, max).await?)
+    }
+}
+
+impl Shared {
+    fn new(brokers: &str, options: &KafkaLogOptions) -> Result<Shared, KafkaLogError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", brokers)
+            .set("group.id", format!("pgsnap-reader-{}", throwaway_suffix()))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "error")
+            .set("allow.auto.create.topics", "false")
+            // A fetch the broker holds at the end of the partition delays the next read's
+            // fetch (one in flight per broker): keep that wait short. Reads are short-lived.
+            .set("fetch.wait.max.ms", "20");
+        for (k, v) in &options.extra_config {
+            config.set(k, v);
+        }
+        // Never commit, whatever the extra config says.
+        config.set("enable.auto.commit", "false");
+        let consumer: BaseConsumer = config.create().map_err(|source| KafkaLogError::Client {
+            brokers: Arc::from(brokers),
+            source: Box::new(source),
+        })?;
+        Ok(Shared {
+            brokers: Arc::from(brokers),
+            timeout: options.request_timeout,
+            consumer,
+            read_lock: Mutex::new(()),
+        })
+    }
+
+    /// The topic's partition ids, sorted.
+    fn partitions(&self, topic: &str) -> Result<Vec<i32>, KafkaLogError> {
+        let metadata =
+            self.consumer.fetch_metadata(Some(topic), self.timeout).map_err(|source| {
+                KafkaLogError::Metadata {
+                    brokers: Arc::clone(&self.brokers),
+                    topic: Arc::from(topic),
+                    source: Box::new(source),
+                }
+            })?;
+        let no_such = |detail: String| KafkaLogError::NoSuchTopic {
+            brokers: Arc::clone(&self.brokers),
+            topic: Arc::from(topic),
+            detail,
+        };
+        let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return Err(no_such(String::new()));
+        };
+        if let Some(err) = t.error() {
+            return Err(no_such(format!(": {}", rdkafka::types::RDKafkaErrorCode::from(err))));
+        }
+        let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+        if ids.is_empty() {
+            return Err(no_such(": it has no partitions".to_owned()));
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+}
+
+/// A group id suffix unique enough for a consumer that never joins its group.
+fn throwaway_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}-{}-{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}

@@ -1,0 +1,213 @@
+//! [`KafkaOffsetResolver`]: the [`OffsetResolver`] of `pgsnap-core` on Kafka topics written
+//! by Debezium, in the three handoff modes.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pgsnap_core::{OffsetMap, OffsetResolver, SnapshotInfo};
+
+use crate::kafka::KafkaLogs;
+use crate::resolve::{
+    PartitionLog, Resolution, ScanOptions, resolve_partition_time, resolve_running, slot_first,
+};
+use crate::{PgSnapshot, ResolveError};
+
+/// How the change log relates to the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandoffMode {
+    /// pgsnap created the slot and Debezium streams from it with `snapshot.mode=no_data`:
+    /// every record written after the connector started is post-snapshot, so the answer is
+    /// the high watermarks captured before it started
+    /// ([`KafkaOffsetResolver::capture_high_watermarks`]).
+    SlotFirst {
+        /// The high watermarks read before the connector started.
+        recorded: OffsetMap,
+    },
+    /// Debezium already runs on its own slot; the snapshot came from a temporary slot with
+    /// an exported snapshot. Per partition: the first event whose transaction is invisible
+    /// in the snapshot, by binary search, confirmed by a bounded scan.
+    Running,
+    /// A lower bound from the broker's time index (the snapshot's server time minus `skew`),
+    /// then a forward scan with the running mode's test.
+    Time {
+        /// Clock skew margin subtracted from the snapshot time.
+        skew: Duration,
+    },
+}
+
+/// Resolves, per topic and partition, the first offset after a pgsnap snapshot.
+///
+/// # Example
+/// ```no_run
+/// # async fn demo(snapshot: pgsnap_core::SnapshotInfo) -> Result<(), Box<dyn std::error::Error>> {
+/// use pgsnap_core::OffsetResolver;
+/// use pgsnap_kafka::resolver::{HandoffMode, KafkaOffsetResolver};
+///
+/// let resolver = KafkaOffsetResolver::new("kafka1:9092", HandoffMode::Running);
+/// let offsets = resolver.resolve(&snapshot, &["pg.public.orders".to_owned()]).await?;
+/// println!("{}", serde_json::to_string(&offsets)?);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct KafkaOffsetResolver {
+    brokers: String,
+    mode: HandoffMode,
+    options: ScanOptions,
+    last: Mutex<Option<Resolution>>,
+}
+
+impl KafkaOffsetResolver {
+    /// A resolver reading from `brokers` (`host:port,...`) in `mode`.
+    pub fn new(brokers: impl Into<String>, mode: HandoffMode) -> Self {
+        Self {
+            brokers: brokers.into(),
+            mode,
+            options: ScanOptions::default(),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Sets the scan options (batch size, confirmation window, scan limit).
+    pub fn with_scan_options(mut self, options: ScanOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The per-partition detail of the last [`resolve`](OffsetResolver::resolve): low and
+    /// high watermarks, broker reads, warnings.
+    pub fn last_resolution(&self) -> Option<Resolution> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reads the high watermark of every partition of `topics`: call it before the connector
+    /// starts, for [`HandoffMode::SlotFirst`]. Topics that do not exist yet are left out
+    /// (they start at 0).
+    ///
+    /// # Errors
+    /// When a broker or an existing topic cannot be read.
+    pub async fn capture_high_watermarks(
+        brokers: &str,
+        topics: &[String],
+    ) -> pgsnap_core::Result<OffsetMap> {
+        let mut out = OffsetMap::default();
+        for topic in topics {
+            let logs = match KafkaLogs::open(brokers, topic).await {
+                Ok(l) => l,
+                Err(crate::kafka::KafkaLogError::NoSuchTopic { .. }) => continue,
+                Err(e) => return Err(backend(e)),
+            };
+            let refs: Vec<&dyn PartitionLog> =
+                logs.logs().iter().map(|l| l as &dyn PartitionLog).collect();
+            let map = crate::resolve::capture_high_watermarks(&refs).await?;
+            for (t, parts) in map.0 {
+                for (p, o) in parts {
+                    out.insert(t.clone(), p, o);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> pgsnap_core::Error {
+    pgsnap_core::Error::Backend { backend: "kafka", source: Box::new(e) }
+}
+
+/// Milliseconds since the Unix epoch of pgsnap's `taken_at` (`YYYY-MM-DDTHH:MM:SS[.f]Z`,
+/// UTC).
+pub fn taken_at_ms(taken_at: &str) -> Option<i64> {
+    let s = taken_at.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    let ms = if frac.is_empty() {
+        0
+    } else {
+        let digits: String = frac.chars().chain(std::iter::repeat('0')).take(3).collect();
+        digits.parse::<i64>().ok()?
+    };
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from the civil date (proleptic Gregorian), Howard Hinnant's algorithm.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
+}
+
+#[async_trait]
+impl OffsetResolver for KafkaOffsetResolver {
+    async fn resolve(
+        &self,
+        snapshot: &SnapshotInfo,
+        topics: &[String],
+    ) -> pgsnap_core::Result<OffsetMap> {
+        let mut all = Resolution::default();
+        let pg = || -> Result<PgSnapshot, ResolveError> {
+            snapshot.pg_snapshot.parse::<PgSnapshot>().map_err(ResolveError::from)
+        };
+        for topic in topics {
+            let logs = KafkaLogs::open(&self.brokers, topic).await.map_err(backend)?;
+            let refs: Vec<&dyn PartitionLog> =
+                logs.logs().iter().map(|l| l as &dyn PartitionLog).collect();
+            let r = match &self.mode {
+                HandoffMode::SlotFirst { recorded } => slot_first(recorded, &refs).await?,
+                HandoffMode::Running => resolve_running(&refs, &pg()?, &self.options).await?,
+                HandoffMode::Time { skew } => {
+                    let at = taken_at_ms(&snapshot.taken_at).ok_or_else(|| {
+                        pgsnap_core::Error::Config(format!(
+                            "snapshot taken_at {:?} is not a UTC time like 2026-01-01T00:00:00Z",
+                            snapshot.taken_at
+                        ))
+                    })?;
+                    let from = at - i64::try_from(skew.as_millis()).unwrap_or(i64::MAX);
+                    let snap = pg()?;
+                    let mut r = Resolution::default();
+                    for log in logs.logs() {
+                        let p = resolve_partition_time(log, &snap, &self.options, || async move {
+                            log.offset_for_time(from)
+                                .await
+                                .map_err(|e| Box::new(e) as pgsnap_core::BoxError)
+                        })
+                        .await?;
+                        r.push(p);
+                    }
+                    r
+                }
+            };
+            for p in r.partitions {
+                for w in &p.warnings {
+                    tracing::warn!(topic = %p.topic, partition = p.partition, "{w}");
+                }
+                all.push(p);
+            }
+        }
+        let offsets = all.offsets.clone();
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(all);
+        Ok(offsets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taken_at_parses_to_epoch_millis() {
+        assert_eq!(taken_at_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(taken_at_ms("2026-11-25T10:00:00.123456Z"), Some(1_795_600_800_123));
+        assert_eq!(taken_at_ms("2000-02-29T23:59:59.9Z"), Some(951_868_799_900));
+        assert_eq!(taken_at_ms("2026-11-25 10:00:00"), None);
+        assert_eq!(taken_at_ms("2026-13-01T00:00:00Z"), None);
+    }
+}

@@ -1,0 +1,4 @@
+//! Integration tests of pgsnap-kafka.
+
+mod resolver;
+mod tansu;
