@@ -10,10 +10,13 @@
 //! - [`render`]: Routine Load statements and the Debezium connector config.
 //! - [`kafka`]: topic partitions read through rdkafka ([`kafka::KafkaLog`], a
 //!   [`resolve::PartitionLog`]): watermarks, reads at an offset, `offsets_for_times`.
+//! - [`connect`]: a small Kafka Connect REST client that submits the Debezium connector and
+//!   refuses names that exist or have stored offsets.
 //!
 //! **Work in progress (issue #4).**
 #![deny(missing_docs)]
 
+pub mod connect;
 pub mod envelope;
 pub mod error;
 pub mod kafka;

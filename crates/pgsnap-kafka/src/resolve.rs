@@ -620,8 +620,12 @@ impl<'a> Reader<'a> {
         until: i64,
     ) -> Result<Option<(i64, bool)>, ResolveError> {
         let mut at = from;
+        // A probe needs one change event: start small (most records are change events) and
+        // grow only past runs of tombstones and transaction records.
+        let mut want = self.batch.min(8);
         while at < until {
-            let batch = self.read(at, self.batch).await?;
+            let batch = self.read(at, want).await?;
+            want = (want * 4).min(self.batch);
             let Some(last) = batch.last().map(|x| x.offset) else { return Ok(None) };
             for rec in batch.iter().filter(|x| x.offset >= at) {
                 if rec.offset >= until {

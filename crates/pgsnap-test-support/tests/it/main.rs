@@ -1,5 +1,6 @@
 //! Tests of the throwaway PostgreSQL clusters themselves.
 
+mod debezium;
 mod kafka;
 mod starrocks;
 mod starrocks_mysql;

@@ -1,0 +1,554 @@
+//! Snapshot → CDC handoff: a consistent parallel snapshot to files, then the exact Kafka
+//! offsets where the Debezium change log continues, the StarRocks Routine Load statements
+//! that start there, and the Debezium connector config.
+//!
+//! ```text
+//! cargo run --release --example handoff -- --source "host=db dbname=app" --out ./snap \
+//!     --brokers kafka:9092 --topic-prefix pg [--mode slot-first|running|time] [--json]
+//! ```
+//!
+//! # Modes
+//! - `slot-first` (default, exact): pgsnap creates the publication and a **permanent** slot
+//!   (`--slot`, default `pgsnap_<db>`; `--publication`, default the slot name) whose exported
+//!   snapshot is copied. The high watermarks of the topics `<prefix>.<schema>.<table>` are
+//!   read *before anything else*; Debezium, started afterwards on that slot with
+//!   `snapshot.mode=no_data`, only writes post-snapshot records, so those watermarks are the
+//!   answer. Start the connector with the printed config once this job is done.
+//! - `running`: Debezium already runs on its own slot. The snapshot comes from a TEMPORARY
+//!   slot (`--slot` is refused); per partition the answer is the first event whose
+//!   transaction is invisible in the snapshot. The connector must have passed the snapshot's
+//!   consistent point before this answer is final: this job cannot check that yet (the
+//!   Connect offsets check is not implemented) and says so in `warnings`.
+//! - `time`: like `running`, but the search starts from the broker's time index at the
+//!   snapshot time minus `--skew-ms`.
+//!
+//! # Preflight
+//! Before anything, the selected tables are checked (`pgsnap_source::handoff`): tables
+//! without a primary key cannot be kept exact, and tables whose `REPLICA IDENTITY` is not
+//! `FULL` and that have TOASTable non-key columns would receive
+//! `__debezium_unavailable_value` for unchanged large values. They are listed in the report
+//! (`warnings`, `preflight`) with the fix; `--strict` refuses them (exit 3).
+//!
+//! # Output
+//! Progress and text on stderr; with `--json` one object on stdout: the snapshot job's
+//! fields (`status`, `out`, `snapshot`, `tables`, `rows`, `bytes`, `warnings`, `error`, ...)
+//! plus `mode`, `topics`, `offsets` (topic → partition as a string → offset), `routine_load`
+//! (statements), `debezium` (`{name, config}`, the Kafka Connect payload; `null` outside
+//! slot-first), `preflight` and `connect` (`null` without `--connect-url`).
+//!
+//! # Exit codes
+//! 0 done; 1 the snapshot finished with failed tables; 2 usage (bad flags, `--out` not
+//! empty, a bad `--connect-url`, `--connect-url` outside slot-first); 3 preflight or
+//! connection failure (PostgreSQL or Kafka, `--strict` refusals, offsets that cannot be
+//! resolved, Kafka Connect refusing or failing the submission); 4 snapshot lost; 5 output not
+//! writable.
+//!
+//! With `--connect-url` (slot-first only) the connector is submitted through
+//! `pgsnap_kafka::connect` once the snapshot and the offsets are complete; the JSON report
+//! then has `connect` (`{url, submitted, name, http_status}` or `{url, submitted: false,
+//! error}`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use pgsnap_core::{DataFormat, Manifest, ManifestStore, OffsetMap, OffsetResolver, SnapshotMode};
+use pgsnap_examples::run::{
+    SnapshotArgs, drive, open_run, outcome, previous_run, remove_stale_manifest_temp_files,
+    report_json, snapshot_summary,
+};
+use pgsnap_examples::*;
+use pgsnap_kafka::connect::ConnectClient;
+use pgsnap_kafka::render::{
+    DebeziumConfig, PgConnection, RoutineLoadSpec, render_debezium_config, render_routine_load,
+};
+use pgsnap_kafka::resolver::{HandoffMode, KafkaOffsetResolver};
+use pgsnap_sink_file::{Compression, FileSinkBuilder};
+use pgsnap_source::handoff::{HandoffPreflight, handoff_preflight_selected};
+use serde_json::{Value, json};
+
+/// The default `database.password` of the Debezium config: a Kafka config-provider
+/// placeholder, never the password itself.
+const DEFAULT_PASSWORD_PLACEHOLDER: &str = "${file:/etc/pgsnap/pg.properties:password}";
+
+/// How the Debezium change log relates to the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    /// pgsnap creates the slot; Debezium starts on it afterwards (exact, recommended).
+    SlotFirst,
+    /// Debezium already runs on its own slot.
+    Running,
+    /// Like running, with a lower bound from the broker's time index.
+    Time,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::SlotFirst => "slot-first",
+            Mode::Running => "running",
+            Mode::Time => "time",
+        }
+    }
+}
+
+/// Snapshot to files and hand off to a Debezium change log in Kafka at exact offsets.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    snap: SnapshotArgs,
+    /// Output directory (created; must be empty).
+    #[arg(long)]
+    out: PathBuf,
+    /// Kafka bootstrap brokers, host:port[,host:port...].
+    #[arg(long)]
+    brokers: String,
+    /// Debezium `topic.prefix`: topics are <prefix>.<schema>.<table>.
+    #[arg(long)]
+    topic_prefix: String,
+    /// slot-first (pgsnap creates the slot for Debezium), running (Debezium already runs), time.
+    #[arg(long, value_enum, default_value = "slot-first")]
+    mode: Mode,
+    /// Kafka Connect REST URL (slot-first): submit the connector after the snapshot; refused
+    /// when the name exists or has stored offsets.
+    #[arg(long)]
+    connect_url: Option<String>,
+    /// StarRocks database of the Routine Load jobs (default: the PostgreSQL database name).
+    #[arg(long)]
+    starrocks_database: Option<String>,
+    /// `database.password` in the Debezium config: a config-provider placeholder.
+    #[arg(long, default_value = DEFAULT_PASSWORD_PLACEHOLDER)]
+    password_placeholder: String,
+    /// Debezium connector name (default: pgsnap-<db>-<snapshot time>); must be new to Connect.
+    #[arg(long)]
+    connector_name: Option<String>,
+    /// `database.hostname` as Kafka Connect reaches PostgreSQL (default: the --source host).
+    #[arg(long)]
+    database_hostname: Option<String>,
+    /// Clock skew margin for --mode time, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    skew_ms: u64,
+    /// Refuse tables that cannot be kept exact (no primary key, TOAST risk): exit 3.
+    #[arg(long)]
+    strict: bool,
+    /// Chunk file compression: none, zstd, gzip (zstd:LEVEL, gzip:LEVEL).
+    #[arg(long, default_value = "none")]
+    compress: Compression,
+    /// Chunk file format: text (COPY text) or csv.
+    #[arg(long, default_value = "text")]
+    format: DataFormat,
+    /// Print the report as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    init_logging();
+    let args = Args::parse();
+    std::process::exit(run(args).await);
+}
+
+/// What the connection string says about the database (for defaults and the Debezium config).
+struct Target {
+    dbname: String,
+    host: Option<String>,
+    port: u16,
+    user: String,
+}
+
+fn target(conninfo: &str) -> Target {
+    use tokio_postgres::config::Host;
+    let spec = match pgsnap_source::conninfo::resolve(conninfo) {
+        Ok(s) => s,
+        Err(e) => die(EXIT_USAGE, e),
+    };
+    let c = &spec.config;
+    let user = c.get_user().unwrap_or_default().to_owned();
+    Target {
+        dbname: c.get_dbname().map(str::to_owned).unwrap_or_else(|| user.clone()),
+        host: c.get_hosts().iter().find_map(|h| match h {
+            Host::Tcp(s) => Some(s.clone()),
+            Host::Unix(_) => None,
+        }),
+        port: c.get_ports().first().copied().unwrap_or(5432),
+        user,
+    }
+}
+
+/// A PostgreSQL identifier from `s`: lowercase `[a-z0-9_]`, at most 63 bytes.
+fn sanitize(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .collect();
+    out.truncate(63);
+    out
+}
+
+/// The default StarRocks table for a PostgreSQL table: `public.t` → `t`, `s.t` → `s_t`.
+fn target_table(schema: &str, name: &str) -> String {
+    if schema == "public" { name.to_owned() } else { format!("{schema}_{name}") }
+}
+
+fn topic_of(prefix: &str, schema: &str, name: &str) -> String {
+    format!("{prefix}.{schema}.{name}")
+}
+
+async fn run(mut args: Args) -> i32 {
+    // Flags first: nothing is touched before they all make sense.
+    let connect = match (&args.connect_url, args.mode) {
+        (None, _) => None,
+        (Some(_), Mode::Running | Mode::Time) => die(
+            EXIT_USAGE,
+            format!(
+                "--connect-url with --mode {}: only slot-first submits a connector (in this mode Debezium already runs); checking its position through Connect is not implemented",
+                args.mode.as_str()
+            ),
+        ),
+        (Some(url), Mode::SlotFirst) => match ConnectClient::new(url) {
+            Ok(c) => Some(c),
+            Err(e) => die(EXIT_USAGE, e),
+        },
+    };
+    if args.snap.snapshot_mode != SnapshotMode::Slot {
+        die(
+            EXIT_USAGE,
+            format!(
+                "--snapshot-mode {}: a handoff needs a snapshot exported by a replication slot (--snapshot-mode slot); a pg_export_snapshot() snapshot is not a clean prefix of the change stream",
+                args.snap.snapshot_mode
+            ),
+        );
+    }
+    if args.brokers.trim().is_empty() || args.topic_prefix.trim().is_empty() {
+        die(EXIT_USAGE, "--brokers and --topic-prefix must not be empty");
+    }
+    let tgt = target(&args.snap.source);
+    match args.mode {
+        Mode::SlotFirst => {
+            let slot = args
+                .snap
+                .slot
+                .clone()
+                .unwrap_or_else(|| sanitize(&format!("pgsnap_{}", tgt.dbname)));
+            args.snap.publication.get_or_insert_with(|| slot.clone());
+            args.snap.slot = Some(slot);
+        }
+        Mode::Running | Mode::Time => {
+            if args.snap.slot.is_some() {
+                die(
+                    EXIT_USAGE,
+                    format!(
+                        "--slot with --mode {}: the snapshot must come from a temporary slot (Debezium already runs on its own)",
+                        args.mode.as_str()
+                    ),
+                );
+            }
+        }
+    }
+
+    // The output directory must be usable before a snapshot (or a slot) is taken for nothing.
+    let store = ManifestStore::new(&args.out);
+    let _ = previous_run(
+        &store,
+        "--out",
+        false,
+        false,
+        &args.snap.plan_options(),
+        args.format,
+        args.compress.as_str(),
+    )
+    .await;
+    let sink = match FileSinkBuilder::new(&args.out)
+        .with_format(args.format)
+        .with_compression(args.compress)
+        .build()
+    {
+        Ok(s) => {
+            remove_stale_manifest_temp_files(&args.out);
+            Arc::new(s)
+        }
+        Err(e @ pgsnap_sink_file::Error::Io { .. }) => die(EXIT_SINK, e),
+        Err(e) => die(EXIT_USAGE, e),
+    };
+
+    // Preflight: keys, replica identity, TOAST risk of the tables the snapshot will select.
+    let preflight =
+        match handoff_preflight_selected(&args.snap.source, &args.snap.include, &args.snap.exclude)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => die(source_exit_code(&e), pgsnap_core::error_chain(&e)),
+        };
+    let mut warnings = preflight_warnings(&preflight);
+    if args.strict {
+        let errors = preflight.strict_errors();
+        if !errors.is_empty() {
+            die(
+                EXIT_PREFLIGHT,
+                format!(
+                    "--strict: {} table(s) cannot be handed off exactly:\n  {}",
+                    preflight.tables.iter().filter(|t| !t.is_exact()).count(),
+                    errors.join("\n  ")
+                ),
+            );
+        }
+    }
+    let topics: Vec<String> = preflight
+        .tables
+        .iter()
+        .map(|t| topic_of(&args.topic_prefix, &t.table.schema, &t.table.name))
+        .collect();
+
+    // Slot-first: the high watermarks before anything else (before the slot exists, so
+    // before any connector could write post-snapshot records). Other modes: which topics
+    // exist (a missing one cannot be resolved).
+    let captured = match KafkaOffsetResolver::capture_high_watermarks(&args.brokers, &topics).await
+    {
+        Ok(m) => m,
+        Err(e) => die(exit_code(&e), format!("reading the topics' high watermarks: {e}")),
+    };
+    let existing: Vec<String> =
+        topics.iter().filter(|t| captured.0.contains_key(*t)).cloned().collect();
+    for t in topics.iter().filter(|t| !captured.0.contains_key(*t)) {
+        warnings.push(match args.mode {
+            Mode::SlotFirst => format!(
+                "topic {t} does not exist yet: every partition starts at offset 0, but the number of partitions is unknown, so no Routine Load is rendered for it; create the topic before starting the connector and rerun, or write the job by hand with offset 0 on every partition"
+            ),
+            _ => format!("topic {t} does not exist: no offsets can be resolved for it"),
+        });
+    }
+
+    // The snapshot.
+    let opened = open_run(&args.snap, None, false, args.format, args.compress.as_str()).await;
+    let source = Arc::clone(&opened.source);
+    let report = drive(&args.snap, opened, sink, store).await;
+    warnings.extend(source.warnings().iter().cloned());
+    let manifest = report.manifest;
+    let snapshot_ok = report.fatal.is_none() && manifest.status == pgsnap_core::RunStatus::Ok;
+
+    // The offsets.
+    let mut fatal = report.fatal;
+    let mut offsets = OffsetMap::default();
+    if snapshot_ok && !existing.is_empty() {
+        let mode = match args.mode {
+            Mode::SlotFirst => HandoffMode::SlotFirst { recorded: captured.clone() },
+            Mode::Running => HandoffMode::Running,
+            Mode::Time => HandoffMode::Time { skew: Duration::from_millis(args.skew_ms) },
+        };
+        let resolver = KafkaOffsetResolver::new(args.brokers.clone(), mode);
+        match resolver.resolve(&manifest.snapshot, &existing).await {
+            Ok(o) => offsets = o,
+            Err(e) => fatal = Some(e),
+        }
+        if let Some(r) = resolver.last_resolution() {
+            warnings.extend(r.partitions.iter().flat_map(|p| p.warnings.iter().cloned()));
+        }
+    } else if !snapshot_ok {
+        warnings.push("the snapshot is incomplete: no offsets resolved".into());
+    }
+    if args.mode != Mode::SlotFirst {
+        warnings.push(format!(
+            "--mode {}: the connector's committed position was not checked against the snapshot's consistent point {} (the Kafka Connect offsets check is not implemented); unless the connector has passed it, the answer may replay events already in the snapshot",
+            args.mode.as_str(),
+            manifest.snapshot.lsn.map(|l| l.to_string()).unwrap_or_else(|| "?".into())
+        ));
+    }
+
+    // Routine Load per table, and the Debezium config.
+    let sr_db = args.starrocks_database.clone().unwrap_or_else(|| tgt.dbname.clone());
+    let brokers: Vec<String> = args
+        .brokers
+        .split(',')
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut routine_load = Vec::new();
+    let mut targets = BTreeMap::new();
+    for t in &manifest.tables {
+        let (schema, name) = (&t.schema.name.schema, &t.schema.name.name);
+        let topic = topic_of(&args.topic_prefix, schema, name);
+        let table = target_table(schema, name);
+        targets.insert(t.schema.name.clone(), (topic.clone(), table.clone()));
+        let Some(parts) = offsets.0.get(&topic) else { continue };
+        let columns: Vec<String> = t.schema.columns.iter().map(|c| c.name.clone()).collect();
+        let spec = RoutineLoadSpec::new(
+            &sr_db,
+            &table,
+            sanitize(&format!("pgsnap_{table}")),
+            &topic,
+            brokers.clone(),
+            columns,
+            t.schema.primary_key.clone(),
+            parts.clone(),
+        )
+        .with_primary_key_table(!t.schema.primary_key.is_empty());
+        match render_routine_load(&spec) {
+            Ok(r) => {
+                warnings.extend(r.warnings.iter().map(|w| format!("{}: {w}", t.schema.name)));
+                routine_load.push(r.sql);
+            }
+            Err(e) => warnings.push(format!("{}: no Routine Load rendered: {e}", t.schema.name)),
+        }
+    }
+    let debezium = if args.mode == Mode::SlotFirst {
+        debezium_config(&args, &tgt, &manifest, &mut warnings)
+    } else {
+        Value::Null
+    };
+
+    // Submit the connector only after a complete snapshot with its offsets: it starts
+    // streaming from the slot at once.
+    let mut connect_report = Value::Null;
+    let mut connect_failed = false;
+    if let Some(client) = &connect {
+        if fatal.is_none() && snapshot_ok && !debezium.is_null() {
+            match client.submit(&debezium).await {
+                Ok(c) => {
+                    tracing::info!(connector = %c.name, url = client.url(), "connector submitted");
+                    connect_report = json!({ "url": client.url(), "submitted": true, "name": c.name, "http_status": c.status });
+                }
+                Err(e) => {
+                    connect_failed = true;
+                    warnings.push(format!("the connector was not submitted: {e}"));
+                    connect_report =
+                        json!({ "url": client.url(), "submitted": false, "error": e.to_string() });
+                }
+            }
+        } else {
+            connect_report = json!({ "url": client.url(), "submitted": false, "error": "the snapshot or the offsets are incomplete" });
+        }
+    }
+
+    let (mut code, status) = outcome(&manifest, fatal.as_ref(), true, &mut warnings);
+    if connect_failed && code == EXIT_OK {
+        code = EXIT_PREFLIGHT;
+    }
+    if args.json {
+        let pre = &preflight;
+        let out = report_json(
+            &manifest,
+            status,
+            report.elapsed,
+            fatal.as_ref(),
+            &warnings,
+            json!({
+                "out": args.out,
+                "mode": args.mode.as_str(),
+                "topics": topics,
+                "offsets": offsets,
+                "routine_load": routine_load,
+                "debezium": debezium,
+                "preflight": preflight,
+                "connect": connect_report,
+            }),
+            |t| {
+                let (topic, target) = targets.get(&t.schema.name).cloned().unwrap_or_default();
+                let p = pre.table(&t.schema.name);
+                json!({
+                    "topic": topic,
+                    "starrocks_table": target,
+                    "replica_identity": p.map(|p| p.replica_identity.to_string()),
+                    "toast_at_risk": p.map(|p| p.toast_at_risk.clone()).unwrap_or_default(),
+                    "problems": p.map(|p| p.problems.clone()).unwrap_or_default(),
+                })
+            },
+        );
+        println!("{out}");
+    } else {
+        eprintln!(
+            "\n{status}: {} rows, {} in {:.1}s into {} ({})",
+            manifest.rows(),
+            human_bytes(manifest.bytes()),
+            report.elapsed.as_secs_f64(),
+            args.out.display(),
+            snapshot_summary(&manifest.snapshot),
+        );
+        eprintln!("\noffsets (mode {}):", args.mode.as_str());
+        for (topic, parts) in &offsets.0 {
+            let p: Vec<String> = parts.iter().map(|(p, o)| format!("{p}:{o}")).collect();
+            eprintln!("  {topic}  {}", p.join(" "));
+        }
+        for sql in &routine_load {
+            eprintln!("\n{sql}");
+        }
+        if !debezium.is_null() {
+            eprintln!(
+                "\nDebezium connector (POST to Kafka Connect /connectors once this job is done):\n{}",
+                serde_json::to_string_pretty(&debezium).unwrap_or_default()
+            );
+        }
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    code
+}
+
+/// Report lines for tables that cannot be kept exact.
+fn preflight_warnings(p: &HandoffPreflight) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in &p.tables {
+        for problem in &t.problems {
+            out.push(format!("{}: {problem}", t.table));
+        }
+    }
+    out
+}
+
+/// The Kafka Connect payload for Debezium on the slot this run created.
+fn debezium_config(
+    args: &Args,
+    tgt: &Target,
+    manifest: &Manifest,
+    warnings: &mut Vec<String>,
+) -> Value {
+    let (Some(slot), Some(publication)) = (&args.snap.slot, &args.snap.publication) else {
+        return Value::Null;
+    };
+    let host = match (&args.database_hostname, &tgt.host) {
+        (Some(h), _) | (None, Some(h)) => h.clone(),
+        (None, None) => {
+            warnings.push(
+                "--source connects over a Unix socket: set --database-hostname to the host Kafka Connect reaches PostgreSQL at (database.hostname is \"localhost\")"
+                    .into(),
+            );
+            "localhost".into()
+        }
+    };
+    let stamp: String =
+        manifest.snapshot.taken_at.chars().filter(char::is_ascii_digit).take(14).collect();
+    let cfg = DebeziumConfig {
+        name: args
+            .connector_name
+            .clone()
+            .unwrap_or_else(|| format!("pgsnap-{}-{stamp}", sanitize(&tgt.dbname))),
+        topic_prefix: args.topic_prefix.clone(),
+        database: PgConnection {
+            host,
+            port: tgt.port,
+            dbname: tgt.dbname.clone(),
+            user: tgt.user.clone(),
+        },
+        password_placeholder: args.password_placeholder.clone(),
+        slot: slot.clone(),
+        publication: publication.clone(),
+        tables: manifest
+            .tables
+            .iter()
+            .map(|t| (t.schema.name.schema.clone(), t.schema.name.name.clone()))
+            .collect(),
+        schemas_enabled: false,
+    };
+    match render_debezium_config(&cfg) {
+        Ok(v) => v,
+        Err(e) => {
+            warnings.push(format!("no Debezium config rendered: {e}"));
+            Value::Null
+        }
+    }
+}

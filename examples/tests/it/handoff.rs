@@ -1,0 +1,310 @@
+//! The `handoff` example against a real PostgreSQL and a tansu broker: slot-first mode's
+//! report, offsets, Routine Load statements and Debezium config; `--strict` refusals.
+//!
+//! tansu note: the test producer sends one record per batch (tansu 0.6 miscounts the high
+//! watermark of multi-record batches); with that, the expectations here are the same as on
+//! real Kafka.
+
+use pgsnap_test_support::kafka::{Record, Tansu};
+use pgsnap_test_support::unique_db;
+use serde_json::Value;
+
+use crate::support::{arg, out_dir, run_example, runtime, source, sql};
+
+const HANDOFF: &str = "handoff";
+
+const TABLES: &str = "
+CREATE TABLE public.plain (id int PRIMARY KEY, n int);
+CREATE TABLE public.docs (id int PRIMARY KEY, body text);
+INSERT INTO public.plain SELECT g, g * 2 FROM generate_series(1, 200) g;
+INSERT INTO public.docs SELECT g, repeat('x', g) FROM generate_series(1, 50) g;
+";
+
+/// Creates the topics with 3 partitions and writes `2 + partition` records to each
+/// partition, one record per batch. Returns nothing: the example must read the same
+/// watermarks back.
+fn seed_topics(kafka: &Tansu, topics: &[&str]) {
+    for t in topics {
+        kafka.create_topic(t, 3);
+    }
+    let producer = kafka.producer();
+    runtime().block_on(async {
+        for t in topics {
+            for p in 0..3 {
+                for i in 0..(2 + p) {
+                    let v = format!("{{\"seed\":{i}}}");
+                    producer
+                        .send(
+                            t,
+                            Record {
+                                partition: Some(p),
+                                key: Some(b"k"),
+                                value: Some(v.as_bytes()),
+                                timestamp_ms: None,
+                            },
+                        )
+                        .await;
+                }
+            }
+        }
+    });
+}
+
+fn drop_slot(db: &str, slot: &str, publication: &str) {
+    sql(
+        db,
+        &format!(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}'; DROP PUBLICATION IF EXISTS \"{publication}\";"
+        ),
+    );
+}
+
+#[test]
+fn slot_first_reports_offsets_routine_load_and_debezium_config() {
+    let kafka = Tansu::start();
+    let db = unique_db("handoff");
+    sql(&db, TABLES);
+    let prefix = "hp";
+    let topics = ["hp.public.plain", "hp.public.docs"];
+    seed_topics(&kafka, &topics);
+    let slot = format!("{db}_slot");
+    let publication = format!("{db}_pub");
+    let (_tmp, out) = out_dir();
+    let src = source(&db);
+    let brokers = kafka.bootstrap();
+    let run = run_example(
+        HANDOFF,
+        &[
+            "--source",
+            &src,
+            "--out",
+            arg(&out),
+            "--brokers",
+            &brokers,
+            "--topic-prefix",
+            prefix,
+            "--slot",
+            &slot,
+            "--publication",
+            &publication,
+            "--json",
+            "--jobs",
+            "2",
+        ],
+    );
+    // Whatever happens next, the permanent slot must not outlive the test.
+    let exists = sql(
+        &db,
+        &format!(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND NOT temporary"
+        ),
+    );
+    drop_slot(&db, &slot, &publication);
+    run.expect_code(0);
+    assert_eq!(exists, "1", "the permanent slot exists after the run");
+    let doc = run.json();
+
+    for field in [
+        "status",
+        "out",
+        "snapshot",
+        "tables",
+        "offsets",
+        "routine_load",
+        "debezium",
+        "warnings",
+        "preflight",
+        "mode",
+    ] {
+        assert!(doc.get(field).is_some(), "missing {field}: {doc}");
+    }
+    assert_eq!(doc["status"], "ok");
+    assert_eq!(doc["mode"], "slot-first");
+    assert_eq!(doc["snapshot"]["slot"], slot.as_str());
+    assert_eq!(doc["snapshot"]["slot_temporary"], false);
+    assert_eq!(doc["tables"].as_array().unwrap().len(), 2);
+    assert!(out.join("manifest.json").is_file());
+
+    // Offsets: every partition of both topics, equal to the high watermarks written above
+    // (2, 3, 4 records on partitions 0, 1, 2), as string partition keys.
+    for t in topics {
+        let parts =
+            doc["offsets"][t].as_object().unwrap_or_else(|| panic!("no offsets for {t}: {doc}"));
+        let got: Vec<(String, i64)> =
+            parts.iter().map(|(k, v)| (k.clone(), v.as_i64().unwrap())).collect();
+        assert_eq!(got, [("0".to_owned(), 2), ("1".to_owned(), 3), ("2".to_owned(), 4)], "{t}");
+    }
+
+    // Routine Load: one per table, explicit offsets equal to the captured ones, never
+    // OFFSET_END or -1.
+    let rl: Vec<&str> =
+        doc["routine_load"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(rl.len(), 2, "{rl:#?}");
+    for (t, table) in [(topics[0], "`plain`"), (topics[1], "`docs`")] {
+        let stmt = rl
+            .iter()
+            .find(|s| s.contains(t))
+            .unwrap_or_else(|| panic!("no statement for {t}: {rl:#?}"));
+        assert!(stmt.contains("CREATE ROUTINE LOAD"), "{stmt}");
+        assert!(stmt.contains(table), "{stmt}");
+        assert!(stmt.contains("\"kafka_partitions\" = \"0,1,2\""), "{stmt}");
+        assert!(stmt.contains("\"kafka_offsets\" = \"2,3,4\""), "{stmt}");
+        assert!(!stmt.contains("OFFSET_END") && !stmt.contains("OFFSET_BEGINNING"), "{stmt}");
+    }
+
+    // Debezium: the created slot and publication, no_data, no password in clear.
+    let dbz = &doc["debezium"];
+    assert!(dbz["name"].as_str().is_some_and(|n| !n.is_empty()), "{dbz}");
+    let cfg = &dbz["config"];
+    assert_eq!(cfg["slot.name"], slot.as_str());
+    assert_eq!(cfg["publication.name"], publication.as_str());
+    assert_eq!(cfg["snapshot.mode"], "no_data");
+    assert_eq!(cfg["publication.autocreate.mode"], "disabled");
+    assert_eq!(cfg["topic.prefix"], prefix);
+    assert_eq!(cfg["database.password"], "${file:/etc/pgsnap/pg.properties:password}");
+    assert_eq!(cfg["database.dbname"], db.as_str());
+
+    // The TOAST risk of `docs` is reported (not refused without --strict).
+    let warnings: Vec<&str> =
+        doc["warnings"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("\"docs\"") && w.contains("REPLICA IDENTITY FULL")),
+        "{warnings:#?}"
+    );
+    assert!(!warnings.iter().any(|w| w.contains("\"plain\"")), "{warnings:#?}");
+    let docs = doc["tables"].as_array().unwrap().iter().find(|t| t["name"] == "docs").unwrap();
+    assert_eq!(docs["toast_at_risk"], serde_json::json!(["body"]));
+    assert_eq!(docs["topic"], topics[1]);
+}
+
+#[test]
+fn strict_refuses_a_table_at_toast_risk() {
+    let kafka = Tansu::start();
+    let db = unique_db("handoff_strict");
+    sql(&db, TABLES);
+    let (_tmp, out) = out_dir();
+    let src = source(&db);
+    let brokers = kafka.bootstrap();
+    let run = run_example(
+        HANDOFF,
+        &[
+            "--source",
+            &src,
+            "--out",
+            arg(&out),
+            "--brokers",
+            &brokers,
+            "--topic-prefix",
+            "hs",
+            "--strict",
+            "--json",
+        ],
+    );
+    run.expect_code(3);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert!(run.stderr.contains("\"public\".\"docs\""), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("ALTER TABLE \"public\".\"docs\" REPLICA IDENTITY FULL"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("\"public\".\"plain\""), "{}", run.stderr);
+    // Refused before anything: no slot, no publication.
+    assert_eq!(
+        sql(&db, "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"),
+        "0"
+    );
+    assert_eq!(sql(&db, "SELECT count(*) FROM pg_publication"), "0");
+
+    // After the fix, --strict passes (default slot pgsnap_<db>, dropped afterwards).
+    sql(&db, "ALTER TABLE public.docs REPLICA IDENTITY FULL");
+    let (_tmp2, out2) = out_dir();
+    let run = run_example(
+        HANDOFF,
+        &[
+            "--source",
+            &src,
+            "--out",
+            arg(&out2),
+            "--brokers",
+            &brokers,
+            "--topic-prefix",
+            "hs",
+            "--strict",
+            "--json",
+        ],
+    );
+    let slot = format!("pgsnap_{}", db.to_lowercase());
+    let slot: String =
+        slot.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(63).collect();
+    drop_slot(&db, &slot, &slot);
+    run.expect_code(0);
+    let doc = run.json();
+    assert_eq!(doc["snapshot"]["slot"], slot.as_str());
+    // Topics that do not exist yet: no offsets, no Routine Load, a warning.
+    assert_eq!(doc["offsets"], serde_json::json!({}));
+    assert_eq!(doc["routine_load"], serde_json::json!([]));
+    assert!(doc["warnings"].to_string().contains("does not exist yet"), "{}", doc["warnings"]);
+    assert_eq!(doc["debezium"]["config"]["publication.name"], slot.as_str());
+}
+
+#[test]
+fn connect_url_is_refused_outside_slot_first_and_a_failed_submission_exits_3() {
+    let kafka = Tansu::start();
+    let db = unique_db("handoff_connect");
+    sql(
+        &db,
+        "CREATE TABLE public.t (id int PRIMARY KEY, n int); INSERT INTO public.t VALUES (1, 1);",
+    );
+    let src = source(&db);
+    let brokers = kafka.bootstrap();
+    let (_tmp, out) = out_dir();
+    let run = run_example(
+        HANDOFF,
+        &[
+            "--source",
+            &src,
+            "--out",
+            arg(&out),
+            "--brokers",
+            &brokers,
+            "--topic-prefix",
+            "hc",
+            "--mode",
+            "running",
+            "--connect-url",
+            "http://127.0.0.1:1",
+            "--json",
+        ],
+    );
+    run.expect_code(2);
+    assert!(run.stderr.contains("--connect-url"), "{}", run.stderr);
+
+    // Nothing listens on port 1: the snapshot completes, the submission fails, exit 3, and
+    // the report says the connector was not submitted.
+    let slot = format!("{db}_s");
+    let run = run_example(
+        HANDOFF,
+        &[
+            "--source",
+            &src,
+            "--out",
+            arg(&out),
+            "--brokers",
+            &brokers,
+            "--topic-prefix",
+            "hc",
+            "--slot",
+            &slot,
+            "--connect-url",
+            "http://127.0.0.1:1",
+            "--json",
+        ],
+    );
+    drop_slot(&db, &slot, &slot);
+    run.expect_code(3);
+    let doc = run.json();
+    assert_eq!(doc["connect"]["submitted"], false, "{doc}");
+    assert!(doc["connect"]["error"].as_str().is_some_and(|e| !e.is_empty()), "{doc}");
+    assert!(!doc["debezium"].is_null(), "{doc}");
+}
