@@ -1,11 +1,24 @@
-//! Snapshot → CDC handoff: a consistent parallel snapshot to files, then the exact Kafka
-//! offsets where the Debezium change log continues, the StarRocks Routine Load statements
-//! that start there, and the Debezium connector config.
+//! Snapshot → CDC handoff: a consistent parallel snapshot to files (or loaded into
+//! StarRocks), then the exact Kafka offsets where the Debezium change log continues, the
+//! StarRocks Routine Load statements that start there, and the Debezium connector config.
 //!
 //! ```text
 //! cargo run --release --example handoff -- --source "host=db dbname=app" --out ./snap \
 //!     --brokers kafka:9092 --topic-prefix pg [--mode slot-first|running|time] [--json]
 //! ```
+//!
+//! # StarRocks
+//! With `--fe` (and the other StarRocks flags of `migrate_to_starrocks`: `--user`,
+//! `--password-env`, `--database`, `--create-tables`, `--table-map`, ...; its body
+//! `--format` is `--load-format` here) the snapshot is loaded into StarRocks with Stream
+//! Load instead of written to files: `--out` is then the run's state (manifest, no data,
+//! locked for the run), StarRocks is checked before any snapshot is taken and its tables are
+//! prepared before any row is read (a failure drops the slot this run created; exit 3).
+//! `--database` (alias `--starrocks-database`; default: the PostgreSQL database name) is also
+//! the database of the Routine Load jobs, which target the tables the snapshot was loaded
+//! into (`--table-map` included). The report's tables add `target`, `rows_loaded`,
+//! `rows_filtered`, `loads`; a table whose rows read differ from loaded plus filtered makes
+//! the run exit 1.
 //!
 //! # Modes
 //! - `slot-first` (default, exact): pgsnap creates the publication and a **permanent** slot
@@ -17,8 +30,12 @@
 //! - `running`: Debezium already runs on its own slot. The snapshot comes from a TEMPORARY
 //!   slot (`--slot` is refused); per partition the answer is the first event whose
 //!   transaction is invisible in the snapshot. The connector must have passed the snapshot's
-//!   consistent point before this answer is final: this job cannot check that yet (the
-//!   Connect offsets check is not implemented) and says so in `warnings`.
+//!   consistent point C before this answer is final: with `--connect-url URL --connector
+//!   NAME` the job reads the connector's stored offsets (`GET /connectors/NAME/offsets`,
+//!   Kafka 3.6+) every second for up to `--connector-wait` seconds (default 60) until its
+//!   `lsn_commit` reaches C; if it never does, `warnings` says the answer may replay events
+//!   already in the snapshot (exit 0, or 3 with `--strict`). Without `--connect-url` the
+//!   position is not checked and `warnings` says so.
 //! - `time`: like `running`, but the search starts from the broker's time index at the
 //!   snapshot time minus `--skew-ms`.
 //!
@@ -34,16 +51,19 @@
 //! fields (`status`, `out`, `snapshot`, `tables`, `rows`, `bytes`, `warnings`, `error`, ...)
 //! plus `mode`, `topics`, `offsets` (topic → partition as a string → offset), `routine_load`
 //! (statements), `debezium` (`{name, config}`, the Kafka Connect payload; `null` outside
-//! slot-first), `preflight` and `connect` (`null` without `--connect-url`).
+//! slot-first), `preflight` and `connect` (`null` without `--connect-url`; in running/time
+//! mode `{url, connector, passed, lsn_commit, consistent_point, error}`).
 //!
 //! # Exit codes
-//! 0 done; 1 the snapshot finished with failed tables; 2 usage (bad flags, `--out` not
-//! empty, a bad `--connect-url`, `--connect-url` outside slot-first); 3 preflight or
-//! connection failure (PostgreSQL or Kafka, `--strict` refusals, offsets that cannot be
-//! resolved, Kafka Connect refusing or failing the submission); 4 snapshot lost; 5 output not
-//! writable.
+//! 0 done; 1 the snapshot finished with failed tables (or, with StarRocks, rows not
+//! accounted for); 2 usage (bad flags, `--out` not empty or in use, a bad `--connect-url`,
+//! `--connect-url` in running/time mode without `--connector`, `--connector` in slot-first,
+//! `--password-env` unset); 3 preflight or connection failure (PostgreSQL, Kafka or
+//! StarRocks, `--strict` refusals, offsets that cannot be resolved, Kafka Connect refusing or
+//! failing the submission, with `--strict` a running connector that has not passed the
+//! snapshot); 4 snapshot lost; 5 output not writable.
 //!
-//! With `--connect-url` (slot-first only) the connector is submitted through
+//! With `--connect-url` in slot-first mode the connector is submitted through
 //! `pgsnap_kafka::connect` once the snapshot and the offsets are complete; the JSON report
 //! then has `connect` (`{url, submitted, name, http_status}` or `{url, submitted: false,
 //! error}`).
@@ -53,19 +73,26 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
-use pgsnap_core::{DataFormat, Manifest, ManifestStore, OffsetMap, OffsetResolver, SnapshotMode};
+use clap::{CommandFactory, FromArgMatches};
+use pgsnap_core::{
+    DataFormat, Manifest, ManifestStore, OffsetMap, OffsetResolver, Sink, SnapshotMode,
+};
 use pgsnap_examples::run::{
-    SnapshotArgs, drive, open_run, outcome, previous_run, remove_stale_manifest_temp_files,
-    report_json, snapshot_summary,
+    SnapshotArgs, drive, file_sink, open_run, outcome, previous_run,
+    remove_stale_manifest_temp_files, report_json, snapshot_summary,
+};
+use pgsnap_examples::starrocks::{
+    StarRocksArgs, build_and_prepare, check_connection, lock_state, table_line, table_report,
+    unverified_tables,
 };
 use pgsnap_examples::*;
 use pgsnap_kafka::connect::ConnectClient;
 use pgsnap_kafka::render::{
     DebeziumConfig, PgConnection, RoutineLoadSpec, render_debezium_config, render_routine_load,
 };
+use pgsnap_kafka::resolve::{ConnectorPosition, connector_position};
 use pgsnap_kafka::resolver::{HandoffMode, KafkaOffsetResolver};
-use pgsnap_sink_file::{Compression, FileSinkBuilder};
+use pgsnap_sink_file::Compression;
 use pgsnap_source::handoff::{HandoffPreflight, handoff_preflight_selected};
 use serde_json::{Value, json};
 
@@ -95,12 +122,17 @@ impl Mode {
 }
 
 /// Snapshot to files and hand off to a Debezium change log in Kafka at exact offsets.
-#[derive(Debug, Parser)]
+#[derive(Debug, clap::Parser)]
 #[command(version, about)]
 struct Args {
     #[command(flatten)]
     snap: SnapshotArgs,
-    /// Output directory (created; must be empty).
+    /// StarRocks: with --fe the snapshot is loaded into StarRocks instead of files;
+    /// --database is also the database of the Routine Load jobs.
+    #[command(flatten)]
+    sr: StarRocksArgs,
+    /// Output directory (created; must be empty): the chunk files and manifest, or with --fe
+    /// the run's state (manifest, no data).
     #[arg(long)]
     out: PathBuf,
     /// Kafka bootstrap brokers, host:port[,host:port...].
@@ -112,13 +144,18 @@ struct Args {
     /// slot-first (pgsnap creates the slot for Debezium), running (Debezium already runs), time.
     #[arg(long, value_enum, default_value = "slot-first")]
     mode: Mode,
-    /// Kafka Connect REST URL (slot-first): submit the connector after the snapshot; refused
-    /// when the name exists or has stored offsets.
+    /// Kafka Connect REST URL. slot-first: submit the connector after the snapshot (refused
+    /// when the name exists or has stored offsets). running/time (with --connector): check that
+    /// the running connector has committed past the snapshot's consistent point.
     #[arg(long)]
     connect_url: Option<String>,
-    /// StarRocks database of the Routine Load jobs (default: the PostgreSQL database name).
+    /// --mode running/time with --connect-url: the running Debezium connector's name.
     #[arg(long)]
-    starrocks_database: Option<String>,
+    connector: Option<String>,
+    /// With --connector: seconds to wait for the connector to commit past the snapshot's
+    /// consistent point (polled every second).
+    #[arg(long, default_value_t = 60)]
+    connector_wait: u64,
     /// `database.password` in the Debezium config: a config-provider placeholder.
     #[arg(long, default_value = DEFAULT_PASSWORD_PLACEHOLDER)]
     password_placeholder: String,
@@ -148,7 +185,18 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     init_logging();
-    let args = Args::parse();
+    // The StarRocks flags of migrate_to_starrocks, optional here; the StarRocks body format
+    // is --load-format (--format is the chunk files' format), and --database keeps the
+    // earlier --starrocks-database as an alias.
+    let matches = Args::command()
+        .mut_arg("load_format", |a| a.long("load-format"))
+        .mut_arg("database", |a| {
+            a.alias("starrocks-database").help(
+                "StarRocks database: loaded with --fe (must exist), and the Routine Load jobs' (default: the PostgreSQL database name)",
+            )
+        })
+        .get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     std::process::exit(run(args).await);
 }
 
@@ -200,16 +248,21 @@ fn topic_of(prefix: &str, schema: &str, name: &str) -> String {
 
 async fn run(mut args: Args) -> i32 {
     // Flags first: nothing is touched before they all make sense.
-    let connect = match (&args.connect_url, args.mode) {
-        (None, _) => None,
-        (Some(_), Mode::Running | Mode::Time) => die(
+    let connect = match (&args.connect_url, args.mode, &args.connector) {
+        (None, _, None) => None,
+        (None, _, Some(_)) => die(EXIT_USAGE, "--connector needs --connect-url"),
+        (Some(_), Mode::SlotFirst, Some(_)) => die(
+            EXIT_USAGE,
+            "--connector names a running connector (--mode running or time); slot-first submits a new one (--connector-name)",
+        ),
+        (Some(_), Mode::Running | Mode::Time, None) => die(
             EXIT_USAGE,
             format!(
-                "--connect-url with --mode {}: only slot-first submits a connector (in this mode Debezium already runs); checking its position through Connect is not implemented",
+                "--connect-url with --mode {}: Debezium already runs; name it with --connector NAME so its committed position can be checked against the snapshot",
                 args.mode.as_str()
             ),
         ),
-        (Some(url), Mode::SlotFirst) => match ConnectClient::new(url) {
+        (Some(url), _, _) => match ConnectClient::new(url) {
             Ok(c) => Some(c),
             Err(e) => die(EXIT_USAGE, e),
         },
@@ -227,6 +280,7 @@ async fn run(mut args: Args) -> i32 {
         die(EXIT_USAGE, "--brokers and --topic-prefix must not be empty");
     }
     let tgt = target(&args.snap.source);
+    args.sr.database.get_or_insert_with(|| tgt.dbname.clone());
     match args.mode {
         Mode::SlotFirst => {
             let slot = args
@@ -251,29 +305,28 @@ async fn run(mut args: Args) -> i32 {
     }
 
     // The output directory must be usable before a snapshot (or a slot) is taken for nothing.
-    let store = ManifestStore::new(&args.out);
-    let _ = previous_run(
-        &store,
-        "--out",
-        false,
-        false,
-        &args.snap.plan_options(),
-        args.format,
-        args.compress.as_str(),
-    )
-    .await;
-    let sink = match FileSinkBuilder::new(&args.out)
-        .with_format(args.format)
-        .with_compression(args.compress)
-        .build()
-    {
-        Ok(s) => {
-            remove_stale_manifest_temp_files(&args.out);
-            Arc::new(s)
-        }
-        Err(e @ pgsnap_sink_file::Error::Io { .. }) => die(EXIT_SINK, e),
-        Err(e) => die(EXIT_USAGE, e),
+    // With StarRocks it is the run's state (locked for the run), recorded with the options
+    // that decide targets, labels and body bytes, as in migrate_to_starrocks.
+    let _lock = args.sr.enabled().then(|| lock_state(&args.out, "--out"));
+    let (format, layout) = if args.sr.enabled() {
+        (DataFormat::Text, args.sr.load_layout())
+    } else {
+        (args.format, args.compress.as_str().to_owned())
     };
+    let store = ManifestStore::new(&args.out);
+    let _ = previous_run(&store, "--out", false, false, &args.snap.plan_options(), format, &layout)
+        .await;
+    let file_sink = if args.sr.enabled() {
+        remove_stale_manifest_temp_files(&args.out);
+        None
+    } else {
+        Some(Arc::new(file_sink(&args.out, args.format, args.compress)))
+    };
+    // StarRocks before any snapshot (or slot) is taken for a target we cannot load.
+    let sr_builder = args.sr.enabled().then(|| args.sr.sink_builder());
+    if let Some(b) = &sr_builder {
+        check_connection(b).await;
+    }
 
     // Preflight: keys, replica identity, TOAST risk of the tables the snapshot will select.
     let preflight =
@@ -323,11 +376,23 @@ async fn run(mut args: Args) -> i32 {
     }
 
     // The snapshot.
-    let opened = open_run(&args.snap, None, false, args.format, args.compress.as_str()).await;
+    let opened = open_run(&args.snap, None, false, format, &layout).await;
+    let sr_sink = match sr_builder {
+        Some(b) => Some(Arc::new(build_and_prepare(b, &args.sr, &args.snap, &opened, true).await)),
+        None => None,
+    };
+    let sink: Arc<dyn Sink> = match (&sr_sink, file_sink) {
+        (Some(s), _) => Arc::clone(s) as Arc<dyn Sink>,
+        (None, Some(f)) => f,
+        (None, None) => unreachable!("a file sink is built without --fe"),
+    };
     let source = Arc::clone(&opened.source);
     let report = drive(&args.snap, opened, sink, store).await;
     warnings.extend(source.warnings().iter().cloned());
     let manifest = report.manifest;
+    // StarRocks: every row read was loaded or (within the allowed ratio) filtered.
+    let unverified = if sr_sink.is_some() { unverified_tables(&manifest) } else { Vec::new() };
+    warnings.extend(unverified.iter().cloned());
     let snapshot_ok = report.fatal.is_none() && manifest.status == pgsnap_core::RunStatus::Ok;
 
     // The offsets.
@@ -350,16 +415,38 @@ async fn run(mut args: Args) -> i32 {
     } else if !snapshot_ok {
         warnings.push("the snapshot is incomplete: no offsets resolved".into());
     }
+    // Running/time: the answer is final only once the connector has committed past C.
+    let mut connect_report = Value::Null;
+    let mut not_passed = false;
     if args.mode != Mode::SlotFirst {
-        warnings.push(format!(
-            "--mode {}: the connector's committed position was not checked against the snapshot's consistent point {} (the Kafka Connect offsets check is not implemented); unless the connector has passed it, the answer may replay events already in the snapshot",
-            args.mode.as_str(),
-            manifest.snapshot.lsn.map(|l| l.to_string()).unwrap_or_else(|| "?".into())
-        ));
+        match (&connect, &args.connector) {
+            (Some(client), Some(name)) if snapshot_ok && fatal.is_none() => {
+                let (report, warning) = wait_for_connector(
+                    client,
+                    name,
+                    manifest.snapshot.lsn,
+                    Duration::from_secs(args.connector_wait),
+                )
+                .await;
+                connect_report = report;
+                if let Some(w) = warning {
+                    not_passed = true;
+                    warnings.push(w);
+                }
+            }
+            (Some(client), Some(name)) => {
+                connect_report = json!({ "url": client.url(), "connector": name, "passed": false, "error": "the snapshot or the offsets are incomplete" });
+            }
+            _ => warnings.push(format!(
+                "--mode {}: the connector's committed position was not checked against the snapshot's consistent point {} (pass --connect-url and --connector to check it); unless the connector has passed it, the answer may replay events already in the snapshot",
+                args.mode.as_str(),
+                manifest.snapshot.lsn.map(|l| l.to_string()).unwrap_or_else(|| "?".into())
+            )),
+        }
     }
 
     // Routine Load per table, and the Debezium config.
-    let sr_db = args.starrocks_database.clone().unwrap_or_else(|| tgt.dbname.clone());
+    let sr_db = args.sr.database().to_owned();
     let brokers: Vec<String> = args
         .brokers
         .split(',')
@@ -372,7 +459,11 @@ async fn run(mut args: Args) -> i32 {
     for t in &manifest.tables {
         let (schema, name) = (&t.schema.name.schema, &t.schema.name.name);
         let topic = topic_of(&args.topic_prefix, schema, name);
-        let table = target_table(schema, name);
+        // The table the snapshot was loaded into, so the Routine Load continues it.
+        let table = match &sr_sink {
+            Some(s) => s.target_name(&t.schema.name),
+            None => target_table(schema, name),
+        };
         targets.insert(t.schema.name.clone(), (topic.clone(), table.clone()));
         let Some(parts) = offsets.0.get(&topic) else { continue };
         let columns: Vec<String> = t.schema.columns.iter().map(|c| c.name.clone()).collect();
@@ -403,9 +494,8 @@ async fn run(mut args: Args) -> i32 {
 
     // Submit the connector only after a complete snapshot with its offsets: it starts
     // streaming from the slot at once.
-    let mut connect_report = Value::Null;
     let mut connect_failed = false;
-    if let Some(client) = &connect {
+    if let (Some(client), Mode::SlotFirst) = (&connect, args.mode) {
         if fatal.is_none() && snapshot_ok && !debezium.is_null() {
             match client.submit(&debezium).await {
                 Ok(c) => {
@@ -424,8 +514,9 @@ async fn run(mut args: Args) -> i32 {
         }
     }
 
-    let (mut code, status) = outcome(&manifest, fatal.as_ref(), true, &mut warnings);
-    if connect_failed && code == EXIT_OK {
+    let (mut code, status) =
+        outcome(&manifest, fatal.as_ref(), unverified.is_empty(), &mut warnings);
+    if (connect_failed || (not_passed && args.strict)) && code == EXIT_OK {
         code = EXIT_PREFLIGHT;
     }
     if args.json {
@@ -449,13 +540,19 @@ async fn run(mut args: Args) -> i32 {
             |t| {
                 let (topic, target) = targets.get(&t.schema.name).cloned().unwrap_or_default();
                 let p = pre.table(&t.schema.name);
-                json!({
+                let mut v = json!({
                     "topic": topic,
                     "starrocks_table": target,
                     "replica_identity": p.map(|p| p.replica_identity.to_string()),
                     "toast_at_risk": p.map(|p| p.toast_at_risk.clone()).unwrap_or_default(),
                     "problems": p.map(|p| p.problems.clone()).unwrap_or_default(),
-                })
+                });
+                if let (Some(s), Some(o)) = (&sr_sink, v.as_object_mut())
+                    && let Value::Object(fields) = table_report(s, t)
+                {
+                    o.extend(fields);
+                }
+                v
             },
         );
         println!("{out}");
@@ -468,6 +565,12 @@ async fn run(mut args: Args) -> i32 {
             args.out.display(),
             snapshot_summary(&manifest.snapshot),
         );
+        if let Some(s) = &sr_sink {
+            eprintln!("StarRocks database {sr_db}:");
+            for t in &manifest.tables {
+                eprintln!("{}", table_line(s, t));
+            }
+        }
         eprintln!("\noffsets (mode {}):", args.mode.as_str());
         for (topic, parts) in &offsets.0 {
             let p: Vec<String> = parts.iter().map(|(p, o)| format!("{p}:{o}")).collect();
@@ -487,6 +590,86 @@ async fn run(mut args: Args) -> i32 {
         }
     }
     code
+}
+
+/// Polls the running connector's stored offsets (every second, up to `wait`) until its
+/// committed `lsn_commit` reaches the snapshot's consistent point `c`. Returns the report's
+/// `connect` object and, unless it passed, the warning that the answer may replay events
+/// already in the snapshot.
+async fn wait_for_connector(
+    client: &ConnectClient,
+    name: &str,
+    c: Option<pgsnap_core::Lsn>,
+    wait: Duration,
+) -> (Value, Option<String>) {
+    let report = |passed: bool, lsn_commit: Option<pgsnap_core::Lsn>, error: Option<&str>| {
+        json!({
+            "url": client.url(),
+            "connector": name,
+            "passed": passed,
+            "lsn_commit": lsn_commit.map(|l| l.to_string()),
+            "consistent_point": c.map(|l| l.to_string()),
+            "error": error,
+        })
+    };
+    let Some(c) = c else {
+        let e = "the snapshot has no consistent point (LSN): the connector's position cannot be checked";
+        return (
+            report(false, None, Some(e)),
+            Some(format!("{e}; the answer may replay events already in the snapshot")),
+        );
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        // The connector's committed position: the highest lsn_commit of its stored offsets.
+        let (position, error) = match client.stored_offsets(name).await {
+            Ok(Some(Value::Array(entries))) => {
+                let mut best =
+                    ConnectorPosition::NotPassed { lsn_commit: None, consistent_point: c };
+                let mut error = None;
+                for e in &entries {
+                    match connector_position(e.get("offset").unwrap_or(&Value::Null), c) {
+                        Ok(p @ ConnectorPosition::Passed { .. }) => best = p,
+                        Ok(p @ ConnectorPosition::NotPassed { lsn_commit: Some(_), .. })
+                            if !matches!(best, ConnectorPosition::Passed { .. }) =>
+                        {
+                            best = p
+                        }
+                        Ok(_) => {}
+                        Err(err) => error = Some(err.to_string()),
+                    }
+                }
+                (best, error)
+            }
+            Ok(_) => (
+                ConnectorPosition::NotPassed { lsn_commit: None, consistent_point: c },
+                Some(format!(
+                    "Kafka Connect lists no offsets for connector {name:?} (unknown connector, or a worker older than Kafka 3.6)"
+                )),
+            ),
+            Err(e) => (
+                ConnectorPosition::NotPassed { lsn_commit: None, consistent_point: c },
+                Some(e.to_string()),
+            ),
+        };
+        let lsn_commit = match position {
+            ConnectorPosition::Passed { lsn_commit } => {
+                tracing::info!(connector = name, %lsn_commit, consistent_point = %c, "the connector has passed the snapshot");
+                return (report(true, Some(lsn_commit), None), None);
+            }
+            ConnectorPosition::NotPassed { lsn_commit, .. } => lsn_commit,
+        };
+        if tokio::time::Instant::now() + Duration::from_secs(1) > deadline {
+            let mut w = format!("connector {name:?}: ");
+            w.push_str(&position.warning().unwrap_or_default());
+            if let Some(e) = &error {
+                w.push_str(&format!(" (last check: {e})"));
+            }
+            return (report(false, lsn_commit, error.as_deref()), Some(w));
+        }
+        tracing::info!(connector = name, consistent_point = %c, "waiting for the connector to commit past the snapshot");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Report lines for tables that cannot be kept exact.

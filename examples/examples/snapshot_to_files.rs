@@ -35,11 +35,11 @@ use std::time::Duration;
 use clap::Parser;
 use pgsnap_core::{DataFormat, Manifest, ManifestStore, RunStatus, TableStatus};
 use pgsnap_examples::run::{
-    SnapshotArgs, drive, open_run, outcome, previous_run, remove_stale_manifest_temp_files,
-    report_json, resume_hint, snapshot_summary,
+    SnapshotArgs, drive, file_sink, open_run, outcome, previous_run, report_json, resume_hint,
+    snapshot_summary,
 };
 use pgsnap_examples::*;
-use pgsnap_sink_file::{Compression, FileSinkBuilder};
+use pgsnap_sink_file::Compression;
 use serde_json::json;
 
 /// Consistent parallel snapshot of PostgreSQL to files.
@@ -96,18 +96,7 @@ async fn run(args: Args) -> i32 {
     let sink = if args.plan {
         None
     } else {
-        match FileSinkBuilder::new(&args.out)
-            .with_format(args.format)
-            .with_compression(args.compress)
-            .build()
-        {
-            Ok(s) => {
-                remove_stale_manifest_temp_files(&args.out);
-                Some(Arc::new(s))
-            }
-            Err(e @ pgsnap_sink_file::Error::Io { .. }) => die(EXIT_SINK, e),
-            Err(e) => die(EXIT_USAGE, e),
-        }
+        Some(Arc::new(file_sink(&args.out, args.format, args.compress)))
     };
 
     // A finished run whose files all check out needs no snapshot: report it as it is, so a

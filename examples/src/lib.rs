@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use pgsnap_core::{ProgressEvent, ProgressHandler};
 
 pub mod run;
+pub mod starrocks;
 
 /// Everything complete.
 pub const EXIT_OK: i32 = 0;

@@ -472,3 +472,24 @@ pub fn outcome(
     }
     (code, status)
 }
+
+/// The file sink writing into `out` (with stale manifest temp files removed), built before
+/// any snapshot (or slot) is taken. Exits 5 when `out` cannot be used, 2 on bad options.
+pub fn file_sink(
+    out: &Path,
+    format: DataFormat,
+    compress: pgsnap_sink_file::Compression,
+) -> pgsnap_sink_file::FileSink {
+    match pgsnap_sink_file::FileSinkBuilder::new(out)
+        .with_format(format)
+        .with_compression(compress)
+        .build()
+    {
+        Ok(s) => {
+            remove_stale_manifest_temp_files(out);
+            s
+        }
+        Err(e @ pgsnap_sink_file::Error::Io { .. }) => die(crate::EXIT_SINK, e),
+        Err(e) => die(EXIT_USAGE, e),
+    }
+}

