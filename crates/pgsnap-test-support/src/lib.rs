@@ -70,6 +70,7 @@ pub mod connect;
 pub mod debezium;
 pub mod kafka;
 mod postgres;
+mod process;
 pub mod starrocks;
 pub mod tls;
 
