@@ -76,10 +76,21 @@ impl Writers {
                 };
                 while !stop.load(Ordering::Relaxed) {
                     let id = 1 + rnd(1500) as i64;
-                    // Writer 0 only runs transactions that stay open 300 ms, so one is
-                    // nearly always in progress when the slot reaches its consistent point.
-                    let pick = if w == 0 { 6 } else { rnd(7) };
-                    let sql = match pick {
+                    // Writers 0 and 1 only run transactions that insert new rows and stay
+                    // open 300 ms, so one that changes rows is nearly always in progress
+                    // when the slot reaches its consistent point.
+                    if w < 2 {
+                        let sql = format!(
+                            "BEGIN; INSERT INTO t VALUES ({0}, 2, 'slow', NULL); SELECT pg_sleep(0.3); \
+                             INSERT INTO p VALUES ({0}, 0, 2, 'slow'); COMMIT",
+                            next_id.fetch_add(1, Ordering::Relaxed)
+                        );
+                        if client.batch_execute(&sql).await.is_ok() {
+                            ops.fetch_add(1, Ordering::Relaxed);
+                        }
+                        continue;
+                    }
+                    let sql = match rnd(7) {
                         0 => format!(
                             "INSERT INTO t VALUES ({0}, 1, 'new', repeat(md5('{0}'), 100))",
                             next_id.fetch_add(1, Ordering::Relaxed)
@@ -96,8 +107,7 @@ impl Writers {
                         // A transaction that stays open a while: some of them are in
                         // progress at the snapshot point and commit after it.
                         _ => format!(
-                            "BEGIN; UPDATE t SET n = n + 1, v = 'x' || n WHERE id = {id}; SELECT pg_sleep({}); UPDATE p SET n = n + 1 WHERE id = {id}; COMMIT",
-                            if w == 0 { "0.3" } else { "0.1" }
+                            "BEGIN; UPDATE t SET n = n + 1, v = 'x' || n WHERE id = {id}; SELECT pg_sleep(0.1); UPDATE p SET n = n + 1 WHERE id = {id}; COMMIT"
                         ),
                     };
                     if client.batch_execute(&sql).await.is_ok() {
@@ -391,7 +401,7 @@ async fn slot_first_handoff_is_exact_under_concurrent_writes() {
     let prefix = "sf";
     create_topics(&broker, prefix);
     let topics: Vec<String> = (0..TABLES.len()).map(|i| topic(prefix, i)).collect();
-    let writers = Writers::start(&db, 4).await;
+    let writers = Writers::start(&db, 5).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let recorded =
         KafkaOffsetResolver::capture_high_watermarks(&broker.bootstrap(), &topics).await.unwrap();
@@ -451,7 +461,7 @@ async fn running_handoff_is_exact_under_concurrent_writes() {
         ),
     );
     let dbz = Debezium::start(debezium_options(&db, &slot, &publication, prefix, &broker));
-    let writers = Writers::start(&db, 4).await;
+    let writers = Writers::start(&db, 5).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let source = Arc::new(
         PgSourceBuilder::new(shared_cluster().conninfo(&db))
