@@ -467,6 +467,26 @@ async fn run(mut args: Args) -> i32 {
         targets.insert(t.schema.name.clone(), (topic.clone(), table.clone()));
         let Some(parts) = offsets.0.get(&topic) else { continue };
         let columns: Vec<String> = t.schema.columns.iter().map(|c| c.name.clone()).collect();
+        // Debezium encodes temporal values (io.debezium.time.*: days or microseconds since
+        // the epoch, or ISO strings); the rendered mapping passes them through unconverted.
+        let temporal: Vec<String> = t
+            .schema
+            .columns
+            .iter()
+            .filter(|c| {
+                ["date", "time", "timestamp", "interval"].iter().any(|p| c.type_name.starts_with(p))
+            })
+            .map(|c| format!("{} ({})", c.name, c.type_name))
+            .collect();
+        if !temporal.is_empty() {
+            warnings.push(format!(
+                "{}: the Routine Load maps {} as Debezium encodes them (epoch days/microseconds or \
+                 ISO text), unconverted and untested against StarRocks: add a COLUMNS conversion \
+                 before creating the job",
+                t.schema.name,
+                temporal.join(", ")
+            ));
+        }
         let spec = RoutineLoadSpec::new(
             &sr_db,
             &table,
