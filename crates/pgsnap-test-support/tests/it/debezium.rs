@@ -228,38 +228,16 @@ fn debezium_watchdog_child() {
 
 #[test]
 fn watchdog_kills_the_forwarder_of_a_killed_test_process() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "debezium::debezium_watchdog_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(WATCHDOG_CHILD_ENV, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let line = stdout
-        .lines()
-        .map(Result::unwrap)
-        .find(|l| l.contains("FORWARDER "))
-        .expect("the child prints its forwarder");
-    let (_, pid) = line.split_once("FORWARDER ").unwrap();
-    let pid: u32 = pid.trim().parse().unwrap();
-    assert!(process_alive(pid));
-
-    child.kill().unwrap(); // SIGKILL: no Drop runs in the child
-    child.wait().unwrap();
-
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while process_alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(!process_alive(pid), "Debezium forwarder {pid} outlived its test process");
+    let pid: u32 = crate::kill9_child_after(
+        "debezium::debezium_watchdog_child",
+        WATCHDOG_CHILD_ENV,
+        "FORWARDER ",
+        |p| {
+            assert!(crate::process_alive(p.parse().unwrap()));
+        },
+    )
+    .parse()
+    .unwrap();
+    crate::wait_until_gone(|| !crate::process_alive(pid));
+    assert!(!crate::process_alive(pid), "Debezium forwarder {pid} outlived its test process");
 }

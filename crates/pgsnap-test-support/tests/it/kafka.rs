@@ -70,33 +70,16 @@ fn tansu_watchdog_child() {
 
 #[test]
 fn tansu_watchdog_kills_the_broker_of_a_killed_test() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "kafka::tansu_watchdog_child", "--ignored", "--nocapture"])
-        .args(["--test-threads=1"])
-        .env(WATCHDOG_CHILD_ENV, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let line = stdout
-        .lines()
-        .map(Result::unwrap)
-        .find(|l| l.contains("TANSU PID "))
-        .expect("the child prints its broker's pid");
-    let (_, pid) = line.split_once("TANSU PID ").unwrap();
-    let pid: u32 = pid.trim().parse().unwrap();
-    assert!(process_alive(pid));
-
-    child.kill().unwrap(); // SIGKILL: no Drop runs in the child
-    child.wait().unwrap();
-
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while process_alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(!process_alive(pid), "tansu {pid} outlived its test process");
+    let pid: u32 = crate::kill9_child_after(
+        "kafka::tansu_watchdog_child",
+        WATCHDOG_CHILD_ENV,
+        "TANSU PID ",
+        |p| {
+            assert!(crate::process_alive(p.parse().unwrap()));
+        },
+    )
+    .parse()
+    .unwrap();
+    crate::wait_until_gone(|| !crate::process_alive(pid));
+    assert!(!crate::process_alive(pid), "tansu {pid} outlived its test process");
 }

@@ -246,12 +246,35 @@ fn watchdog_child() {
 
 #[test]
 fn watchdog_cleans_up_after_a_killed_test_process() {
+    let split = |printed: &str| {
+        let (data, pid) = printed.rsplit_once(" PID ").unwrap();
+        (std::path::PathBuf::from(data), pid.parse::<u32>().unwrap())
+    };
+    let printed = kill9_child_after("watchdog_child", WATCHDOG_CHILD_ENV, "DATA ", |p| {
+        let (data_dir, pid) = split(p);
+        assert!(data_dir.exists() && process_alive(pid));
+    });
+    let (data_dir, pid) = split(&printed);
+    wait_until_gone(|| !data_dir.exists() && !process_alive(pid));
+    assert!(!process_alive(pid), "postmaster {pid} outlived its test process");
+    assert!(!data_dir.exists(), "{} outlived its test process", data_dir.display());
+}
+
+/// Runs the ignored test `child_test` of this binary in a child process (with `env` set),
+/// waits for the line carrying `marker` and returns what follows the marker; `check` runs
+/// on it while the child is alive; then SIGKILLs the child (no `Drop` runs in it).
+fn kill9_child_after(
+    child_test: &str,
+    env: &str,
+    marker: &str,
+    check: impl FnOnce(&str),
+) -> String {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
 
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "watchdog_child", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(WATCHDOG_CHILD_ENV, "1")
+        .args(["--exact", child_test, "--ignored", "--nocapture", "--test-threads=1"])
+        .env(env, "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -260,22 +283,20 @@ fn watchdog_cleans_up_after_a_killed_test_process() {
     let line = stdout
         .lines()
         .map(Result::unwrap)
-        .find(|l| l.contains("DATA "))
-        .expect("the child prints its cluster");
-    // libtest prints "test watchdog_child ... " before it on the same line.
-    let (_, printed) = line.split_once("DATA ").unwrap();
-    let (data, pid) = printed.rsplit_once(" PID ").unwrap();
-    let data_dir = std::path::PathBuf::from(data);
-    let pid: u32 = pid.parse().unwrap();
-    assert!(data_dir.exists() && process_alive(pid));
-
-    child.kill().unwrap(); // SIGKILL: no Drop runs in the child
+        .find(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("the child {child_test} printed no {marker:?}"));
+    // libtest prints "test <name> ... " before it on the same line.
+    let printed = line.split_once(marker).unwrap().1.trim().to_owned();
+    check(&printed);
+    child.kill().unwrap();
     child.wait().unwrap();
+    printed
+}
 
+/// Waits up to 15 s for `gone` to hold.
+fn wait_until_gone(mut gone: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
-    while (data_dir.exists() || process_alive(pid)) && Instant::now() < deadline {
+    while !gone() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(!process_alive(pid), "postmaster {pid} outlived its test process");
-    assert!(!data_dir.exists(), "{} outlived its test process", data_dir.display());
 }
