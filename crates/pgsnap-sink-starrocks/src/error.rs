@@ -218,6 +218,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// A value of `chunk` that cannot be carried.
+    pub(crate) fn transcode(chunk: &pgsnap_core::Chunk, source: TranscodeError) -> Self {
+        Error::Transcode { table: chunk.table.to_string(), chunk: chunk.id.0, source }
+    }
+
     /// Whether retrying the same load (same label) may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {

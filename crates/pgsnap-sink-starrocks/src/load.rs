@@ -80,22 +80,15 @@ pub(crate) enum Opened {
     Answer(LoadResult),
 }
 
+/// Loads one non-empty chunk (see `StarRocksSink::write_chunk`), one Stream Load per part.
 pub(crate) async fn load_chunk(
     sink: &StarRocksSink,
     target: &TargetTable,
     chunk: &Chunk,
-    data: ChunkStream,
+    mut input: Input,
+    mut tc: Transcoder,
 ) -> pgsnap_core::Result<ChunkReceipt> {
-    let _permit = sink.loads.acquire().await.map_err(|_| pgsnap_core::Error::Cancelled)?;
-    let mut input = Input::new(data);
-    let mut tc = Transcoder::new(target);
     let mut receipt = LoadReceipt::default();
-    let transcode_err =
-        |e| Error::Transcode { table: chunk.table.to_string(), chunk: chunk.id.0, source: e };
-    if !input.has_more().await? {
-        tc.finish().map_err(transcode_err)?;
-        return Ok(ChunkReceipt::new(None, 0).with_load(receipt));
-    }
     let mut part = 0u32;
     let mut stored = 0u64;
     loop {
@@ -115,7 +108,7 @@ pub(crate) async fn load_chunk(
         }
         part += 1;
     }
-    tc.finish().map_err(transcode_err)?;
+    tc.finish().map_err(|e| Error::transcode(chunk, e))?;
     let first = receipt.labels.first().cloned();
     Ok(ChunkReceipt::new(first, stored).with_load(receipt))
 }
@@ -695,13 +688,9 @@ pub(crate) async fn pump(
         // At most FLUSH_BYTES of input at a time, so the buffer stays bounded.
         let take = input.pending.len().min(FLUSH_BYTES);
         let slice = input.pending.slice(..take);
-        let pushed = tc.push_limited(&slice, &mut buf, limit).map_err(|e| {
-            PumpError::Sink(Error::Transcode {
-                table: chunk.table.to_string(),
-                chunk: chunk.id.0,
-                source: e,
-            })
-        })?;
+        let pushed = tc
+            .push_limited(&slice, &mut buf, limit)
+            .map_err(|e| PumpError::Sink(Error::transcode(chunk, e)))?;
         bytes::Buf::advance(&mut input.pending, pushed.consumed);
         if buf.len() >= FLUSH_BYTES || pushed.body_full {
             sent += buf.len() as u64;
@@ -717,13 +706,7 @@ pub(crate) async fn pump(
     if !input.has_more().await.map_err(PumpError::Source)? {
         // The input ended: a partial last row means the data was cut short. Fail before the
         // body is closed, so StarRocks aborts this part instead of committing it short.
-        tc.finish().map_err(|e| {
-            PumpError::Sink(Error::Transcode {
-                table: chunk.table.to_string(),
-                chunk: chunk.id.0,
-                source: e,
-            })
-        })?;
+        tc.finish().map_err(|e| PumpError::Sink(Error::transcode(chunk, e)))?;
     }
     tc.finish_body(&mut buf);
     sent += buf.len() as u64;

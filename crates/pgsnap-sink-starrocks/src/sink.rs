@@ -339,10 +339,18 @@ impl Sink for StarRocksSink {
                 chunk.table
             ))
         })?;
+        let _permit = self.loads.acquire().await.map_err(|_| pgsnap_core::Error::Cancelled)?;
+        let mut input = crate::load::Input::new(data);
+        let mut tc = crate::transcode::Transcoder::new(&target);
+        if !input.has_more().await? {
+            // An empty chunk: nothing to load, no label used.
+            tc.finish().map_err(|e| Error::transcode(chunk, e))?;
+            return Ok(ChunkReceipt::new(None, 0).with_load(pgsnap_core::LoadReceipt::default()));
+        }
         if self.config.transactions {
-            crate::txn_load::load_chunk(self, &target, chunk, data).await
+            crate::txn_load::load_chunk(self, &target, chunk, input, tc).await
         } else {
-            crate::load::load_chunk(self, &target, chunk, data).await
+            crate::load::load_chunk(self, &target, chunk, input, tc).await
         }
     }
 }

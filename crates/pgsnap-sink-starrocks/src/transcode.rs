@@ -739,14 +739,9 @@ fn check_utf8(val: &[u8], raw: &[u8]) -> Result<(), Fail> {
     Ok(())
 }
 
-/// COPY-escaped text into a CSV field.
-#[inline]
-fn csv_text(v: &[u8], limit: u32, out: &mut BytesMut, scratch: &mut Vec<u8>) -> Result<(), Fail> {
-    if plain(v, false) {
-        check_len(v.len(), limit)?;
-        out.extend_from_slice(v);
-        return Ok(());
-    }
+/// A COPY-escaped text value, unescaped and checked (UTF-8, the VARCHAR byte limit, and not
+/// exactly `\N`, which no confirmed encoding tells from NULL).
+fn text_value<'a>(v: &'a [u8], limit: u32, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], Fail> {
     let val: &[u8] = if memchr(b'\\', v).is_some() {
         copy_unescape(v, scratch)?;
         scratch
@@ -759,13 +754,26 @@ fn csv_text(v: &[u8], limit: u32, out: &mut BytesMut, scratch: &mut Vec<u8>) -> 
         return Err(Fail {
             kind: TranscodeErrorKind::Unrepresentable {
                 value_preview: preview(v),
-                why: "the text \\N reads back as NULL in CSV (whether StarRocks takes an enclosed \
-                      \"\\N\" as text is unconfirmed)"
+                why: "the text \\N cannot be told from NULL: CSV's \\N is NULL, and whether \
+                      StarRocks reads an enclosed \"\\N\" or the JSON string \"\\N\" as text is \
+                      unconfirmed"
                     .into(),
             },
             hint: Hint::NullText,
         });
     }
+    Ok(val)
+}
+
+/// COPY-escaped text into a CSV field.
+#[inline]
+fn csv_text(v: &[u8], limit: u32, out: &mut BytesMut, scratch: &mut Vec<u8>) -> Result<(), Fail> {
+    if plain(v, false) {
+        check_len(v.len(), limit)?;
+        out.extend_from_slice(v);
+        return Ok(());
+    }
+    let val = text_value(v, limit, scratch)?;
     if memchr3(b'\t', b'\n', b'\r', val).is_some() || memchr(b'"', val).is_some() {
         out.reserve(val.len() + 8);
         out.put_u8(b'"');
@@ -791,25 +799,7 @@ fn json_text(v: &[u8], limit: u32, out: &mut BytesMut, scratch: &mut Vec<u8>) ->
         quoted(v, out);
         return Ok(());
     }
-    let val: &[u8] = if memchr(b'\\', v).is_some() {
-        copy_unescape(v, scratch)?;
-        scratch
-    } else {
-        v
-    };
-    check_utf8(val, v)?;
-    check_len(val.len(), limit)?;
-    if is_null(val) {
-        return Err(Fail {
-            kind: TranscodeErrorKind::Unrepresentable {
-                value_preview: preview(v),
-                why: "whether StarRocks reads the JSON string \"\\N\" as text or as NULL is \
-                      unconfirmed, and CSV's \\N is NULL"
-                    .into(),
-            },
-            hint: Hint::NullText,
-        });
-    }
+    let val = text_value(v, limit, scratch)?;
     json_string_bytes(val, out);
     Ok(())
 }

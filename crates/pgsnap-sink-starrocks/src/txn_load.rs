@@ -23,7 +23,7 @@
 //! by StarRocks' timeout) and returns the error: the source's unchanged, StarRocks' classified
 //! as with Stream Load.
 
-use pgsnap_core::{Chunk, ChunkReceipt, ChunkStream, LoadReceipt};
+use pgsnap_core::{Chunk, ChunkReceipt, LoadReceipt};
 
 use crate::error::{Error, Result};
 use crate::http::{BodyFraming, Endpoint};
@@ -86,21 +86,14 @@ enum Holder {
     Gone,
 }
 
+/// Loads one non-empty chunk (see `StarRocksSink::write_chunk`) as one transaction.
 pub(crate) async fn load_chunk(
     sink: &StarRocksSink,
     target: &TargetTable,
     chunk: &Chunk,
-    data: ChunkStream,
+    mut input: Input,
+    mut tc: Transcoder,
 ) -> pgsnap_core::Result<ChunkReceipt> {
-    let _permit = sink.loads.acquire().await.map_err(|_| pgsnap_core::Error::Cancelled)?;
-    let mut input = Input::new(data);
-    let mut tc = Transcoder::new(target);
-    let transcode_err =
-        |e| Error::Transcode { table: chunk.table.to_string(), chunk: chunk.id.0, source: e };
-    if !input.has_more().await? {
-        tc.finish().map_err(transcode_err)?;
-        return Ok(ChunkReceipt::new(None, 0).with_load(LoadReceipt::default()));
-    }
     let label = sink.labeler.txn_label(&chunk.table, chunk.id);
     let txn = match begin(sink, target, &label).await? {
         Begun::Open(txn) => txn,
@@ -110,7 +103,7 @@ pub(crate) async fn load_chunk(
             while input.has_more().await? {
                 load::pump(sink, chunk, &mut input, &mut tc, Out::Discard, &mut discarded).await?;
             }
-            tc.finish().map_err(transcode_err)?;
+            tc.finish().map_err(|e| Error::transcode(chunk, e))?;
             tracing::info!(
                 label,
                 rows = tc.rows(),
@@ -161,13 +154,7 @@ async fn load_and_commit(
         }
         part += 1;
     }
-    tc.finish().map_err(|e| {
-        PumpError::Sink(Error::Transcode {
-            table: chunk.table.to_string(),
-            chunk: chunk.id.0,
-            source: e,
-        })
-    })?;
+    tc.finish().map_err(|e| PumpError::Sink(Error::transcode(chunk, e)))?;
     let prepared = call(sink, target, txn, &txn.node, "prepare").await?;
     if !is_ok(&prepared) {
         return Err(failure(sink, target, &txn.label, "prepare", &prepared).into());
