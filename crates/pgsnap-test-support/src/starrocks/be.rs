@@ -2,7 +2,6 @@
 //! log endpoint, and the transaction interface (§2, in `txn.rs`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -115,26 +114,12 @@ impl LoadResult {
 
 /// Accepts BE connections until the double is dropped.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let s = Arc::clone(&shared);
-        shared.spawn(async move { handle_conn(Conn::new(stream, peer), s).await });
-    }
+    shared.accept_loop(listener, handle_conn).await;
 }
 
 async fn handle_conn(mut conn: Conn, shared: Arc<Shared>) {
     loop {
-        let req = match conn.read_head().await {
-            Ok(Some(r)) => r,
-            Ok(None) => return,
-            Err(_) => {
-                let _ = conn.send_response(400, "Bad Request", &[], b"", true).await;
-                return;
-            }
-        };
+        let Some(req) = conn.next_request().await else { return };
         let next = route(&mut conn, &req, &shared).await;
         if next == Next::Abort {
             return;

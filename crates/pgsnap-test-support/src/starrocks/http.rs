@@ -193,6 +193,18 @@ impl Conn {
     }
 
     /// Reads the next request head. `Ok(None)` on a clean EOF between requests.
+    /// The next request head, or `None` at end of stream or after answering a malformed
+    /// one with `400 Bad Request`.
+    pub(crate) async fn next_request(&mut self) -> Option<Request> {
+        match self.read_head().await {
+            Ok(r) => r,
+            Err(_) => {
+                let _ = self.send_response(400, "Bad Request", &[], b"", true).await;
+                None
+            }
+        }
+    }
+
     pub(crate) async fn read_head(&mut self) -> io::Result<Option<Request>> {
         loop {
             if !self.buf.is_empty() {

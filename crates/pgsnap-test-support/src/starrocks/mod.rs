@@ -360,6 +360,22 @@ impl Shared {
     }
 
     /// Spawns a task that is aborted when the double is dropped.
+    /// Accepts connections on `listener` until the double is dropped, one `handle` task each
+    /// (the FE's and the BE's accept loops).
+    pub(crate) async fn accept_loop<F, Fut>(self: Arc<Self>, listener: TcpListener, handle: F)
+    where
+        F: Fn(http::Conn, Arc<Shared>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            self.spawn(handle(http::Conn::new(stream, peer), Arc::clone(&self)));
+        }
+    }
+
     pub(crate) fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         while tasks.try_join_next().is_some() {}
