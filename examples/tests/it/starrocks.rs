@@ -110,19 +110,8 @@ fn contract_report_rows_and_state() {
     let sr = Sr::start();
     let src = source(&db);
     let (_tmp, state) = out_dir();
-    let mut args = sr.args();
-    args.extend(strings(&[
-        "--source",
-        &src,
-        "--state",
-        arg(&state),
-        "--json",
-        "--create-tables",
-        "--jobs",
-        "2",
-        "--chunk-size",
-        "64kB",
-    ]));
+    let args =
+        sr.job_args(&src, &state, &["--create-tables", "--jobs", "2", "--chunk-size", "64kB"]);
     let r = run_migrate(&args);
     r.expect_code(0);
     let report = r.json();
@@ -412,24 +401,22 @@ fn kill_9_and_resume_loads_every_row_once() {
     );
     let src = source(&db);
     let (_tmp, state) = out_dir();
-    let mut args = sr.args();
-    args.extend(strings(&[
-        "--source",
+    let mut args = sr.job_args(
         &src,
-        "--state",
-        arg(&state),
-        "--json",
-        "--jobs",
-        "2",
-        "--chunk-size",
-        "256kB",
-        "--throttle",
-        "2MB",
-        "--snapshot-mode",
-        "external",
-        "--snapshot",
-        &held.name,
-    ]));
+        &state,
+        &[
+            "--jobs",
+            "2",
+            "--chunk-size",
+            "256kB",
+            "--throttle",
+            "2MB",
+            "--snapshot-mode",
+            "external",
+            "--snapshot",
+            &held.name,
+        ],
+    );
 
     // Killed once StarRocks has committed a chunk the manifest does not record yet (it is
     // saved at most once a second): the resume sends that chunk again, under the same label,
@@ -537,20 +524,11 @@ fn transactions_mode_loads_and_keeps_its_mode_on_resume() {
     let sr = Sr::start();
     let src = source(&db);
     let (_tmp, state) = out_dir();
-    let mut args = sr.args();
-    args.extend(strings(&[
-        "--source",
+    let args = sr.job_args(
         &src,
-        "--state",
-        arg(&state),
-        "--json",
-        "--create-tables",
-        "--transactions",
-        "--chunk-size",
-        "32kB",
-        "--max-load-bytes",
-        "8kB",
-    ]));
+        &state,
+        &["--create-tables", "--transactions", "--chunk-size", "32kB", "--max-load-bytes", "8kB"],
+    );
     let r = run_migrate(&args);
     r.expect_code(0);
     let report = r.json();

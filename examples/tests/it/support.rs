@@ -716,6 +716,14 @@ impl Sr {
         ])
     }
 
+    /// [`Sr::args`] plus `--source src --state state --json`, then `rest`.
+    pub(crate) fn job_args(&self, src: &str, state: &Path, rest: &[&str]) -> Vec<String> {
+        let mut v = self.args();
+        v.extend(strings(&["--source", src, "--state", arg(state), "--json"]));
+        v.extend(strings(rest));
+        v
+    }
+
     /// The tables of [`SR_DB`] (lower-case names).
     pub(crate) fn tables(&self) -> BTreeSet<String> {
         let cat = self.double.catalog().lock();
