@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use pgsnap_core::{OffsetResolver, SnapshotInfo, SnapshotMode};
 use pgsnap_kafka::resolver::{HandoffMode, KafkaOffsetResolver};
-use pgsnap_test_support::kafka::{Record, Tansu};
+use pgsnap_test_support::kafka::{OneByOneProducer, Record, Tansu};
 
 fn event(id: u32, tx: u32, lsn: u64, op: &str) -> String {
     let row = format!(r#"{{"id":{id},"v":"r{id}"}}"#);
@@ -19,6 +19,29 @@ fn event(id: u32, tx: u32, lsn: u64, op: &str) -> String {
     format!(
         r#"{{"before":{before},"after":{after},"source":{{"version":"3.6.3.Final","connector":"postgresql","name":"pg","ts_ms":1764000000000,"snapshot":"false","db":"app","sequence":"[null,\"{lsn}\"]","schema":"public","table":"items","txId":{tx},"lsn":{lsn},"xmin":null}},"op":"{op}","ts_ms":1764000000100}}"#
     )
+}
+
+/// Produces `event(id, tx, lsn, op)` keyed by `{"id":id}`; returns (partition, offset).
+async fn send_event(
+    producer: &OneByOneProducer,
+    topic: &str,
+    id: u32,
+    tx: u32,
+    lsn: u64,
+    op: &str,
+) -> (i32, i64) {
+    let value = event(id, tx, lsn, op);
+    let key = format!(r#"{{"id":{id}}}"#);
+    producer
+        .send(
+            topic,
+            Record {
+                key: Some(key.as_bytes()),
+                value: Some(value.as_bytes()),
+                ..Record::default()
+            },
+        )
+        .await
 }
 
 fn snapshot(pg_snapshot: &str) -> SnapshotInfo {
@@ -54,18 +77,7 @@ async fn running_mode_finds_the_first_invisible_event_per_partition() {
             let id = n as u32 * 3 + k;
             lsn += 100;
             let op = if k == 2 && n % 4 == 0 { "d" } else { "c" };
-            let value = event(id, *tx, lsn, op);
-            let key = format!(r#"{{"id":{id}}}"#);
-            let (p, offset) = producer
-                .send(
-                    topic,
-                    Record {
-                        key: Some(key.as_bytes()),
-                        value: Some(value.as_bytes()),
-                        ..Record::default()
-                    },
-                )
-                .await;
+            let (p, offset) = send_event(&producer, topic, id, *tx, lsn, op).await;
             if !visible(*tx) {
                 expected.entry(p).or_insert(offset);
             }
@@ -92,18 +104,7 @@ async fn slot_first_answers_the_captured_high_watermarks() {
     broker.create_topic(topic, 2);
     let producer = broker.producer();
     for i in 0..10u32 {
-        let v = event(i, 600 + i, 10_000 + u64::from(i), "c");
-        let key = format!(r#"{{"id":{i}}}"#);
-        producer
-            .send(
-                topic,
-                Record {
-                    key: Some(key.as_bytes()),
-                    value: Some(v.as_bytes()),
-                    ..Record::default()
-                },
-            )
-            .await;
+        send_event(&producer, topic, i, 600 + i, 10_000 + u64::from(i), "c").await;
     }
     let topics = vec![topic.to_owned(), "pg.public.not_yet".to_owned()];
     let recorded =
@@ -113,18 +114,7 @@ async fn slot_first_answers_the_captured_high_watermarks() {
     assert!(!recorded.0.contains_key("pg.public.not_yet"));
     // The connector starts and writes more.
     for i in 10..20u32 {
-        let v = event(i, 700 + i, 20_000 + u64::from(i), "c");
-        let key = format!(r#"{{"id":{i}}}"#);
-        producer
-            .send(
-                topic,
-                Record {
-                    key: Some(key.as_bytes()),
-                    value: Some(v.as_bytes()),
-                    ..Record::default()
-                },
-            )
-            .await;
+        send_event(&producer, topic, i, 700 + i, 20_000 + u64::from(i), "c").await;
     }
     let resolver =
         KafkaOffsetResolver::new(broker.bootstrap(), HandoffMode::SlotFirst { recorded });
