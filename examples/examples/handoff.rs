@@ -46,13 +46,38 @@
 //! `__debezium_unavailable_value` for unchanged large values. They are listed in the report
 //! (`warnings`, `preflight`) with the fix; `--strict` refuses them (exit 3).
 //!
+//! # The Routine Load: exact cells or a refused column
+//! Each table's `CREATE ROUTINE LOAD` maps Debezium's encoding of every column so that
+//! StarRocks writes the same cell the snapshot wrote (the parity table of
+//! `pgsnap_sink_starrocks::parity`): direct `jsonpaths` wherever StarRocks converts the value
+//! exactly (`strict_mode=true`, `max_error_number=0`: a value it cannot convert pauses the
+//! job), an expression only for `json`/`jsonb` and the keys. A column no mapping carries
+//! exactly is refused: the table gets no Routine Load and `warnings` names the column, the
+//! reason and the fix (`--strict`: exit 3 before any row is copied).
+//!
+//! What the rendering depends on:
+//! - **The StarRocks version**: read from the FE (`current_version()`) with `--fe`, else
+//!   `--starrocks-version`. Supported: 3.1.0 to 4.x (another version: exit 2, or 3 when the
+//!   FE reports it). Without either no Routine Load is rendered (`routine_load` is empty,
+//!   `warnings` says to pass `--starrocks-version`; `--strict`: exit 2 before anything runs).
+//! - **The connector's encodings**: slot-first renders the connector config itself, with
+//!   every encoding the Routine Load relies on (`time.precision.mode=isostring`,
+//!   `decimal.handling.mode=string`, ...). In running and time modes the connector is the
+//!   user's: its config comes from `--connect-url URL --connector NAME`
+//!   (`GET /connectors/NAME/config`) or `--debezium-config FILE` (Java properties or JSON);
+//!   columns its encodings cannot carry are refused. With neither, the offsets are resolved
+//!   but no Routine Load is rendered (`--strict`: exit 2 up front).
+//!
 //! # Output
 //! Progress and text on stderr; with `--json` one object on stdout: the snapshot job's
 //! fields (`status`, `out`, `snapshot`, `tables`, `rows`, `bytes`, `warnings`, `error`, ...)
 //! plus `mode`, `topics`, `offsets` (topic → partition as a string → offset), `routine_load`
-//! (statements), `debezium` (`{name, config}`, the Kafka Connect payload; `null` outside
-//! slot-first), `preflight` and `connect` (`null` without `--connect-url`; in running/time
-//! mode `{url, connector, passed, lsn_commit, consistent_point, error}`).
+//! (statements), `starrocks_version` (the version rendered for, or `null`), `debezium`
+//! (`{name, config}`, the Kafka Connect payload; `null` outside slot-first), `preflight` and
+//! `connect` (`null` without `--connect-url`; in running/time mode `{url, connector, passed,
+//! lsn_commit, consistent_point, error}`). Each table adds `routine_load_columns`: StarRocks
+//! column → `{"path": jsonpath, "expression": null or the COLUMNS expression}` (`null` when
+//! no Routine Load was rendered for the table).
 //!
 //! # Exit codes
 //! 0 done; 1 the snapshot finished with failed tables (or, with StarRocks, rows not
@@ -82,23 +107,31 @@ use pgsnap_examples::run::{
     remove_stale_manifest_temp_files, report_json, snapshot_summary,
 };
 use pgsnap_examples::starrocks::{
-    StarRocksArgs, build_and_prepare, check_connection, lock_state, table_line, table_report,
-    unverified_tables,
+    StarRocksArgs, abandon, build_and_prepare, check_connection, lock_state, server_version,
+    table_line, table_report, unverified_tables,
 };
 use pgsnap_examples::*;
 use pgsnap_kafka::connect::ConnectClient;
+use pgsnap_kafka::render::debezium::parse_connector_config;
 use pgsnap_kafka::render::{
-    DebeziumConfig, PgConnection, RoutineLoadSpec, render_debezium_config, render_routine_load,
+    ColumnMapping, DebeziumConfig, PgConnection, RenderedColumn, RoutineLoadSpec,
+    render_debezium_config, render_routine_load,
 };
 use pgsnap_kafka::resolve::{ConnectorPosition, connector_position};
 use pgsnap_kafka::resolver::{HandoffMode, KafkaOffsetResolver};
 use pgsnap_sink_file::Compression;
+use pgsnap_sink_starrocks::mapping::KeyModel;
+use pgsnap_sink_starrocks::parity::{CdcColumn, DebeziumEncoding, StarRocksVersion, cdc_columns};
 use pgsnap_source::handoff::{HandoffPreflight, handoff_preflight_selected};
 use serde_json::{Value, json};
 
 /// The default `database.password` of the Debezium config: a Kafka config-provider
 /// placeholder, never the password itself.
 const DEFAULT_PASSWORD_PLACEHOLDER: &str = "${file:/etc/pgsnap/pg.properties:password}";
+
+/// Per table: the StarRocks table, its key model, and how Routine Load fills its columns (or
+/// why it cannot).
+type CdcPlan = (String, KeyModel, Result<Vec<CdcColumn>, String>);
 
 /// How the Debezium change log relates to the snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -168,7 +201,18 @@ struct Args {
     /// Clock skew margin for --mode time, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     skew_ms: u64,
-    /// Refuse tables that cannot be kept exact (no primary key, TOAST risk): exit 3.
+    /// StarRocks version to render the Routine Load for (e.g. 3.4.2) when --fe is not given
+    /// (with --fe the FE's current_version() is used). Supported: 3.1.0 to 4.x.
+    #[arg(long)]
+    starrocks_version: Option<String>,
+    /// --mode running/time: the running Debezium connector's config (Java properties, or the
+    /// JSON of Kafka Connect), to render the Routine Load for its encodings; or give
+    /// --connect-url and --connector to read it from Kafka Connect.
+    #[arg(long)]
+    debezium_config: Option<PathBuf>,
+    /// Refuse tables that cannot be kept exact (no primary key, TOAST risk, columns no Routine
+    /// Load maps exactly): exit 3; and refuse to start without what the Routine Load needs
+    /// (a StarRocks version, the connector's config): exit 2.
     #[arg(long)]
     strict: bool,
     /// Chunk file compression: none, zstd, gzip (zstd:LEVEL, gzip:LEVEL).
@@ -237,11 +281,6 @@ fn sanitize(s: &str) -> String {
     out
 }
 
-/// The default StarRocks table for a PostgreSQL table: `public.t` → `t`, `s.t` → `s_t`.
-fn target_table(schema: &str, name: &str) -> String {
-    if schema == "public" { name.to_owned() } else { format!("{schema}_{name}") }
-}
-
 fn topic_of(prefix: &str, schema: &str, name: &str) -> String {
     format!("{prefix}.{schema}.{name}")
 }
@@ -279,6 +318,54 @@ async fn run(mut args: Args) -> i32 {
     if args.brokers.trim().is_empty() || args.topic_prefix.trim().is_empty() {
         die(EXIT_USAGE, "--brokers and --topic-prefix must not be empty");
     }
+    // What the Routine Load rendering needs, checked before anything runs.
+    let mut warnings: Vec<String> = Vec::new();
+    let mut version: Option<StarRocksVersion> = args.starrocks_version.as_deref().map(|v| {
+        let v: StarRocksVersion =
+            v.parse().unwrap_or_else(|e| die(EXIT_USAGE, format!("--starrocks-version: {e}")));
+        if let Err(e) = v.check_supported() {
+            die(EXIT_USAGE, format!("--starrocks-version: {e}"));
+        }
+        v
+    });
+    if version.is_none() && !args.sr.enabled() {
+        let why = "no StarRocks version is known, so no Routine Load is rendered (its \
+                   properties depend on the version): pass --starrocks-version, or the \
+                   StarRocks flags (--fe ...)";
+        if args.strict {
+            die(EXIT_USAGE, format!("--strict: {why}"));
+        }
+        warnings.push(why.into());
+    }
+    let mut encoding: Option<DebeziumEncoding> = match (args.mode, &args.debezium_config) {
+        (Mode::SlotFirst, Some(_)) => die(
+            EXIT_USAGE,
+            "--debezium-config describes a running connector (--mode running or time); slot-first renders the connector config itself",
+        ),
+        (Mode::SlotFirst, None) => Some(DebeziumEncoding::pgsnap()),
+        (_, Some(path)) => {
+            let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+                die(EXIT_USAGE, format!("--debezium-config {}: {e}", path.display()))
+            });
+            let config = parse_connector_config(&text).unwrap_or_else(|e| {
+                die(EXIT_USAGE, format!("--debezium-config {}: {e}", path.display()))
+            });
+            Some(DebeziumEncoding::from_connector_config(&config))
+        }
+        (_, None) if connect.is_some() && args.connector.is_some() => None,
+        (_, None) => {
+            let why = format!(
+                "--mode {}: the running connector's encodings are unknown, so no Routine Load \
+                 is rendered: pass --debezium-config FILE, or --connect-url and --connector",
+                args.mode.as_str()
+            );
+            if args.strict {
+                die(EXIT_USAGE, format!("--strict: {why}"));
+            }
+            warnings.push(why);
+            None
+        }
+    };
     let tgt = target(&args.snap.source);
     args.sr.database.get_or_insert_with(|| tgt.dbname.clone());
     match args.mode {
@@ -326,6 +413,44 @@ async fn run(mut args: Args) -> i32 {
     let sr_builder = args.sr.enabled().then(|| args.sr.sink_builder());
     if let Some(b) = &sr_builder {
         check_connection(b).await;
+        if let Some(v) = server_version(b).await {
+            if version.is_some_and(|given| given != v) {
+                warnings.push(format!(
+                    "--starrocks-version {} differs from the FE's {v}: rendering for {v}",
+                    version.map(|x| x.to_string()).unwrap_or_default()
+                ));
+            }
+            version = Some(v);
+        } else if version.is_none() {
+            warnings.push(
+                "the StarRocks version cannot be read without SQL through the FE: pass \
+                 --starrocks-version to render the Routine Load"
+                    .into(),
+            );
+        }
+    }
+    // Running/time: the connector's own settings decide its encodings.
+    if let (None, Some(client), Some(name)) = (&encoding, &connect, &args.connector) {
+        match client.connector_config(name).await {
+            Ok(Some(config)) => encoding = Some(DebeziumEncoding::from_connector_config(&config)),
+            Ok(None) => die(
+                EXIT_PREFLIGHT,
+                format!("connector {name:?} does not exist at {}", client.url()),
+            ),
+            Err(e) => die(EXIT_PREFLIGHT, format!("reading connector {name:?}'s config: {e}")),
+        }
+    }
+    if let Some(e) = &encoding {
+        warnings.extend(e.warnings.iter().map(|w| format!("Debezium connector: {w}")));
+        if !e.blockers.is_empty() && args.strict {
+            die(
+                EXIT_PREFLIGHT,
+                format!(
+                    "--strict: the Debezium connector config cannot be mapped exactly: {}",
+                    e.blockers.join("; ")
+                ),
+            );
+        }
     }
 
     // Preflight: keys, replica identity, TOAST risk of the tables the snapshot will select.
@@ -336,7 +461,7 @@ async fn run(mut args: Args) -> i32 {
             Ok(p) => p,
             Err(e) => die(source_exit_code(&e), pgsnap_core::error_chain(&e)),
         };
-    let mut warnings = preflight_warnings(&preflight);
+    warnings.extend(preflight_warnings(&preflight));
     if args.strict {
         let errors = preflight.strict_errors();
         if !errors.is_empty() {
@@ -377,10 +502,55 @@ async fn run(mut args: Args) -> i32 {
 
     // The snapshot.
     let opened = open_run(&args.snap, None, false, format, &layout).await;
-    let sr_sink = match sr_builder {
-        Some(b) => Some(Arc::new(build_and_prepare(b, &args.sr, &args.snap, &opened, true).await)),
+    let sr_sink = match &sr_builder {
+        Some(b) => {
+            Some(Arc::new(build_and_prepare(b.clone(), &args.sr, &args.snap, &opened, true).await))
+        }
         None => None,
     };
+    // The parity table per table, before any row is copied: with --strict a column no
+    // Routine Load carries exactly stops the run here.
+    let mapper = match &sr_builder {
+        Some(b) => b.clone(),
+        None => args.sr.mapping_builder(),
+    };
+    let mut cdc: BTreeMap<pgsnap_core::TableName, CdcPlan> = BTreeMap::new();
+    for t in &opened.manifest.tables {
+        let mapped = match &sr_sink {
+            Some(s) => s
+                .target(&t.schema.name)
+                .map(|a| (*a).clone())
+                .ok_or_else(|| "not prepared".to_owned()),
+            None => mapper.map_table(&t.schema).map_err(|e| e.to_string()),
+        };
+        let entry = match mapped {
+            Ok(target) => {
+                let columns = match &encoding {
+                    Some(e) => cdc_columns(&target, e).map_err(|e| e.to_string()),
+                    None => Err("the connector's encodings are unknown".to_owned()),
+                };
+                (target.name.clone(), target.key_model, columns)
+            }
+            Err(e) => (mapper.target_name(&t.schema.name), KeyModel::Duplicate, Err(e)),
+        };
+        cdc.insert(t.schema.name.clone(), entry);
+    }
+    if args.strict {
+        let refused: Vec<String> = cdc
+            .iter()
+            .filter_map(|(name, (_, _, r))| r.as_ref().err().map(|e| format!("{name}: {e}")))
+            .collect();
+        if !refused.is_empty() && encoding.is_some() {
+            abandon(
+                &args.snap,
+                true,
+                &opened,
+                EXIT_PREFLIGHT,
+                format!("--strict: no exact Routine Load for:\n  {}", refused.join("\n  ")),
+            )
+            .await;
+        }
+    }
     let sink: Arc<dyn Sink> = match (&sr_sink, file_sink) {
         (Some(s), _) => Arc::clone(s) as Arc<dyn Sink>,
         (None, Some(f)) => f,
@@ -456,55 +626,64 @@ async fn run(mut args: Args) -> i32 {
         .collect();
     let mut routine_load = Vec::new();
     let mut targets = BTreeMap::new();
+    let mut rl_columns: BTreeMap<pgsnap_core::TableName, Vec<(String, RenderedColumn)>> =
+        BTreeMap::new();
     for t in &manifest.tables {
         let (schema, name) = (&t.schema.name.schema, &t.schema.name.name);
         let topic = topic_of(&args.topic_prefix, schema, name);
         // The table the snapshot was loaded into, so the Routine Load continues it.
-        let table = match &sr_sink {
-            Some(s) => s.target_name(&t.schema.name),
-            None => target_table(schema, name),
-        };
+        let Some((table, key_model, columns)) = cdc.get(&t.schema.name) else { continue };
         targets.insert(t.schema.name.clone(), (topic.clone(), table.clone()));
         let Some(parts) = offsets.0.get(&topic) else { continue };
-        let columns: Vec<String> = t.schema.columns.iter().map(|c| c.name.clone()).collect();
-        // Debezium encodes temporal values (io.debezium.time.*: days or microseconds since
-        // the epoch, or ISO strings); the rendered mapping passes them through unconverted.
-        let temporal: Vec<String> = t
-            .schema
-            .columns
+        let (Some(e), Some(v)) = (&encoding, version) else { continue };
+        let columns = match columns {
+            Ok(c) => c,
+            Err(reason) => {
+                warnings.push(format!("{}: no Routine Load rendered: {reason}", t.schema.name));
+                continue;
+            }
+        };
+        let mappings: Vec<ColumnMapping> = columns
             .iter()
-            .filter(|c| {
-                ["date", "time", "timestamp", "interval"].iter().any(|p| c.type_name.starts_with(p))
+            .map(|c| {
+                let m = ColumnMapping::new(&c.column, &c.field);
+                match &c.conversion {
+                    Some(expr) => m.with_conversion(expr),
+                    None => m,
+                }
             })
-            .map(|c| format!("{} ({})", c.name, c.type_name))
             .collect();
-        if !temporal.is_empty() {
-            warnings.push(format!(
-                "{}: the Routine Load maps {} as Debezium encodes them (epoch days/microseconds or \
-                 ISO text), unconverted and untested against StarRocks: add a COLUMNS conversion \
-                 before creating the job",
-                t.schema.name,
-                temporal.join(", ")
-            ));
-        }
+        let keys: Vec<String> =
+            columns.iter().filter(|c| c.key).map(|c| c.column.clone()).collect();
         let spec = RoutineLoadSpec::new(
             &sr_db,
-            &table,
+            table,
             sanitize(&format!("pgsnap_{table}")),
             &topic,
             brokers.clone(),
-            columns,
-            t.schema.primary_key.clone(),
+            mappings,
+            keys,
             parts.clone(),
         )
-        .with_primary_key_table(!t.schema.primary_key.is_empty());
+        .with_primary_key_table(*key_model == KeyModel::Primary)
+        .with_schemas_enabled(e.schemas_enabled)
+        .with_pause_on_fatal_parse_error(v.accepts_pause_on_fatal_parse_error());
         match render_routine_load(&spec) {
             Ok(r) => {
                 warnings.extend(r.warnings.iter().map(|w| format!("{}: {w}", t.schema.name)));
+                rl_columns.insert(t.schema.name.clone(), r.columns);
                 routine_load.push(r.sql);
             }
             Err(e) => warnings.push(format!("{}: no Routine Load rendered: {e}", t.schema.name)),
         }
+    }
+    if let Some(v) =
+        version.filter(|v| !routine_load.is_empty() && !v.accepts_pause_on_fatal_parse_error())
+    {
+        warnings.push(format!(
+            "StarRocks {v} has no pause_on_fatal_parse_error (3.3.12+, 3.4.2+): a message that \
+             is not JSON stops a job's progress instead of pausing it (watch SHOW ROUTINE LOAD)"
+        ));
     }
     let debezium = if args.mode == Mode::SlotFirst {
         debezium_config(&args, &tgt, &manifest, &mut warnings)
@@ -553,6 +732,7 @@ async fn run(mut args: Args) -> i32 {
                 "topics": topics,
                 "offsets": offsets,
                 "routine_load": routine_load,
+                "starrocks_version": version.map(|v| v.to_string()),
                 "debezium": debezium,
                 "preflight": preflight,
                 "connect": connect_report,
@@ -566,6 +746,11 @@ async fn run(mut args: Args) -> i32 {
                     "replica_identity": p.map(|p| p.replica_identity.to_string()),
                     "toast_at_risk": p.map(|p| p.toast_at_risk.clone()).unwrap_or_default(),
                     "problems": p.map(|p| p.problems.clone()).unwrap_or_default(),
+                    "routine_load_columns": rl_columns.get(&t.schema.name).map(|cols| {
+                        cols.iter()
+                            .map(|(c, r)| (c.clone(), json!(r)))
+                            .collect::<serde_json::Map<String, Value>>()
+                    }),
                 });
                 if let (Some(s), Some(o)) = (&sr_sink, v.as_object_mut())
                     && let Value::Object(fields) = table_report(s, t)
@@ -745,7 +930,11 @@ fn debezium_config(
             .iter()
             .map(|t| (t.schema.name.schema.clone(), t.schema.name.name.clone()))
             .collect(),
-        schemas_enabled: false,
+        properties: DebeziumEncoding::pgsnap()
+            .connector_properties()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
     };
     match render_debezium_config(&cfg) {
         Ok(v) => v,

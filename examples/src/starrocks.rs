@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pgsnap_core::{Manifest, ManifestTable, TableName, TableStatus};
+use pgsnap_sink_starrocks::parity::StarRocksVersion;
 use pgsnap_sink_starrocks::{
     Error as SrError, LoadFormat, StarRocksSink, StarRocksSinkBuilder, Unrepresentable,
 };
@@ -139,6 +140,25 @@ impl StarRocksArgs {
         )
     }
 
+    /// The settings that decide how tables are mapped (target names, body format, policy for
+    /// unrepresentable types, column types), without credentials: what the Routine Load of a
+    /// handoff is rendered against when StarRocks is not loaded.
+    pub fn mapping_builder(&self) -> StarRocksSinkBuilder {
+        let mut b = StarRocksSinkBuilder::new(
+            self.fe.first().cloned().unwrap_or_default(),
+            self.database().to_owned(),
+        )
+        .with_format(self.format)
+        .with_unrepresentable(self.unrepresentable);
+        for (t, target) in &self.table_map {
+            b = b.with_table_mapping(t.clone(), target.clone());
+        }
+        for (t, c, ty) in &self.column_type {
+            b = b.with_column_type(t.clone(), c.clone(), ty.clone());
+        }
+        b
+    }
+
     /// The sink's configuration without the run id (that comes from the manifest). Exits 2
     /// when `--password-env` names an unset variable.
     pub fn sink_builder(&self) -> StarRocksSinkBuilder {
@@ -152,11 +172,10 @@ impl StarRocksArgs {
             },
             None => String::new(),
         };
-        let mut b = StarRocksSinkBuilder::new(self.fe[0].clone(), self.database().to_owned())
+        let mut b = self
+            .mapping_builder()
             .with_user(self.user.clone())
             .with_password(password)
-            .with_format(self.format)
-            .with_unrepresentable(self.unrepresentable)
             .with_max_filter_ratio(self.max_filter_ratio)
             .with_strict_mode(self.strict_mode)
             .with_label_prefix(self.label_prefix.clone())
@@ -183,12 +202,6 @@ impl StarRocksArgs {
         }
         if let Some(p) = &self.ca_file {
             b = b.with_ca_file(p.clone());
-        }
-        for (t, target) in &self.table_map {
-            b = b.with_table_mapping(t.clone(), target.clone());
-        }
-        for (t, c, ty) in &self.column_type {
-            b = b.with_column_type(t.clone(), c.clone(), ty.clone());
         }
         b
     }
@@ -244,6 +257,29 @@ pub async fn check_connection(builder: &StarRocksSinkBuilder) {
         }
         Err(e) => die(preflight_code(&e), e),
     }
+}
+
+/// The StarRocks version the FE reports (`SELECT current_version()`), checked against the
+/// supported range. `Ok(None)` when SQL through the FE is disabled; exits 3 when it cannot be
+/// read or is not supported.
+pub async fn server_version(builder: &StarRocksSinkBuilder) -> Option<StarRocksVersion> {
+    let probe = match builder.clone().with_run_id("preflight").build() {
+        Ok(p) => p,
+        Err(e) => die(preflight_code(&e), e),
+    };
+    let text = match probe.server_version().await {
+        Ok(t) => t,
+        Err(SrError::Config(_)) => return None,
+        Err(e) => die(EXIT_PREFLIGHT, format!("reading the StarRocks version: {e}")),
+    };
+    let version: StarRocksVersion = match text.parse() {
+        Ok(v) => v,
+        Err(e) => die(EXIT_PREFLIGHT, format!("the FE's current_version(): {e}")),
+    };
+    if let Err(e) = version.check_supported() {
+        die(EXIT_PREFLIGHT, e);
+    }
+    Some(version)
 }
 
 /// Gives up before anything was loaded: closes the snapshot and, when this run created a

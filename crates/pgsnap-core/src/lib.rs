@@ -34,4 +34,4 @@ pub use stats::{CHECKSUM_ALGORITHM, ChunkInspector, ChunkStats};
 pub use types::chunk::{Chunk, ChunkId, ChunkRange, DataFormat};
 pub use types::lsn::{Lsn, ParseLsnError};
 pub use types::snapshot::{SnapshotInfo, SnapshotMode, SourceInfo};
-pub use types::table::{Column, TableKind, TableName, TableSchema, quote_ident};
+pub use types::table::{Column, TableKind, TableName, TableSchema, TypeKind, quote_ident};

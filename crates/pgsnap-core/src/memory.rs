@@ -164,10 +164,7 @@ impl MemorySource {
         let schema = TableSchema {
             name: table,
             kind: TableKind::Table,
-            columns: vec![
-                Column { name: "id".into(), type_name: "integer".into(), nullable: false },
-                Column { name: "v".into(), type_name: "text".into(), nullable: true },
-            ],
+            columns: vec![Column::new("id", "integer", false), Column::new("v", "text", true)],
             generated_columns: vec![],
             primary_key: vec!["id".into()],
         };

@@ -298,6 +298,42 @@ impl ConnectClient {
         }
     }
 
+    /// `GET /connectors/{name}/config`: the connector's settings as strings (secrets redacted),
+    /// or `None` when Connect answers 404 (no such connector).
+    ///
+    /// # Errors
+    /// Transport errors, other statuses, a body that is not a JSON object.
+    pub async fn connector_config(
+        &self,
+        name: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, ConnectError> {
+        let path = format!("/connectors/{}/config", encode_segment(name));
+        let resp = self.request("GET", &path, None).await?;
+        match resp.status {
+            200 => {
+                let v = redact(&self.json("GET", &path, &resp.body)?);
+                let Value::Object(map) = v else {
+                    return Err(ConnectError::BadResponse {
+                        url: self.url.clone(),
+                        method: "GET",
+                        path,
+                        reason: "expected a JSON object of settings".into(),
+                    });
+                };
+                Ok(Some(
+                    map.into_iter()
+                        .map(|(k, v)| match v {
+                            Value::String(s) => (k, s),
+                            other => (k, other.to_string()),
+                        })
+                        .collect(),
+                ))
+            }
+            404 => Ok(None),
+            status => Err(self.status_error("GET", &path, status, &resp.body, &[])),
+        }
+    }
+
     /// `GET /connectors/{name}/offsets` (KIP-875, Kafka 3.6+): the `offsets` array Connect
     /// lists for the connector (`[{"partition": {…}, "offset": {…}}]`, empty when none are
     /// stored), or `None` when Connect answers 404.

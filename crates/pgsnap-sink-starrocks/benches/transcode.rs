@@ -23,10 +23,7 @@ fn schema(cols: &[(&str, &str)], pk: &[&str]) -> TableSchema {
     TableSchema {
         name: TableName::new("public", "bench"),
         kind: TableKind::Table,
-        columns: cols
-            .iter()
-            .map(|(n, t)| Column { name: (*n).into(), type_name: (*t).into(), nullable: true })
-            .collect(),
+        columns: cols.iter().map(|(n, t)| Column::new(*n, *t, true)).collect(),
         generated_columns: vec![],
         primary_key: pk.iter().map(|s| (*s).into()).collect(),
     }

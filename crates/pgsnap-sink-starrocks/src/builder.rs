@@ -5,12 +5,12 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pgsnap_core::TableName;
+use pgsnap_core::{TableName, TableSchema};
 
 use crate::error::{Error, Result};
 use crate::http::Endpoint;
 use crate::label::Labeler;
-use crate::mapping::{LoadFormat, Unrepresentable};
+use crate::mapping::{self, LoadFormat, MappingOptions, TargetTable, Unrepresentable};
 use crate::sink::StarRocksSink;
 
 /// How the sink retries a load that failed before any data was sent (busy BE, connection
@@ -174,6 +174,49 @@ impl StarRocksSinkBuilder {
             create_tables: false,
             table_properties: Vec::new(),
         }
+    }
+
+    /// The StarRocks table name for a source table: the mapping set with
+    /// [`with_table_mapping`](Self::with_table_mapping), else `public.t` → `t` and
+    /// `schema.t` → `schema_t`.
+    ///
+    /// ```
+    /// use pgsnap_core::TableName;
+    /// use pgsnap_sink_starrocks::StarRocksSinkBuilder;
+    /// let b = StarRocksSinkBuilder::new("http://fe:8030", "db")
+    ///     .with_table_mapping(TableName::new("sales", "orders"), "orders_2024");
+    /// assert_eq!(b.target_name(&TableName::new("sales", "orders")), "orders_2024");
+    /// assert_eq!(b.target_name(&TableName::new("sales", "items")), "sales_items");
+    /// assert_eq!(b.target_name(&TableName::new("public", "items")), "items");
+    /// ```
+    pub fn target_name(&self, table: &TableName) -> String {
+        if let Some(t) = self.table_mapping.get(table) {
+            return t.clone();
+        }
+        if table.schema == "public" {
+            table.name.clone()
+        } else {
+            format!("{}_{}", table.schema, table.name)
+        }
+    }
+
+    /// Maps a source table the way the sink will load it (target name, body format, policy
+    /// for unrepresentable types, column types), without connecting to StarRocks: what
+    /// [`StarRocksSink::prepare`](crate::StarRocksSink::prepare) checks or creates, and what
+    /// the CDC leg's parity table ([`crate::parity`]) is applied to.
+    ///
+    /// # Errors
+    /// [`Error::Mapping`] for a type, override or name that cannot be mapped.
+    pub fn map_table(&self, schema: &TableSchema) -> Result<TargetTable> {
+        let mut options = MappingOptions::default()
+            .with_format(self.format)
+            .with_unrepresentable(self.unrepresentable);
+        for ((t, column), ty) in &self.column_types {
+            if t == &schema.name {
+                options = options.with_column_type(column.clone(), ty.clone());
+            }
+        }
+        Ok(mapping::map_table(schema, &self.target_name(&schema.name), &options)?)
     }
 
     /// Adds another FE address; loads start at the FEs in turn, and move to the next one

@@ -97,6 +97,16 @@ impl FeSql {
         ))
     }
 
+    /// `SELECT current_version()`: e.g. `3.5.6-3ba6b8d`.
+    pub(crate) async fn current_version(&mut self) -> Result<String> {
+        let v: Option<String> =
+            self.conn.query_first("SELECT current_version()").await.map_err(|e| Error::Sql {
+                what: format!("SELECT current_version() at {}", self.address),
+                source: e,
+            })?;
+        Ok(v.unwrap_or_default())
+    }
+
     pub(crate) async fn execute(&mut self, what: &str, sql: &str) -> Result<()> {
         self.conn.query_drop(sql).await.map_err(|e| Error::Sql { what: what.to_owned(), source: e })
     }

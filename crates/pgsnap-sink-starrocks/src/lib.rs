@@ -45,12 +45,14 @@
 #![deny(missing_docs)]
 
 mod builder;
+pub mod canonical;
 mod error;
 mod fe_sql;
 mod http;
 mod label;
 mod load;
 pub mod mapping;
+pub mod parity;
 mod response;
 mod sink;
 pub mod transcode;

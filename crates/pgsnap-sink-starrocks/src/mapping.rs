@@ -7,17 +7,21 @@
 //!
 //! # Type mapping
 //!
-//! Every value must arrive in StarRocks **exactly** as PostgreSQL holds it. A type StarRocks
-//! cannot hold exactly is *unrepresentable*: under [`Unrepresentable::Varchar`] (the default)
-//! its column becomes a `VARCHAR` holding PostgreSQL's text output, under
-//! [`Unrepresentable::Error`] [`map_table`] fails and names the column.
+//! Every value must arrive in StarRocks **exactly** as PostgreSQL holds it, and in the same
+//! cell whether the snapshot or the CDC leg (Routine Load reading Debezium's events) writes it:
+//! [`crate::parity`] holds the table of both paths side by side. A type StarRocks cannot hold
+//! exactly is *unrepresentable*: under [`Unrepresentable::Varchar`] (the default) its column
+//! becomes a `VARCHAR` holding its text (PostgreSQL's, or for a few types Debezium's canonical
+//! form, [`crate::canonical`]), under [`Unrepresentable::Error`] [`map_table`] fails and names
+//! the column.
 //!
 //! | PostgreSQL (`format_type()`) | StarRocks | value sent |
 //! |---|---|---|
 //! | `smallint` / `integer` / `bigint` | `SMALLINT` / `INT` / `BIGINT` | digits as printed |
-//! | `real` / `double precision` | `FLOAT` / `DOUBLE` | PostgreSQL's shortest exact text (`extra_float_digits=3`); `NaN`/`Infinity` are rejected per value |
+//! | `real` / `double precision` | `FLOAT` / `DOUBLE` | PostgreSQL's shortest exact text (`extra_float_digits=3`); `NaN`, `Infinity`, `-Infinity` as they are (JSON strings in JSON bodies), which StarRocks' `string_to_float` reads |
 //! | `numeric(p,s)`, p ≤ 38 | `DECIMAL(p,s)` | digits as printed; `NaN`/`Infinity` rejected per value |
-//! | `numeric`, `numeric(p,s)` with p > 38 | unrepresentable: `VARCHAR(1048576)` | PostgreSQL text |
+//! | `numeric`, `numeric(p,s)` with p > 38 | unrepresentable: `VARCHAR(1048576)` | PostgreSQL text, the special values as `NAN`, `POSITIVE_INFINITY`, `NEGATIVE_INFINITY` (Debezium's names) |
+//! | `money` | `DECIMAL(19,2)` | a plain decimal (`$1,234.56` → `1234.56`); money printed in another form than Debezium reads exactly is rejected per value |
 //! | `boolean` | `BOOLEAN` | `true` / `false` |
 //! | `date` | `DATE` | `YYYY-MM-DD`; BC, `infinity` and years > 9999 rejected per value |
 //! | `timestamp[(p)] without time zone` | `DATETIME` | `YYYY-MM-DD HH:MM:SS[.ffffff]`; same checks |
@@ -26,11 +30,13 @@
 //! | `character varying(n)` | `VARCHAR(min(4n, 1048576))` | the text (StarRocks lengths are bytes: 4 per character) |
 //! | `character(n)` | `VARCHAR(min(4n, 1048576))` | PostgreSQL's blank-padded text |
 //! | `uuid` | `VARCHAR(36)` | canonical text |
-//! | `json`, `jsonb` | `JSON` | the document as printed |
-//! | `bytea` | unrepresentable: `VARCHAR(1048576)` | PostgreSQL hex text `\x0a1b…` (VARBINARY's CSV/JSON wire form is unconfirmed, so it is never used) |
+//! | `json`, `jsonb` | `JSON` | the document as printed; CSV bodies reject top-level numbers, booleans and `null` (StarRocks would store them as JSON strings), JSON bodies reject a top-level `null` (it would be SQL NULL) |
+//! | `bytea` | unrepresentable: `VARCHAR(1048576)` | lowercase hex without PostgreSQL's `\x` (Debezium's `binary.handling.mode=hex`; VARBINARY's CSV/JSON wire form is unconfirmed, so it is never used) |
+//! | `interval` | unrepresentable: `VARCHAR(1048576)` | Debezium's `P{y}Y{m}M{d}DT{h}H{mi}M{s}S` ([`crate::canonical::interval_iso`]) |
+//! | `time[(p)]`, `time[(p)] with time zone` | unrepresentable: `VARCHAR(1048576)` | `HH:MM:SS[.f]Z`, `timetz` shifted to UTC; `24:00:00` rejected per value |
 //! | arrays of `boolean`, `smallint`, `integer`, `bigint`, `real`, `double precision`, `numeric(p,s)` (p ≤ 38), `text`, `character varying[(n)]`, `date`, `timestamp[ with time zone]`, with [`LoadFormat::Json`] | `ARRAY<element type>` | a JSON array (one dimension, default lower bound; others are rejected per value) |
 //! | any array with [`LoadFormat::Csv`] (array text in CSV is unconfirmed), arrays of other types | unrepresentable: `VARCHAR(1048576)` | PostgreSQL array text `{1,2,NULL}` |
-//! | `interval`, `time`, `timetz`, `money`, `inet`, `cidr`, `macaddr`, `bit`, `xml`, ranges, enums, domains, composite and any other type | unrepresentable: `VARCHAR(1048576)` | PostgreSQL text |
+//! | `inet`, `cidr`, `macaddr`, `bit`, `xml`, ranges, enums, domains, composite and any other type | unrepresentable: `VARCHAR(1048576)` | PostgreSQL text |
 //!
 //! `VARCHAR` lengths are checked per value: a longer value fails the chunk with
 //! [`TranscodeErrorKind::TooLong`](crate::transcode::TranscodeErrorKind::TooLong) instead of
@@ -40,15 +46,18 @@
 //! the transcoder can produce it exactly: `VARCHAR(n)` for any column (the value is
 //! PostgreSQL's text, length checked); `JSON` for `json`/`jsonb`; an integer, `DOUBLE` or
 //! `DECIMAL` at least as wide as the integer column; `FLOAT`/`DOUBLE` for `real`, `DOUBLE`
-//! for `double precision`; `DECIMAL(p,s)` for any `numeric` (each value is checked to fit, so
-//! an unbounded `numeric` can be loaded as `DECIMAL(38,9)` when its values allow it);
+//! for `double precision`; `DECIMAL(p,s)` for any `numeric` or `money` (each value is checked
+//! to fit, so an unbounded `numeric` can be loaded as `DECIMAL(38,9)` when its values allow
+//! it);
 //! `DATE` for `date`, `DATETIME` for timestamps, `BOOLEAN` for `boolean`; `ARRAY<…>` of those
 //! for arrays (JSON only). Anything else is [`MappingError::InvalidOverride`].
 //!
 //! # Keys
 //!
 //! With a primary key the table is a StarRocks **Primary Key** table: the key columns come first
-//! in key order, `NOT NULL`, then the other columns in source order. StarRocks key columns may be
+//! in key order, `NOT NULL`, then the other columns in source order, all `NULL`: a Routine
+//! Load delete carries no values for them (whether StarRocks checks `NOT NULL` on delete rows
+//! is unconfirmed). StarRocks key columns may be
 //! `BOOLEAN`, `SMALLINT`, `INT`, `BIGINT`, `LARGEINT`, `VARCHAR`, `DATE` or `DATETIME`: a
 //! `numeric(p,s)` key becomes `VARCHAR(p+2)` holding PostgreSQL's text (the Flink CDC rule),
 //! `character(n)` keys are already `VARCHAR`; `FLOAT`, `DOUBLE`, `JSON` and `ARRAY` keys are
@@ -82,9 +91,7 @@
 //! use pgsnap_core::{Column, TableKind, TableName, TableSchema};
 //! use pgsnap_sink_starrocks::mapping::{map_table, KeyModel, MappingOptions};
 //!
-//! let col = |name: &str, ty: &str, nullable| Column {
-//!     name: name.into(), type_name: ty.into(), nullable,
-//! };
+//! let col = |name: &str, ty: &str, nullable| Column::new(name, ty, nullable);
 //! let schema = TableSchema {
 //!     name: TableName::new("public", "t"),
 //!     kind: TableKind::Table,
@@ -108,7 +115,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use pgsnap_core::TableSchema;
+use pgsnap_core::{TableSchema, TypeKind};
 
 /// The longest StarRocks `VARCHAR`, in bytes (StarRocks 2.1 and later).
 pub const MAX_VARCHAR_LEN: u32 = 1_048_576;
@@ -441,6 +448,28 @@ pub(crate) enum Scalar {
     DateTime { tz: bool },
     /// Text, at most `limit` bytes once unescaped.
     Text { limit: u32 },
+    /// Text in a canonical form ([`crate::canonical`]), at most `limit` bytes.
+    Form { form: TextForm, limit: u32 },
+    /// PostgreSQL `money` text as a plain decimal checked against `DECIMAL(precision, scale)`.
+    Money { precision: u8, scale: u8 },
+}
+
+/// The canonical text forms of [`crate::canonical`] (Debezium's, where Routine Load cannot
+/// reproduce PostgreSQL's text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TextForm {
+    /// `numeric`: PostgreSQL's text, special values in Debezium's names.
+    Numeric,
+    /// `bytea`: lowercase hex without `\x`.
+    Bytea,
+    /// `money`: a plain decimal.
+    Money,
+    /// `interval`: Debezium's ISO 8601 form.
+    Interval,
+    /// `time`: `HH:MM:SS[.f]Z`.
+    Time,
+    /// `timetz`: UTC `HH:MM:SS[.f]Z`.
+    TimeTz,
 }
 
 /// How the transcoder turns one column's `COPY` text into the target form.
@@ -468,11 +497,16 @@ pub struct TargetColumn {
     pub pg_type: String,
     /// The StarRocks type.
     pub sr_type: SrType,
-    /// Whether the column is `NULL` in the DDL (key columns are always `NOT NULL`).
+    /// Whether the column is `NULL` in the DDL: primary-key columns are `NOT NULL`, every
+    /// other column is `NULL` whatever its PostgreSQL constraint, because a Routine Load delete
+    /// carries no values for them (whether StarRocks checks `NOT NULL` on delete rows is
+    /// unconfirmed).
     pub nullable: bool,
     /// Why the type is not the obvious one, e.g. `interval kept as PostgreSQL text`.
     pub note: Option<String>,
     pub(crate) encoding: Encoding,
+    /// The PostgreSQL type, parsed (for [`crate::parity`]).
+    pub(crate) pg: PgType,
 }
 
 /// The StarRocks table model.
@@ -771,7 +805,7 @@ fn name_hint(what: &str) -> &'static str {
 
 /// A PostgreSQL type as `format_type()` prints it, reduced to what the mapping needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum PgType {
+pub(crate) enum PgType {
     Bool,
     Int2,
     Int4,
@@ -790,9 +824,31 @@ enum PgType {
     Jsonb,
     Uuid,
     Bytea,
+    Money,
+    /// `time[(p)] without time zone`.
+    Time,
+    /// `time[(p)] with time zone`.
+    TimeTz,
+    /// `interval` with any fields or precision.
+    Interval,
+    /// An enum type (by `pg_type.typtype`).
+    Enum,
+    /// A type that PostgreSQL and Debezium print as the same text: `inet`, `cidr`, `macaddr`,
+    /// `macaddr8`, `xml`, and the ranges `int4range`, `int8range`, `numrange`, `daterange`,
+    /// `tsrange`.
+    PlainText,
     Array(Box<PgType>),
     /// Anything else (kept as text).
     Other,
+}
+
+/// The parsed type of a column (its `format_type()` text and `typtype`).
+fn column_pg_type(col: &pgsnap_core::Column) -> PgType {
+    match col.type_kind {
+        TypeKind::Base => parse_pg_type(&col.type_name),
+        TypeKind::Enum => PgType::Enum,
+        _ => PgType::Other,
+    }
 }
 
 fn parse_pg_type(s: &str) -> PgType {
@@ -821,7 +877,15 @@ fn parse_pg_type(s: &str) -> PgType {
         "jsonb" => return PgType::Jsonb,
         "uuid" => return PgType::Uuid,
         "bytea" => return PgType::Bytea,
+        "money" => return PgType::Money,
+        "time without time zone" => return PgType::Time,
+        "time with time zone" => return PgType::TimeTz,
+        "inet" | "cidr" | "macaddr" | "macaddr8" | "xml" | "int4range" | "int8range"
+        | "numrange" | "daterange" | "tsrange" => return PgType::PlainText,
         _ => {}
+    }
+    if s == "interval" || s.starts_with("interval(") || s.starts_with("interval ") {
+        return PgType::Interval;
     }
     let args = |prefix: &str, suffix: &str| -> Option<String> {
         s.strip_prefix(prefix)?.strip_suffix(suffix).map(str::to_owned)
@@ -844,6 +908,12 @@ fn parse_pg_type(s: &str) -> PgType {
     }
     if let Some(a) = args("timestamp(", ") with time zone") {
         return if a.trim().parse::<u8>().is_ok() { PgType::TimestampTz } else { PgType::Other };
+    }
+    if let Some(a) = args("time(", ") without time zone") {
+        return if a.trim().parse::<u8>().is_ok() { PgType::Time } else { PgType::Other };
+    }
+    if let Some(a) = args("time(", ") with time zone") {
+        return if a.trim().parse::<u8>().is_ok() { PgType::TimeTz } else { PgType::Other };
     }
     PgType::Other
 }
@@ -887,9 +957,12 @@ fn natural_type(pg: &PgType, format: LoadFormat) -> Result<SrType, String> {
         PgType::Timestamp | PgType::TimestampTz => SrType::DateTime,
         PgType::Json | PgType::Jsonb => SrType::Json,
         PgType::Uuid => SrType::Varchar(36),
+        PgType::Money => SrType::Decimal { precision: 19, scale: 2 },
         PgType::Bytea => {
             return Err("the CSV/JSON wire form of StarRocks VARBINARY is unconfirmed".into());
         }
+        PgType::Time | PgType::TimeTz => return Err("StarRocks has no TIME type".into()),
+        PgType::Interval => return Err("StarRocks has no INTERVAL type".into()),
         PgType::Array(elem) => {
             if format != LoadFormat::Json {
                 return Err("arrays can only be sent as JSON arrays (--format json); their CSV \
@@ -916,16 +989,31 @@ fn natural_type(pg: &PgType, format: LoadFormat) -> Result<SrType, String> {
             }
             SrType::Array(Box::new(natural_type(elem, format)?))
         }
-        PgType::Other => {
+        PgType::Enum | PgType::PlainText | PgType::Other => {
             return Err("StarRocks has no type holding it exactly".into());
         }
     })
 }
 
+/// The text a `VARCHAR(limit)` column holds for `pg`: PostgreSQL's text, or for the types of
+/// [`TextForm`] the canonical form.
+fn text_encoding(pg: &PgType, limit: u32) -> Encoding {
+    let form = match pg {
+        PgType::Numeric(_) => TextForm::Numeric,
+        PgType::Bytea => TextForm::Bytea,
+        PgType::Money => TextForm::Money,
+        PgType::Interval => TextForm::Interval,
+        PgType::Time => TextForm::Time,
+        PgType::TimeTz => TextForm::TimeTz,
+        _ => return Encoding::Scalar(Scalar::Text { limit }),
+    };
+    Encoding::Scalar(Scalar::Form { form, limit })
+}
+
 /// How to produce `sr` exactly from `pg`'s text, or why that is impossible.
 fn encoding_for(pg: &PgType, sr: &SrType, format: LoadFormat) -> Result<Encoding, String> {
     if let SrType::Varchar(n) = sr {
-        return Ok(Encoding::Scalar(Scalar::Text { limit: *n }));
+        return Ok(text_encoding(pg, *n));
     }
     match (pg, sr) {
         (PgType::Json | PgType::Jsonb, SrType::Json) => return Ok(Encoding::Json),
@@ -981,6 +1069,9 @@ fn encoding_for(pg: &PgType, sr: &SrType, format: LoadFormat) -> Result<Encoding
                 Scalar::DecimalChecked { precision: *precision, scale: *scale }
             }
         }
+        (PgType::Money, SrType::Decimal { precision, scale }) => {
+            Scalar::Money { precision: *precision, scale: *scale }
+        }
         (PgType::Date, SrType::Date) => Scalar::Date,
         (PgType::Timestamp, SrType::DateTime) => Scalar::DateTime { tz: false },
         (PgType::TimestampTz, SrType::DateTime) => Scalar::DateTime { tz: true },
@@ -989,7 +1080,8 @@ fn encoding_for(pg: &PgType, sr: &SrType, format: LoadFormat) -> Result<Encoding
                 "the StarRocks type cannot hold every value of the PostgreSQL type exactly \
                         (allowed: VARCHAR(n); JSON for json/jsonb; wider integers, DOUBLE or \
                         DECIMAL for integers; FLOAT/DOUBLE for real; DOUBLE for double \
-                        precision; DECIMAL for numeric; DATE for date; DATETIME for timestamps; \
+                        precision; DECIMAL for numeric and money; DATE for date; DATETIME for \
+                        timestamps; \
                         BOOLEAN for boolean; ARRAY of those for arrays)"
                     .into(),
             );
@@ -1166,7 +1258,7 @@ fn map_column(
             reason,
         });
     }
-    let pg = parse_pg_type(&col.type_name);
+    let pg = column_pg_type(col);
     let mut note = None;
     let (mut sr_type, mut encoding, overridden) =
         if let Some(text) = options.column_overrides.get(&col.name) {
@@ -1189,6 +1281,7 @@ fn map_column(
                         .expect("every natural mapping has an encoding");
                     match pg {
                         PgType::TimestampTz => note = Some("normalised to UTC".into()),
+                        PgType::Money => note = Some("as a plain decimal".into()),
                         PgType::Bpchar(_) => note = Some("keeps PostgreSQL's blank padding".into()),
                         _ => {}
                     }
@@ -1204,12 +1297,13 @@ fn map_column(
                         });
                     }
                     Unrepresentable::Varchar => {
-                        note = Some(format!("{} kept as PostgreSQL text: {reason}", col.type_name));
-                        (
-                            SrType::Varchar(MAX_VARCHAR_LEN),
-                            Encoding::Scalar(Scalar::Text { limit: MAX_VARCHAR_LEN }),
-                            false,
-                        )
+                        let encoding = text_encoding(&pg, MAX_VARCHAR_LEN);
+                        let kept = match encoding {
+                            Encoding::Scalar(Scalar::Form { .. }) => "Debezium's text",
+                            _ => "PostgreSQL text",
+                        };
+                        note = Some(format!("{} kept as {kept}: {reason}", col.type_name));
+                        (SrType::Varchar(MAX_VARCHAR_LEN), encoding, false)
                     }
                 },
             }
@@ -1224,7 +1318,7 @@ fn map_column(
                     col.type_name
                 ));
                 sr_type = SrType::Varchar(len);
-                encoding = Encoding::Scalar(Scalar::Text { limit: len });
+                encoding = text_encoding(&pg, len);
             }
             _ => {
                 return Err(MappingError::InvalidKeyColumn {
@@ -1242,9 +1336,10 @@ fn map_column(
         source_index: index,
         pg_type: col.type_name.clone(),
         sr_type,
-        nullable: col.nullable && !is_key,
+        nullable: !is_key,
         note,
         encoding,
+        pg,
     })
 }
 
@@ -1258,10 +1353,7 @@ mod tests {
         TableSchema {
             name: TableName::new("public", "t"),
             kind: TableKind::Table,
-            columns: cols
-                .iter()
-                .map(|(n, t)| Column { name: (*n).into(), type_name: (*t).into(), nullable: true })
-                .collect(),
+            columns: cols.iter().map(|(n, t)| Column::new(*n, *t, true)).collect(),
             generated_columns: vec![],
             primary_key: pk.iter().map(|s| (*s).into()).collect(),
         }
@@ -1312,7 +1404,7 @@ mod tests {
             ("interval", "VARCHAR(1048576)"),
             ("time without time zone", "VARCHAR(1048576)"),
             ("time with time zone", "VARCHAR(1048576)"),
-            ("money", "VARCHAR(1048576)"),
+            ("money", "DECIMAL(19,2)"),
             ("inet", "VARCHAR(1048576)"),
             ("mood", "VARCHAR(1048576)"),
             ("\"char\"", "VARCHAR(1048576)"),

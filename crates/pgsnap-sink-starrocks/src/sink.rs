@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::fe_sql::{ExistingColumn, FeSql};
 use crate::http::Endpoint;
 use crate::label::Labeler;
-use crate::mapping::{self, LoadFormat, MappingOptions, TargetTable};
+use crate::mapping::{LoadFormat, TargetTable};
 
 /// What [`StarRocksSink::prepare`] decided for one source table.
 #[derive(Debug, Clone)]
@@ -114,17 +114,10 @@ impl StarRocksSink {
         self.config.format
     }
 
-    /// The StarRocks table name for a source table: the configured mapping, else
-    /// `public.t` → `t` and `schema.t` → `schema_t`.
+    /// The StarRocks table name for a source table (see
+    /// [`StarRocksSinkBuilder::target_name`]).
     pub fn target_name(&self, table: &TableName) -> String {
-        if let Some(t) = self.config.table_mapping.get(table) {
-            return t.clone();
-        }
-        if table.schema == "public" {
-            table.name.clone()
-        } else {
-            format!("{}_{}", table.schema, table.name)
-        }
+        self.config.target_name(table)
     }
 
     /// The label prefix shared by every load of `chunk` (`…-<chunk>-` followed by the part).
@@ -160,15 +153,7 @@ impl StarRocksSink {
                     target: target_name,
                 });
             }
-            let mut options = MappingOptions::default()
-                .with_format(self.config.format)
-                .with_unrepresentable(self.config.unrepresentable);
-            for ((t, column), ty) in &self.config.column_types {
-                if t == &schema.name {
-                    options = options.with_column_type(column.clone(), ty.clone());
-                }
-            }
-            let target = mapping::map_table(schema, &target_name, &options)?;
+            let target = self.config.map_table(schema)?;
             mapped.push((schema, target));
         }
         for (t, column) in self.config.column_types.keys() {
@@ -273,6 +258,24 @@ impl StarRocksSink {
             }
         }
         Ok(())
+    }
+
+    /// The StarRocks version, as `SELECT current_version()` prints it through the FE
+    /// (e.g. `3.5.6-3ba6b8d`; parse it with
+    /// [`StarRocksVersion`](crate::parity::StarRocksVersion)).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when SQL is disabled, [`Error::Connect`], [`Error::Auth`],
+    /// [`Error::Sql`].
+    pub async fn server_version(&self) -> Result<String> {
+        let Some((host, port)) = &self.sql else {
+            return Err(Error::Config("SQL through the FE is disabled".into()));
+        };
+        let mut sql =
+            FeSql::connect(host, *port, &self.config.user, &self.config.password.0).await?;
+        let v = sql.current_version().await;
+        sql.close().await;
+        v
     }
 
     /// `SELECT COUNT(*)` of a StarRocks table through the FE.

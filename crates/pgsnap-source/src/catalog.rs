@@ -6,7 +6,7 @@ use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
 use crate::pattern::TablePattern;
-use pgsnap_core::{Column, TableKind, TableName, TableSchema};
+use pgsnap_core::{Column, TableKind, TableName, TableSchema, TypeKind};
 
 /// A selected table with what planning needs.
 #[derive(Debug, Clone)]
@@ -192,8 +192,10 @@ pub async fn describe(
     for (oid, name, kind, is_partition) in selected {
         let cols = client
             .query(
-                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, a.attgenerated <> '' \
-                   FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, a.attgenerated <> '', \
+                        t.typtype::text \
+                   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+                  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
                 &[oid],
             )
             .await
@@ -205,7 +207,11 @@ pub async fn describe(
             if r.get::<_, bool>(3) {
                 generated.push(col_name);
             } else {
-                columns.push(Column { name: col_name, type_name: r.get(1), nullable: r.get(2) });
+                let typtype: String = r.get(4);
+                let kind = TypeKind::from_typtype(typtype.chars().next().unwrap_or('b'));
+                columns.push(
+                    Column::new(col_name, r.get::<_, String>(1), r.get(2)).with_type_kind(kind),
+                );
             }
         }
         let pk_rows = client

@@ -1,13 +1,14 @@
 //! A Kafka Connect REST **test double** for `pgsnap_kafka::connect::ConnectClient`.
 //!
 //! [`ConnectDouble`] is not Kafka Connect: it is a tiny HTTP/1.1 server implementing only the
-//! three endpoints the client uses, with the response shapes of the Kafka Connect REST API
+//! four endpoints the client uses, with the response shapes of the Kafka Connect REST API
 //! ("Connect REST Interface", <https://kafka.apache.org/documentation/#connect_rest>,
 //! <https://docs.confluent.io/platform/current/connect/references/restapi.html>; KIP-875 for
 //! the offsets endpoint):
 //!
 //! - `GET /connectors/{name}` → 200 `{"name","config","tasks","type"}`, or 404
 //!   `{"error_code":404,"message":"Connector {name} not found"}`;
+//! - `GET /connectors/{name}/config` → 200 with the config object, or the same 404;
 //! - `GET /connectors/{name}/offsets` → 200 `{"offsets":[{"partition":{…},"offset":{…}}]}`
 //!   (sent with `Transfer-Encoding: chunked`, as Jetty may), or the same 404 for an unknown
 //!   connector (as Kafka 3.6+ does);
@@ -137,6 +138,10 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) {
                     200,
                     json!({"name": name, "config": config, "tasks": [{"connector": name, "task": 0}], "type": "source"}),
                 ),
+                None => not_found(name),
+            },
+            ("GET", ["connectors", name, "config"]) => match st.connectors.get(*name) {
+                Some(config) => (200, config.clone()),
                 None => not_found(name),
             },
             ("GET", ["connectors", name, "offsets"]) => {

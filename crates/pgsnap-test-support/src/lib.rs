@@ -14,8 +14,9 @@
 //!   start a cluster with `ssl = on` using them.
 //! - [`starrocks::StarRocksDouble`]: an in-process StarRocks **test double**
 //!   (FE and BE HTTP for Stream Load and the transaction interface, plus a
-//!   MySQL-protocol front), following `/work/shared/specs/starrocks.md`; see
-//!   the [`starrocks`] module doc for what it reproduces and what it does not.
+//!   MySQL-protocol front with Routine Load from Kafka), following
+//!   `/work/shared/specs/starrocks.md` and `routine-load-parity.md`; see the
+//!   [`starrocks`] module doc for what it reproduces and what it does not.
 //! - [`kafka::Tansu`]: a throwaway Kafka broker (tansu 0.6, memory storage;
 //!   `bash scripts/setup.sh --kafka` installs it) killed on drop, with a
 //!   producer that writes one record per batch (see [`kafka`] for tansu's

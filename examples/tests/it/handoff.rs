@@ -115,7 +115,17 @@ fn slot_first_reports_offsets_routine_load_and_debezium_config() {
         &out,
         &brokers,
         prefix,
-        &["--slot", &slot, "--publication", &publication, "--json", "--jobs", "2"],
+        &[
+            "--slot",
+            &slot,
+            "--publication",
+            &publication,
+            "--json",
+            "--jobs",
+            "2",
+            "--starrocks-version",
+            "3.3.11",
+        ],
     );
     // Whatever happens next, the permanent slot must not outlive the test.
     let existed = take_down_slot(&db, &slot, &publication);
@@ -134,9 +144,11 @@ fn slot_first_reports_offsets_routine_load_and_debezium_config() {
         "warnings",
         "preflight",
         "mode",
+        "starrocks_version",
     ] {
         assert!(doc.get(field).is_some(), "missing {field}: {doc}");
     }
+    assert_eq!(doc["starrocks_version"], "3.3.11");
     assert_eq!(doc["status"], "ok");
     assert_eq!(doc["mode"], "slot-first");
     assert_eq!(doc["snapshot"]["slot"], slot.as_str());
@@ -169,7 +181,21 @@ fn slot_first_reports_offsets_routine_load_and_debezium_config() {
         assert!(stmt.contains("\"kafka_partitions\" = \"0,1,2\""), "{stmt}");
         assert!(stmt.contains("\"kafka_offsets\" = \"2,3,4\""), "{stmt}");
         assert!(!stmt.contains("OFFSET_END") && !stmt.contains("OFFSET_BEGINNING"), "{stmt}");
+        assert!(stmt.contains("\"strict_mode\" = \"true\""), "{stmt}");
+        assert!(stmt.contains("\"timezone\" = \"UTC\""), "{stmt}");
+        assert!(stmt.contains("\"max_error_number\" = \"0\""), "{stmt}");
+        // 3.3.11 rejects properties it does not know.
+        assert!(!stmt.contains("pause_on_fatal_parse_error"), "{stmt}");
     }
+    // Per table, where each column comes from: keys by expression, the rest direct.
+    let plain = doc["tables"].as_array().unwrap().iter().find(|t| t["name"] == "plain").unwrap();
+    assert_eq!(
+        plain["routine_load_columns"],
+        serde_json::json!({
+            "id": {"path": "$.after.id", "expression": "coalesce(`__dbz_a_id`, `__dbz_b_id`)"},
+            "n": {"path": "$.after.n", "expression": null},
+        })
+    );
 
     // Debezium: the created slot and publication, no_data, no password in clear.
     let dbz = &doc["debezium"];
@@ -182,6 +208,18 @@ fn slot_first_reports_offsets_routine_load_and_debezium_config() {
     assert_eq!(cfg["topic.prefix"], prefix);
     assert_eq!(cfg["database.password"], "${file:/etc/pgsnap/pg.properties:password}");
     assert_eq!(cfg["database.dbname"], db.as_str());
+    // Every encoding the Routine Load relies on.
+    for (k, v) in [
+        ("time.precision.mode", "isostring"),
+        ("decimal.handling.mode", "string"),
+        ("interval.handling.mode", "string"),
+        ("binary.handling.mode", "hex"),
+        ("tombstones.on.delete", "false"),
+        ("value.converter.schemas.enable", "false"),
+        ("value.converter.replace.null.with.default", "false"),
+    ] {
+        assert_eq!(cfg[k], v, "{k}");
+    }
 
     // The TOAST risk of `docs` is reported (not refused without --strict).
     let warnings: Vec<&str> =
@@ -288,7 +326,13 @@ fn strict_refuses_a_table_at_toast_risk() {
     let (_tmp, out) = out_dir();
     let src = source(&db);
     let brokers = kafka.bootstrap();
-    let run = run_handoff(&src, &out, &brokers, "hs", &["--strict", "--json"]);
+    let run = run_handoff(
+        &src,
+        &out,
+        &brokers,
+        "hs",
+        &["--strict", "--json", "--starrocks-version", "3.4.2"],
+    );
     run.expect_code(3);
     assert!(run.stdout.is_empty(), "{}", run.stdout);
     assert!(run.stderr.contains("\"public\".\"docs\""), "{}", run.stderr);
@@ -305,10 +349,26 @@ fn strict_refuses_a_table_at_toast_risk() {
     );
     assert_eq!(sql(&db, "SELECT count(*) FROM pg_publication"), "0");
 
-    // After the fix, --strict passes (default slot pgsnap_<db>, dropped afterwards).
+    // After the fix, --strict needs the StarRocks version the Routine Load is rendered for:
+    // exit 2 before anything runs.
     sql(&db, "ALTER TABLE public.docs REPLICA IDENTITY FULL");
     let (_tmp2, out2) = out_dir();
     let run = run_handoff(&src, &out2, &brokers, "hs", &["--strict", "--json"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("--starrocks-version"), "{}", run.stderr);
+    let run =
+        run_handoff(&src, &out2, &brokers, "hs", &["--strict", "--starrocks-version", "3.0.9"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("3.1.0 to 4.x"), "{}", run.stderr);
+    assert_eq!(sql(&db, "SELECT count(*) FROM pg_publication"), "0");
+    // With it, --strict passes (default slot pgsnap_<db>, dropped afterwards).
+    let run = run_handoff(
+        &src,
+        &out2,
+        &brokers,
+        "hs",
+        &["--strict", "--json", "--starrocks-version", "4.0.1"],
+    );
     let slot = format!("pgsnap_{}", db.to_lowercase());
     let slot: String =
         slot.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(63).collect();
@@ -387,7 +447,15 @@ fn running_mode_checks_the_connector_position_through_connect() {
         .build()
         .expect("tokio runtime");
     let mut state = State::default();
-    state.connectors.insert("dbz".into(), serde_json::json!({}));
+    state.connectors.insert(
+        "dbz".into(),
+        serde_json::json!({
+            "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "value.converter.schemas.enable": "false",
+            "value.converter.replace.null.with.default": "false",
+        }),
+    );
     state.offsets.insert("dbz".into(), offset(u64::MAX / 2));
     let connect = rt.block_on(ConnectDouble::start(state));
     let src = source(&db);
@@ -402,6 +470,8 @@ fn running_mode_checks_the_connector_position_through_connect() {
             "--connector",
             "dbz",
             "--json",
+            "--starrocks-version",
+            "3.4.2",
         ];
         rest.extend_from_slice(extra);
         run_handoff(&src, &out, &brokers, "hr", &rest)

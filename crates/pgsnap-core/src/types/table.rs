@@ -74,7 +74,18 @@ pub enum TableKind {
 }
 
 /// One column of a table as copied.
+///
+/// # Example
+/// ```
+/// use pgsnap_core::{Column, TypeKind};
+/// let c = Column::new("mood", "mood", true).with_type_kind(TypeKind::Enum);
+/// assert_eq!(c.type_kind, TypeKind::Enum);
+/// // A base type's kind is left out of the manifest.
+/// let json = serde_json::to_string(&Column::new("id", "bigint", false)).unwrap();
+/// assert_eq!(json, r#"{"name":"id","type":"bigint","nullable":false}"#);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Column {
     /// Column name as stored in the catalog.
     pub name: String,
@@ -83,6 +94,72 @@ pub struct Column {
     pub type_name: String,
     /// Whether the column may hold NULL.
     pub nullable: bool,
+    /// What kind of type `type_name` is (`pg_type.typtype`): a base type (the default, left
+    /// out of the manifest), an enum, a domain, ... Sinks that map types by name need it to
+    /// tell an enum `mood` from a composite type `mood`.
+    #[serde(default, skip_serializing_if = "TypeKind::is_base")]
+    pub type_kind: TypeKind,
+}
+
+impl Column {
+    /// A column of a base type.
+    pub fn new(name: impl Into<String>, type_name: impl Into<String>, nullable: bool) -> Self {
+        Self { name: name.into(), type_name: type_name.into(), nullable, type_kind: TypeKind::Base }
+    }
+
+    /// Sets [`type_kind`](Self::type_kind).
+    pub fn with_type_kind(mut self, kind: TypeKind) -> Self {
+        self.type_kind = kind;
+        self
+    }
+}
+
+/// The kind of a column's type, PostgreSQL's `pg_type.typtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TypeKind {
+    /// A base type (`b`), including arrays.
+    #[default]
+    Base,
+    /// An enum (`e`).
+    Enum,
+    /// A domain (`d`).
+    Domain,
+    /// A composite (row) type (`c`).
+    Composite,
+    /// A range type (`r`).
+    Range,
+    /// A multirange type (`m`).
+    Multirange,
+    /// A pseudo-type (`p`) or anything else.
+    Other,
+}
+
+impl TypeKind {
+    /// The kind for a `pg_type.typtype` letter.
+    ///
+    /// ```
+    /// use pgsnap_core::TypeKind;
+    /// assert_eq!(TypeKind::from_typtype('e'), TypeKind::Enum);
+    /// assert_eq!(TypeKind::from_typtype('b'), TypeKind::Base);
+    /// ```
+    pub fn from_typtype(typtype: char) -> Self {
+        match typtype {
+            'b' => TypeKind::Base,
+            'e' => TypeKind::Enum,
+            'd' => TypeKind::Domain,
+            'c' => TypeKind::Composite,
+            'r' => TypeKind::Range,
+            'm' => TypeKind::Multirange,
+            _ => TypeKind::Other,
+        }
+    }
+
+    /// Whether this is [`TypeKind::Base`].
+    pub fn is_base(&self) -> bool {
+        *self == TypeKind::Base
+    }
 }
 
 /// The shape of a selected table.

@@ -18,8 +18,15 @@
 //! placeholder such as `${file:/secrets/pg.properties:password}` is accepted (the worker must
 //! have the provider configured, e.g. `config.providers=file`).
 //!
-//! Not done yet: the REST client that submits this payload and refuses when the Connect
-//! offsets topic already holds offsets for the connector name.
+//! The value encodings (`time.precision.mode`, `decimal.handling.mode`, the converters, ...)
+//! come from [`DebeziumConfig::properties`]: the Routine Load beside the connector maps exactly
+//! those encodings, so pass the settings the parity table relies on
+//! (`pgsnap_sink_starrocks::parity::DebeziumEncoding::pgsnap().connector_properties()`).
+//!
+//! [`parse_connector_config`] reads a user's connector config (running and time modes), as a
+//! Kafka Connect JSON payload or Java properties.
+
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
@@ -51,7 +58,7 @@ pub struct PgConnection {
 ///     slot: "pgsnap_slot".into(),
 ///     publication: "pgsnap_pub".into(),
 ///     tables: vec![("public".into(), "orders".into())],
-///     schemas_enabled: false,
+///     properties: vec![("time.precision.mode".into(), "isostring".into())],
 /// };
 /// assert_eq!(cfg.tables.len(), 1);
 /// ```
@@ -72,10 +79,32 @@ pub struct DebeziumConfig {
     pub publication: String,
     /// Tables to capture as `(schema, table)`; rendered into `table.include.list`.
     pub tables: Vec<(String, String)>,
-    /// `schemas.enable` of the JSON key and value converters (must match
-    /// [`RoutineLoadSpec::schemas_enabled`](super::RoutineLoadSpec::schemas_enabled)).
-    pub schemas_enabled: bool,
+    /// The value-encoding settings, rendered after the fixed ones: encoding modes, converters
+    /// (their `schemas.enable` must match
+    /// [`RoutineLoadSpec::schemas_enabled`](super::RoutineLoadSpec::schemas_enabled)),
+    /// `tombstones.on.delete`. Keys the renderer fixes ([`FIXED_KEYS`]) are refused.
+    pub properties: Vec<(String, String)>,
 }
+
+/// Connector settings the slot-first design fixes; [`DebeziumConfig::properties`] cannot set
+/// them.
+pub const FIXED_KEYS: &[&str] = &[
+    "connector.class",
+    "tasks.max",
+    "database.hostname",
+    "database.port",
+    "database.dbname",
+    "database.user",
+    "database.password",
+    "topic.prefix",
+    "plugin.name",
+    "slot.name",
+    "slot.drop.on.stop",
+    "publication.name",
+    "publication.autocreate.mode",
+    "snapshot.mode",
+    "table.include.list",
+];
 
 /// Escape a literal for a Java regular expression (ASCII punctuation and spaces get a
 /// backslash; letters, digits, `_` and non-ASCII characters are left alone).
@@ -165,6 +194,23 @@ fn validate(cfg: &DebeziumConfig) -> Result<(), RenderError> {
         });
     }
     check_name("publication", &cfg.publication)?;
+    for (k, v) in &cfg.properties {
+        if FIXED_KEYS.contains(&k.as_str()) || k.starts_with("database.") {
+            return Err(RenderError::InvalidValue {
+                field: "property",
+                value: k.clone(),
+                reason: "fixed by the slot-first design; cannot be overridden",
+            });
+        }
+        check_name("property", k)?;
+        if v.chars().any(char::is_control) {
+            return Err(RenderError::InvalidValue {
+                field: "property value",
+                value: v.clone(),
+                reason: "contains a control character",
+            });
+        }
+    }
     let p = &cfg.password_placeholder;
     let inner = p.strip_prefix("${").and_then(|s| s.strip_suffix('}'));
     let ok = inner.is_some_and(|i| {
@@ -199,12 +245,13 @@ fn validate(cfg: &DebeziumConfig) -> Result<(), RenderError> {
 ///     slot: "pgsnap_slot".into(),
 ///     publication: "pgsnap_pub".into(),
 ///     tables: vec![("public".into(), "orders".into())],
-///     schemas_enabled: false,
+///     properties: vec![("decimal.handling.mode".into(), "string".into())],
 /// };
 /// let v = render_debezium_config(&cfg).unwrap();
 /// assert_eq!(v["name"], "pgsnap-app-20261125");
 /// assert_eq!(v["config"]["snapshot.mode"], "no_data");
 /// assert_eq!(v["config"]["table.include.list"], r"public\.orders");
+/// assert_eq!(v["config"]["decimal.handling.mode"], "string");
 ///
 /// let clear = DebeziumConfig { password_placeholder: "hunter2".into(), ..cfg };
 /// assert!(render_debezium_config(&clear).is_err());
@@ -212,9 +259,7 @@ fn validate(cfg: &DebeziumConfig) -> Result<(), RenderError> {
 pub fn render_debezium_config(cfg: &DebeziumConfig) -> Result<Value, RenderError> {
     validate(cfg)?;
     let include = table_include_list(&cfg.tables)?;
-    let schemas = cfg.schemas_enabled.to_string();
-    let converter = "org.apache.kafka.connect.json.JsonConverter";
-    let pairs: Vec<(&str, String)> = vec![
+    let mut pairs: Vec<(&str, String)> = vec![
         ("connector.class", "io.debezium.connector.postgresql.PostgresConnector".into()),
         ("tasks.max", "1".into()),
         ("database.hostname", cfg.database.host.clone()),
@@ -230,16 +275,63 @@ pub fn render_debezium_config(cfg: &DebeziumConfig) -> Result<Value, RenderError
         ("publication.autocreate.mode", "disabled".into()),
         ("snapshot.mode", "no_data".into()),
         ("table.include.list", include),
-        ("tombstones.on.delete", "false".into()),
-        ("decimal.handling.mode", "string".into()),
-        ("key.converter", converter.into()),
-        ("key.converter.schemas.enable", schemas.clone()),
-        ("value.converter", converter.into()),
-        ("value.converter.schemas.enable", schemas),
     ];
+    pairs.extend(cfg.properties.iter().map(|(k, v)| (k.as_str(), v.clone())));
     let config: Map<String, Value> =
         pairs.into_iter().map(|(k, v)| (k.to_owned(), Value::String(v))).collect();
     Ok(json!({ "name": cfg.name, "config": config }))
+}
+
+/// A connector config that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot read the Debezium connector config: {0}")]
+pub struct ConfigParseError(String);
+
+/// Reads a Debezium connector config given as JSON (a flat object of settings, or Kafka
+/// Connect's `{"name": …, "config": {…}}`) or as Java properties (`key=value` lines, as Kafka
+/// tools and embedded engines use). Values that are JSON numbers or booleans are read as their
+/// text.
+///
+/// ```
+/// use pgsnap_kafka::render::debezium::parse_connector_config;
+/// let json = parse_connector_config(r#"{"name":"c","config":{"tasks.max":1,"time.precision.mode":"isostring"}}"#).unwrap();
+/// assert_eq!(json["time.precision.mode"], "isostring");
+/// assert_eq!(json["tasks.max"], "1");
+/// let props = parse_connector_config("# comment\ndecimal.handling.mode = string\nslot.name: s\n").unwrap();
+/// assert_eq!(props["decimal.handling.mode"], "string");
+/// assert_eq!(props["slot.name"], "s");
+/// ```
+///
+/// # Errors
+/// Text that is neither a JSON object of settings nor Java properties.
+pub fn parse_connector_config(text: &str) -> Result<BTreeMap<String, String>, ConfigParseError> {
+    if text.trim_start().starts_with('{') {
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| ConfigParseError(format!("invalid JSON: {e}")))?;
+        let obj = match v.get("config") {
+            Some(Value::Object(c)) => c,
+            _ => v.as_object().ok_or_else(|| ConfigParseError("not a JSON object".into()))?,
+        };
+        return obj
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    other => {
+                        return Err(ConfigParseError(format!(
+                            "setting {k:?} is {other}, not a string"
+                        )));
+                    }
+                };
+                Ok((k.clone(), text))
+            })
+            .collect();
+    }
+    let map = java_properties::read(text.as_bytes())
+        .map_err(|e| ConfigParseError(format!("invalid Java properties: {e}")))?;
+    Ok(map.into_iter().collect())
 }
 
 #[cfg(test)]
@@ -260,7 +352,14 @@ mod tests {
             slot: "pgsnap_app_1".into(),
             publication: "pgsnap_app_1".into(),
             tables: vec![("public".into(), "orders".into()), ("Sales".into(), "line.items".into())],
-            schemas_enabled: true,
+            properties: vec![
+                ("tombstones.on.delete".into(), "false".into()),
+                ("decimal.handling.mode".into(), "string".into()),
+                ("key.converter".into(), "org.apache.kafka.connect.json.JsonConverter".into()),
+                ("key.converter.schemas.enable".into(), "true".into()),
+                ("value.converter".into(), "org.apache.kafka.connect.json.JsonConverter".into()),
+                ("value.converter.schemas.enable".into(), "true".into()),
+            ],
         }
     }
 
@@ -341,5 +440,10 @@ mod tests {
                 .is_err()
         );
         assert!(render_debezium_config(&DebeziumConfig { name: String::new(), ..cfg() }).is_err());
+        for key in ["snapshot.mode", "slot.name", "database.sslmode", "table.include.list"] {
+            let mut c = cfg();
+            c.properties.push((key.into(), "x".into()));
+            assert!(render_debezium_config(&c).is_err(), "{key}");
+        }
     }
 }

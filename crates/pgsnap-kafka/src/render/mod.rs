@@ -4,41 +4,34 @@
 //!
 //! - [`routine_load`]: one `CREATE ROUTINE LOAD` per table, with explicit
 //!   `kafka_partitions`/`kafka_offsets` (never `OFFSET_END`/`OFFSET_BEGINNING`/`-1`), the raw
-//!   Debezium JSON envelope mapped with `jsonpaths` and a `COLUMNS` clause, and `__op` (0 =
-//!   upsert, 1 = delete) on Primary Key tables.
-//! - [`eval`]: a small evaluator of exactly the `jsonpaths`/`COLUMNS` subset that
-//!   [`routine_load`] renders. It parses the *rendered SQL text* and applies it to a Debezium
-//!   event, so tests check the mapping that would be sent, not a second copy of it.
+//!   Debezium JSON envelope mapped with `jsonpaths` (directly into the columns wherever
+//!   possible) and a `COLUMNS` clause for keys, conversions and `__op`, `strict_mode=true`,
+//!   `timezone=UTC`, `max_error_number=0`.
 //! - [`debezium`]: the Kafka Connect payload (`{"name":…,"config":{…}}`) for the
-//!   Debezium PostgreSQL connector running on a slot that pgsnap created.
+//!   Debezium PostgreSQL connector running on a slot that pgsnap created, with the value
+//!   encodings the Routine Load relies on; and [`debezium::parse_connector_config`] for a
+//!   user's own connector config.
+//!
+//! Which columns are direct and which need a conversion is the parity table of
+//! `pgsnap_sink_starrocks::parity`; these renderers only print its decisions.
 //!
 //! # What is tested and what is not
 //!
-//! Tested here (unit tests in these modules): the exact SQL text for one table; that no
-//! rendered statement contains `OFFSET_END`, `OFFSET_BEGINNING` or a negative offset; the
-//! typed refusals; and the rendered mapping, evaluated by [`eval`] on the verbatim Debezium
-//! PostgreSQL events of `debezium-handoff.md` §6 (insert, update, delete), both bare
-//! (`schemas.enable=false`) and wrapped in `{"schema","payload"}`.
-//!
-//! **Not tested against a real StarRocks.** The `COLUMNS` expressions (`coalesce`, `if`)
-//! and the `jsonpaths` are evaluated by our own evaluator, which implements the semantics we
-//! expect from StarRocks (SQL `NULL` for a missing path or a JSON `null`; `coalesce` returns
-//! the first non-`NULL` argument; `if(op = 'd', 1, 0)`). Whether StarRocks parses the
-//! statement, accepts every property, and evaluates the expressions the same way has not been
-//! run. Also unverified: whether rows with `__op = 1` must satisfy `NOT NULL` on non-key
-//! columns (make value columns nullable), how Routine Load treats null (tombstone) messages
-//! (the Debezium config therefore sets `tombstones.on.delete=false`), and Debezium's temporal
-//! encodings (epoch days / micros), which are loaded as-is with no conversion.
-//!
-//! The Debezium config is rendered in full; the Kafka Connect REST client that submits it and
-//! refuses when stored offsets exist for the connector name is **not written yet**.
+//! Unit tests here check the exact SQL, that no statement contains `OFFSET_END`,
+//! `OFFSET_BEGINNING` or a negative offset, and the typed refusals. The integration tests
+//! (`tests/it/render.rs`) run the rendered statements through the StarRocks test double's
+//! Routine Load evaluator on the verbatim Debezium events of `debezium-handoff.md` §6, and the
+//! end-to-end tests of the handoff run them on real Debezium output. None of this has run on a
+//! real StarRocks (not installable here): the double follows the sourced specs and is stricter
+//! where they are unconfirmed.
 
 pub mod debezium;
-pub mod eval;
 pub mod routine_load;
 
 pub use debezium::{DebeziumConfig, PgConnection, render_debezium_config};
-pub use routine_load::{RenderedRoutineLoad, RoutineLoadSpec, render_routine_load};
+pub use routine_load::{
+    ColumnMapping, RenderedColumn, RenderedRoutineLoad, RoutineLoadSpec, render_routine_load,
+};
 
 /// Why a renderer refused its input. Every variant names the offending value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

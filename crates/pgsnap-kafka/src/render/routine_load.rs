@@ -1,18 +1,33 @@
 //! StarRocks `CREATE ROUTINE LOAD` for one table fed by one Debezium topic.
 //!
-//! The raw Debezium JSON envelope is mapped with `jsonpaths` and a `COLUMNS` clause:
+//! The raw Debezium JSON envelope is mapped with `jsonpaths` and a `COLUMNS` clause, one
+//! jsonpath per source column:
 //!
-//! - temporary columns `__dbz_op` (`$.payload.op`), `__dbz_b_<k>` (`$.payload.before.<k>`)
-//!   for each key column and `__dbz_a_<c>` (`$.payload.after.<c>`) for each column;
-//! - `<k> = coalesce(__dbz_a_<k>, __dbz_b_<k>)` for key columns (a delete has
-//!   `after = null`, so its key comes from `before`), `<c> = __dbz_a_<c>` for the others;
-//! - on Primary Key tables `__op = if(__dbz_op = 'd', 1, 0)` (1 = delete, 0 = upsert).
+//! - a **direct** column: `$.after.<field>` straight into the table column (no expression), so
+//!   `strict_mode` filters a value StarRocks cannot convert instead of loading NULL;
+//! - on Primary Key tables, each **key column** reads temporary columns `__dbz_a_<k>`
+//!   (`$.after.<k>`) and `__dbz_b_<k>` (`$.before.<k>`): `<k> = coalesce(__dbz_a_<k>,
+//!   __dbz_b_<k>)`, because a delete has `after = null`;
+//! - a column with a **conversion** ([`ColumnMapping::conversion`], e.g. `json`/`jsonb`) reads
+//!   `__dbz_a_<c>` and is `<c> = <conversion>`. Strict mode does not check expression results,
+//!   so the first key column's expression also checks every conversion:
+//!   `if((__dbz_a_<c> IS NULL OR <conversion> IS NOT NULL) AND …, coalesce(…), NULL)`. A value
+//!   a conversion turns into NULL makes the key NULL, StarRocks filters the row (key columns
+//!   are `NOT NULL`) and the job pauses (`max_error_number` 0) instead of loading NULL;
+//! - `__dbz_op` (`$.op`) and `__op = if(__dbz_op = 'd', 1, 0)` on Primary Key tables (1 =
+//!   delete, 0 = upsert).
 //!
-//! Without `schemas.enable` the `payload.` segment is dropped (`$.op`, `$.after.<c>`).
+//! With `schemas.enable` the paths start with `$.payload.`. Which columns need a conversion is
+//! decided by the parity table (`pgsnap_sink_starrocks::parity`), not here.
+//!
+//! Properties: `format=json`, `strip_outer_array=false`, the `jsonpaths`, `strict_mode=true`,
+//! `timezone=UTC`, `max_error_number=0`, and `pause_on_fatal_parse_error=true` when the spec
+//! says the StarRocks version accepts it (3.3.12+, 3.4.2+; older versions reject unknown
+//! properties), then the spec's own [`properties`](RoutineLoadSpec::properties).
 //!
 //! Duplicate Key tables (no primary key) cannot apply deletes: only `after` is mapped, and
-//! [`RenderedRoutineLoad::warnings`] says so. A delete event then loads as a row of `NULL`s
-//! (or is rejected by `NOT NULL` columns, which stops the job since `max_error_number` is 0).
+//! [`RenderedRoutineLoad::warnings`] says so. Conversions need a key to guard them and are
+//! refused there.
 //!
 //! Start positions are always explicit: `kafka_partitions` and `kafka_offsets` list every
 //! partition of the offset map with a non-negative offset. `OFFSET_END`, `OFFSET_BEGINNING`
@@ -21,11 +36,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::Serialize;
+
 use super::{RenderError, quote_ident, string_literal};
 
 /// Prefix of the temporary (non-table) columns in the `COLUMNS` clause. Target columns
 /// starting with it are refused.
 pub const TEMP_PREFIX: &str = "__dbz_";
+
+/// The placeholder for the source value in a [`ColumnMapping::conversion`].
+pub const VALUE_PLACEHOLDER: &str = "{v}";
 
 /// Properties that the renderer sets itself and that [`RoutineLoadSpec::properties`] may not
 /// override.
@@ -35,9 +55,58 @@ pub const RESERVED_PROPERTIES: &[&str] = &[
     "jsonpaths",
     "json_root",
     "envelope",
+    "strict_mode",
+    "timezone",
     "max_error_number",
     "max_filter_ratio",
+    "pause_on_fatal_parse_error",
 ];
+
+/// How one target column is filled.
+///
+/// ```
+/// use pgsnap_kafka::render::ColumnMapping;
+/// let direct: ColumnMapping = "amount".into();
+/// assert_eq!(direct.field, "amount");
+/// let doc = ColumnMapping::new("doc", "Doc").with_conversion("parse_json({v})");
+/// assert_eq!(doc.conversion.as_deref(), Some("parse_json({v})"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ColumnMapping {
+    /// The StarRocks column.
+    pub column: String,
+    /// The field in Debezium's `after`/`before` images (the PostgreSQL column name).
+    pub field: String,
+    /// An expression over the source value ([`VALUE_PLACEHOLDER`] stands for it), or `None`
+    /// to map the field directly.
+    pub conversion: Option<String>,
+}
+
+impl ColumnMapping {
+    /// A direct mapping of `field` into `column`.
+    pub fn new(column: impl Into<String>, field: impl Into<String>) -> Self {
+        Self { column: column.into(), field: field.into(), conversion: None }
+    }
+
+    /// Sets the conversion expression (with [`VALUE_PLACEHOLDER`]).
+    pub fn with_conversion(mut self, expression: impl Into<String>) -> Self {
+        self.conversion = Some(expression.into());
+        self
+    }
+}
+
+impl From<&str> for ColumnMapping {
+    fn from(name: &str) -> Self {
+        ColumnMapping::new(name, name)
+    }
+}
+
+impl From<String> for ColumnMapping {
+    fn from(name: String) -> Self {
+        ColumnMapping::new(name.clone(), name)
+    }
+}
 
 /// Everything needed to render one `CREATE ROUTINE LOAD` statement.
 ///
@@ -66,11 +135,10 @@ pub struct RoutineLoadSpec {
     pub topic: String,
     /// Kafka bootstrap brokers, `host:port`.
     pub brokers: Vec<String>,
-    /// Target column names, which are also the PostgreSQL column names in the Debezium
-    /// `before`/`after` images. Primary key columns first is conventional, not required.
-    pub columns: Vec<String>,
-    /// Primary key columns (a subset of `columns`); their values come from `after`, or from
-    /// `before` for deletes. Required for Primary Key tables.
+    /// The target columns and how each is filled.
+    pub columns: Vec<ColumnMapping>,
+    /// Primary key columns (target names, a subset of `columns`); their values come from
+    /// `after`, or from `before` for deletes. Required for Primary Key tables.
     pub key_columns: Vec<String>,
     /// `true` (default) for a StarRocks Primary Key table: `__op` is mapped and deletes are
     /// applied. `false` for a Duplicate Key table: deletes cannot be applied.
@@ -78,6 +146,8 @@ pub struct RoutineLoadSpec {
     /// Whether the Debezium JSON converter writes `{"schema","payload"}` envelopes
     /// (`value.converter.schemas.enable=true`); adds the `payload.` path segment.
     pub schemas_enabled: bool,
+    /// Render `pause_on_fatal_parse_error=true` (only StarRocks 3.3.12+, 3.4.2+ accept it).
+    pub pause_on_fatal_parse_error: bool,
     /// Start offset (inclusive) per Kafka partition, as resolved for the handoff.
     pub offsets: BTreeMap<i32, i64>,
     /// Further job properties (`desired_concurrent_number`, `max_batch_interval`, …), rendered
@@ -86,7 +156,9 @@ pub struct RoutineLoadSpec {
 }
 
 impl RoutineLoadSpec {
-    /// A spec for a Primary Key table, `schemas.enable=false`, no extra properties.
+    /// A spec for a Primary Key table, `schemas.enable=false`, no extra properties, without
+    /// `pause_on_fatal_parse_error`. `columns` are names mapped directly, or
+    /// [`ColumnMapping`]s.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         database: impl Into<String>,
@@ -94,7 +166,7 @@ impl RoutineLoadSpec {
         job_name: impl Into<String>,
         topic: impl Into<String>,
         brokers: impl IntoIterator<Item = impl Into<String>>,
-        columns: impl IntoIterator<Item = impl Into<String>>,
+        columns: impl IntoIterator<Item = impl Into<ColumnMapping>>,
         key_columns: impl IntoIterator<Item = impl Into<String>>,
         offsets: BTreeMap<i32, i64>,
     ) -> Self {
@@ -108,6 +180,7 @@ impl RoutineLoadSpec {
             key_columns: key_columns.into_iter().map(Into::into).collect(),
             primary_key_table: true,
             schemas_enabled: false,
+            pause_on_fatal_parse_error: false,
             offsets,
             properties: BTreeMap::new(),
         }
@@ -155,6 +228,31 @@ impl RoutineLoadSpec {
         self.primary_key_table = primary_key_table;
         self
     }
+
+    /// Set [`pause_on_fatal_parse_error`](Self::pause_on_fatal_parse_error).
+    ///
+    /// ```
+    /// # use std::collections::BTreeMap;
+    /// # use pgsnap_kafka::render::{render_routine_load, RoutineLoadSpec};
+    /// let spec = RoutineLoadSpec::new("d", "t", "j", "p.s.t", ["k:9092"], ["id"], ["id"],
+    ///     BTreeMap::from([(0, 0)])).with_pause_on_fatal_parse_error(true);
+    /// let sql = render_routine_load(&spec).unwrap().sql;
+    /// assert!(sql.contains(r#""pause_on_fatal_parse_error" = "true""#));
+    /// ```
+    pub fn with_pause_on_fatal_parse_error(mut self, pause: bool) -> Self {
+        self.pause_on_fatal_parse_error = pause;
+        self
+    }
+}
+
+/// Where one target column's value comes from in a rendered statement (for reports).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RenderedColumn {
+    /// The jsonpath read (`$.after.<field>`; a key column also reads `$.before.<field>`).
+    pub path: String,
+    /// The `COLUMNS` expression that computes the column, or `None` when the path goes
+    /// straight into it.
+    pub expression: Option<String>,
 }
 
 /// A rendered statement and what it cannot do.
@@ -162,6 +260,8 @@ impl RoutineLoadSpec {
 pub struct RenderedRoutineLoad {
     /// The `CREATE ROUTINE LOAD …;` statement.
     pub sql: String,
+    /// Per target column (in spec order): its path and expression.
+    pub columns: Vec<(String, RenderedColumn)>,
     /// Caveats for the report (e.g. deletes not applied on a Duplicate Key table).
     pub warnings: Vec<String>,
 }
@@ -209,25 +309,51 @@ fn validate(spec: &RoutineLoadSpec) -> Result<(), RenderError> {
     }
     let mut seen = BTreeSet::new();
     for c in &spec.columns {
-        if !is_path_safe(c) {
-            return Err(RenderError::UnsupportedColumnName { column: c.clone() });
+        check_plain("column", &c.column)?;
+        if !is_path_safe(&c.field) {
+            return Err(RenderError::UnsupportedColumnName { column: c.field.clone() });
         }
-        if c.starts_with(TEMP_PREFIX) || c == "__op" {
+        let lower = c.column.to_ascii_lowercase();
+        if lower.starts_with(TEMP_PREFIX) || lower == "__op" {
             return Err(RenderError::BadColumn {
-                column: c.clone(),
+                column: c.column.clone(),
                 reason: "collides with the renderer's temporary columns (__dbz_*) or __op",
             });
         }
-        if !seen.insert(c.as_str()) {
-            return Err(RenderError::BadColumn { column: c.clone(), reason: "listed twice" });
+        if !seen.insert(lower) {
+            return Err(RenderError::BadColumn {
+                column: c.column.clone(),
+                reason: "listed twice",
+            });
+        }
+        if let Some(conv) = &c.conversion {
+            if !conv.contains(VALUE_PLACEHOLDER) {
+                return Err(RenderError::BadColumn {
+                    column: c.column.clone(),
+                    reason: "its conversion does not use the value ({v})",
+                });
+            }
+            if !spec.primary_key_table {
+                return Err(RenderError::BadColumn {
+                    column: c.column.clone(),
+                    reason: "a conversion needs a Primary Key table, whose key guards it \
+                             (strict mode does not check expressions)",
+                });
+            }
         }
     }
     let mut seen_keys = BTreeSet::new();
     for k in &spec.key_columns {
-        if !seen.contains(k.as_str()) {
+        let Some(col) = spec.columns.iter().find(|c| &c.column == k) else {
             return Err(RenderError::BadColumn {
                 column: k.clone(),
                 reason: "key column is not among the columns",
+            });
+        };
+        if col.conversion.is_some() {
+            return Err(RenderError::BadColumn {
+                column: k.clone(),
+                reason: "a key column cannot have a conversion",
             });
         }
         if !seen_keys.insert(k.as_str()) {
@@ -295,6 +421,9 @@ fn validate(spec: &RoutineLoadSpec) -> Result<(), RenderError> {
 /// let out = render_routine_load(&spec).unwrap();
 /// assert!(out.sql.contains(r#""kafka_offsets" = "1234,980,1102""#));
 /// assert!(out.sql.contains("`__op` = if(`__dbz_op` = 'd', 1, 0)"));
+/// assert!(out.sql.contains(r#""strict_mode" = "true""#));
+/// assert_eq!(out.columns[1].1.path, "$.after.amount");
+/// assert!(out.columns[1].1.expression.is_none(), "amount is mapped directly");
 /// assert!(out.warnings.is_empty());
 ///
 /// // A negative offset (OFFSET_END / OFFSET_BEGINNING) is refused.
@@ -306,36 +435,61 @@ pub fn render_routine_load(spec: &RoutineLoadSpec) -> Result<RenderedRoutineLoad
     let root = if spec.schemas_enabled { "$.payload" } else { "$" };
     let mut warnings = Vec::new();
 
-    // Source (temporary) columns, in jsonpaths order.
+    // Source columns (jsonpath order): `sources`; derived columns: `derived`.
     let mut paths: Vec<String> = Vec::new();
-    let mut items: Vec<String> = Vec::new();
+    let mut sources: Vec<String> = Vec::new();
+    let mut derived: Vec<(String, String)> = Vec::new();
+    let mut report: Vec<(String, RenderedColumn)> = Vec::new();
     let op_col = format!("{TEMP_PREFIX}op");
-    let b = |c: &str| format!("{TEMP_PREFIX}b_{c}");
-    let a = |c: &str| format!("{TEMP_PREFIX}a_{c}");
+    let b = |c: &str| quote_ident(&format!("{TEMP_PREFIX}b_{c}"));
+    let a = |c: &str| quote_ident(&format!("{TEMP_PREFIX}a_{c}"));
     let key_set: BTreeSet<&str> = spec.key_columns.iter().map(String::as_str).collect();
     let pk = spec.primary_key_table;
 
     if pk {
         paths.push(format!("{root}.op"));
-        items.push(quote_ident(&op_col));
+        sources.push(quote_ident(&op_col));
         for k in &spec.key_columns {
-            paths.push(format!("{root}.before.{k}"));
-            items.push(quote_ident(&b(k)));
+            let field = &spec.columns.iter().find(|c| &c.column == k).expect("validated").field;
+            paths.push(format!("{root}.before.{field}"));
+            sources.push(b(k));
         }
     }
+    // The conversions' checks, guarded by the first key column.
+    let mut guards: Vec<String> = Vec::new();
     for c in &spec.columns {
-        paths.push(format!("{root}.after.{c}"));
-        items.push(quote_ident(&a(c)));
-    }
-    // Derived target columns.
-    for c in &spec.columns {
-        let expr = if pk && key_set.contains(c.as_str()) {
-            format!("coalesce({}, {})", quote_ident(&a(c)), quote_ident(&b(c)))
+        let after = format!("{root}.after.{}", c.field);
+        paths.push(after.clone());
+        let (expression, source) = if pk && key_set.contains(c.column.as_str()) {
+            (Some(format!("coalesce({}, {})", a(&c.column), b(&c.column))), a(&c.column))
+        } else if let Some(conv) = &c.conversion {
+            let value = conv.replace(VALUE_PLACEHOLDER, &a(&c.column));
+            guards.push(format!("({} IS NULL OR {value} IS NOT NULL)", a(&c.column)));
+            (Some(value), a(&c.column))
         } else {
-            quote_ident(&a(c))
+            (None, quote_ident(&c.column))
         };
-        items.push(format!("{} = {}", quote_ident(c), expr));
+        sources.push(source);
+        if let Some(e) = &expression {
+            derived.push((c.column.clone(), e.clone()));
+        }
+        report.push((c.column.clone(), RenderedColumn { path: after, expression }));
     }
+    if let (Some(first_key), false) = (spec.key_columns.first(), guards.is_empty()) {
+        let guarded = |e: &str| format!("if({}, {e}, NULL)", guards.join(" AND "));
+        for (name, e) in &mut derived {
+            if name == first_key {
+                *e = guarded(e);
+            }
+        }
+        for (name, r) in &mut report {
+            if name == first_key {
+                r.expression = r.expression.as_deref().map(guarded);
+            }
+        }
+    }
+    let mut items: Vec<String> = sources;
+    items.extend(derived.iter().map(|(c, e)| format!("{} = {e}", quote_ident(c))));
     if pk {
         items.push(format!("{} = if({} = 'd', 1, 0)", quote_ident("__op"), quote_ident(&op_col)));
     } else {
@@ -352,9 +506,13 @@ pub fn render_routine_load(spec: &RoutineLoadSpec) -> Result<RenderedRoutineLoad
         ("format".into(), "json".into()),
         ("strip_outer_array".into(), "false".into()),
         ("jsonpaths".into(), jsonpaths),
+        ("strict_mode".into(), "true".into()),
+        ("timezone".into(), "UTC".into()),
         ("max_error_number".into(), "0".into()),
-        ("max_filter_ratio".into(), "0".into()),
     ];
+    if spec.pause_on_fatal_parse_error {
+        props.push(("pause_on_fatal_parse_error".into(), "true".into()));
+    }
     props.extend(spec.properties.iter().map(|(k, v)| (k.clone(), v.clone())));
 
     let partitions: Vec<String> = spec.offsets.keys().map(i32::to_string).collect();
@@ -381,7 +539,7 @@ pub fn render_routine_load(spec: &RoutineLoadSpec) -> Result<RenderedRoutineLoad
         kv(&props),
         kv(&kafka),
     );
-    Ok(RenderedRoutineLoad { sql, warnings })
+    Ok(RenderedRoutineLoad { sql, columns: report, warnings })
 }
 
 #[cfg(test)]
@@ -406,13 +564,14 @@ mod tests {
     fn exact_sql_for_one_table() {
         let out = render_routine_load(&spec()).unwrap();
         let expected = r#"CREATE ROUTINE LOAD `db`.`orders_cdc` ON `orders`
-COLUMNS (`__dbz_op`, `__dbz_b_id`, `__dbz_a_id`, `__dbz_a_amount`, `id` = coalesce(`__dbz_a_id`, `__dbz_b_id`), `amount` = `__dbz_a_amount`, `__op` = if(`__dbz_op` = 'd', 1, 0))
+COLUMNS (`__dbz_op`, `__dbz_b_id`, `__dbz_a_id`, `amount`, `id` = coalesce(`__dbz_a_id`, `__dbz_b_id`), `__op` = if(`__dbz_op` = 'd', 1, 0))
 PROPERTIES (
   "format" = "json",
   "strip_outer_array" = "false",
   "jsonpaths" = "[\"$.op\",\"$.before.id\",\"$.after.id\",\"$.after.amount\"]",
+  "strict_mode" = "true",
+  "timezone" = "UTC",
   "max_error_number" = "0",
-  "max_filter_ratio" = "0",
   "desired_concurrent_number" = "3"
 )
 FROM KAFKA (
@@ -423,6 +582,49 @@ FROM KAFKA (
 );"#;
         assert_eq!(out.sql, expected);
         assert!(out.warnings.is_empty());
+        assert_eq!(
+            out.columns,
+            vec![
+                (
+                    "id".to_owned(),
+                    RenderedColumn {
+                        path: "$.after.id".into(),
+                        expression: Some("coalesce(`__dbz_a_id`, `__dbz_b_id`)".into())
+                    }
+                ),
+                (
+                    "amount".to_owned(),
+                    RenderedColumn { path: "$.after.amount".into(), expression: None }
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn conversions_are_guarded_by_the_first_key() {
+        let mut s = spec();
+        s.columns.push(ColumnMapping::new("doc", "Doc").with_conversion("parse_json({v})"));
+        s.key_columns = vec!["id".into()];
+        let out = render_routine_load(&s.clone().with_pause_on_fatal_parse_error(true)).unwrap();
+        assert!(
+            out.sql.contains(
+                "`id` = if((`__dbz_a_doc` IS NULL OR parse_json(`__dbz_a_doc`) IS NOT NULL), \
+             coalesce(`__dbz_a_id`, `__dbz_b_id`), NULL), `doc` = parse_json(`__dbz_a_doc`)"
+            ),
+            "{}",
+            out.sql
+        );
+        assert!(out.sql.contains(r#"\"$.after.Doc\""#), "the field name is the path: {}", out.sql);
+        assert!(out.sql.contains(r#""pause_on_fatal_parse_error" = "true""#));
+        assert_eq!(out.columns[2].1.expression.as_deref(), Some("parse_json(`__dbz_a_doc`)"));
+        // No key to guard a conversion: refused.
+        let mut dup = s.clone().with_primary_key_table(false);
+        dup.key_columns.clear();
+        assert!(matches!(render_routine_load(&dup), Err(RenderError::BadColumn { .. })));
+        // A conversion that ignores the value is a mistake.
+        let mut bad = spec();
+        bad.columns[1] = ColumnMapping::new("amount", "amount").with_conversion("1");
+        assert!(matches!(render_routine_load(&bad), Err(RenderError::BadColumn { .. })));
     }
 
     #[test]
@@ -477,7 +679,13 @@ FROM KAFKA (
                 ..spec()
             })
             .unwrap_err();
-            assert!(matches!(err, RenderError::UnsupportedColumnName { .. }), "{col:?}: {err:?}");
+            assert!(
+                matches!(
+                    err,
+                    RenderError::UnsupportedColumnName { .. } | RenderError::Empty { .. }
+                ),
+                "{col:?}: {err:?}"
+            );
         }
         for col in ["__op", "__dbz_a_id"] {
             let err = render_routine_load(&RoutineLoadSpec {
@@ -494,7 +702,7 @@ FROM KAFKA (
         let err =
             render_routine_load(&RoutineLoadSpec { key_columns: vec![], ..spec() }).unwrap_err();
         assert!(matches!(err, RenderError::Empty { .. }));
-        for key in ["jsonpaths", "format", "kafka_offsets", "a\"b"] {
+        for key in ["jsonpaths", "format", "kafka_offsets", "a\"b", "strict_mode", "timezone"] {
             let err = render_routine_load(&spec().with_property(key, "x")).unwrap_err();
             assert!(matches!(err, RenderError::InvalidValue { .. }), "{key}");
         }
@@ -514,12 +722,12 @@ FROM KAFKA (
                 topic: "we\"ird\\topic".into(),
                 ..spec()
             }
-            .with_property("timezone", "A\"\\B"),
+            .with_property("task_timeout_second", "A\"\\B"),
         )
         .unwrap();
         assert!(out.sql.starts_with("CREATE ROUTINE LOAD `d``b`.`j``` ON `t\"x`\n"));
         assert!(out.sql.contains(r#""kafka_topic" = "we\"ird\\topic""#));
-        assert!(out.sql.contains(r#""timezone" = "A\"\\B""#));
+        assert!(out.sql.contains(r#""task_timeout_second" = "A\"\\B""#));
     }
 
     #[test]
@@ -530,9 +738,7 @@ FROM KAFKA (
         .unwrap();
         assert!(!out.sql.contains("__op"));
         assert!(!out.sql.contains("before"));
-        assert!(out.sql.contains(
-            "COLUMNS (`__dbz_a_id`, `__dbz_a_amount`, `id` = `__dbz_a_id`, `amount` = `__dbz_a_amount`)"
-        ));
+        assert!(out.sql.contains("COLUMNS (`id`, `amount`)\n"), "{}", out.sql);
         assert_eq!(out.warnings.len(), 1);
         assert!(out.warnings[0].contains("deletes cannot be applied"));
     }

@@ -22,7 +22,7 @@ fn payload(name: &str) -> Value {
         slot: "pgsnap_slot".into(),
         publication: "pgsnap_pub".into(),
         tables: vec![("public".into(), "orders".into())],
-        schemas_enabled: false,
+        properties: vec![],
     })
     .unwrap()
 }

@@ -2,5 +2,6 @@
 
 mod connect;
 mod handoff;
+mod render;
 mod resolver;
 mod tansu;

@@ -62,7 +62,7 @@ impl SqlError {
     }
 
     /// A StarRocks-style syntax error (1064).
-    fn syntax(detail: impl std::fmt::Display) -> Self {
+    pub(crate) fn syntax(detail: impl std::fmt::Display) -> Self {
         SqlError::new(ER_PARSE_ERROR, format!("Getting syntax error. Detail message: {detail}."))
     }
 
@@ -72,7 +72,7 @@ impl SqlError {
     }
 
     /// Something StarRocks accepts but the double does not model (1235).
-    fn not_modelled(what: impl std::fmt::Display) -> Self {
+    pub(crate) fn not_modelled(what: impl std::fmt::Display) -> Self {
         SqlError::new(ER_NOT_SUPPORTED_YET, format!("test double: {what} not modelled"))
     }
 
@@ -122,6 +122,10 @@ pub(crate) enum Statement {
     },
     /// `CREATE TABLE ...`, parsed and validated.
     CreateTable(Box<CreateTable>),
+    /// A Routine Load statement (`CREATE ROUTINE LOAD`, `PAUSE`/`RESUME`/`STOP ROUTINE LOAD`,
+    /// `SHOW [ALL] ROUTINE LOAD`), as received: parsed by `routine_load::sql` with the
+    /// double's StarRocks version.
+    RoutineLoad(String),
     /// `DROP TABLE [IF EXISTS] [db.]t [FORCE]`.
     DropTable {
         /// The database, if qualified.
@@ -216,7 +220,7 @@ impl CreateTable {
 // Lexer
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Tok {
+pub(crate) enum Tok {
     /// A bare word (keyword or identifier).
     Word(String),
     /// A backtick-quoted identifier.
@@ -230,13 +234,13 @@ enum Tok {
 }
 
 #[derive(Debug, Clone)]
-struct Token {
-    tok: Tok,
-    start: usize,
-    end: usize,
+pub(crate) struct Token {
+    pub(crate) tok: Tok,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
 }
 
-fn lex(sql: &str) -> Result<Vec<Token>> {
+pub(crate) fn lex(sql: &str) -> Result<Vec<Token>> {
     let bytes = sql.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -355,14 +359,15 @@ fn lex_string(sql: &str, start: usize) -> Result<(String, usize)> {
 // ---------------------------------------------------------------------------------------------
 // Token cursor
 
-struct Cursor<'a> {
-    sql: &'a str,
+/// A cursor over the tokens of one statement (also used by the Routine Load statements).
+pub(crate) struct Cursor<'a> {
+    pub(crate) sql: &'a str,
     toks: Vec<Token>,
-    pos: usize,
+    pub(crate) pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn new(sql: &'a str) -> Result<Self> {
+    pub(crate) fn new(sql: &'a str) -> Result<Self> {
         let mut toks = lex(sql)?;
         while matches!(toks.last(), Some(Token { tok: Tok::Punct(';'), .. })) {
             toks.pop();
@@ -370,40 +375,40 @@ impl<'a> Cursor<'a> {
         Ok(Cursor { sql, toks, pos: 0 })
     }
 
-    fn peek(&self) -> Option<&Tok> {
+    pub(crate) fn peek(&self) -> Option<&Tok> {
         self.toks.get(self.pos).map(|t| &t.tok)
     }
 
-    fn peek_at(&self, n: usize) -> Option<&Tok> {
+    pub(crate) fn peek_at(&self, n: usize) -> Option<&Tok> {
         self.toks.get(self.pos + n).map(|t| &t.tok)
     }
 
-    fn at_end(&self) -> bool {
+    pub(crate) fn at_end(&self) -> bool {
         self.pos >= self.toks.len()
     }
 
     /// Byte offset of the next token (or the end of the text).
-    fn offset(&self) -> usize {
+    pub(crate) fn offset(&self) -> usize {
         self.toks.get(self.pos).map_or(self.sql.len(), |t| t.start)
     }
 
     /// Byte offset just after the previous token.
-    fn prev_end(&self) -> usize {
+    pub(crate) fn prev_end(&self) -> usize {
         if self.pos == 0 { 0 } else { self.toks[self.pos - 1].end }
     }
 
-    fn describe_next(&self) -> String {
+    pub(crate) fn describe_next(&self) -> String {
         match self.toks.get(self.pos) {
             Some(t) => format!("'{}'", &self.sql[t.start..t.end]),
             None => "end of statement".to_owned(),
         }
     }
 
-    fn is_kw(&self, kw: &str) -> bool {
+    pub(crate) fn is_kw(&self, kw: &str) -> bool {
         matches!(self.peek(), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(kw))
     }
 
-    fn eat_kw(&mut self, kw: &str) -> bool {
+    pub(crate) fn eat_kw(&mut self, kw: &str) -> bool {
         if self.is_kw(kw) {
             self.pos += 1;
             true
@@ -412,7 +417,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn eat_kws(&mut self, kws: &[&str]) -> bool {
+    pub(crate) fn eat_kws(&mut self, kws: &[&str]) -> bool {
         let all = kws.iter().enumerate().all(
             |(n, kw)| matches!(self.peek_at(n), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(kw)),
         );
@@ -422,11 +427,11 @@ impl<'a> Cursor<'a> {
         all
     }
 
-    fn is_punct(&self, c: char) -> bool {
+    pub(crate) fn is_punct(&self, c: char) -> bool {
         self.peek() == Some(&Tok::Punct(c))
     }
 
-    fn eat_punct(&mut self, c: char) -> bool {
+    pub(crate) fn eat_punct(&mut self, c: char) -> bool {
         if self.is_punct(c) {
             self.pos += 1;
             true
@@ -435,7 +440,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn expect_punct(&mut self, c: char) -> Result<()> {
+    pub(crate) fn expect_punct(&mut self, c: char) -> Result<()> {
         if self.eat_punct(c) {
             Ok(())
         } else {
@@ -447,7 +452,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// An identifier, bare or backtick-quoted.
-    fn ident(&mut self) -> Result<String> {
+    pub(crate) fn ident(&mut self) -> Result<String> {
         match self.peek() {
             Some(Tok::Word(w)) | Some(Tok::Quoted(w)) => {
                 let w = w.clone();
@@ -462,7 +467,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// `name` or `db.name`.
-    fn qualified_name(&mut self) -> Result<(Option<String>, String)> {
+    pub(crate) fn qualified_name(&mut self) -> Result<(Option<String>, String)> {
         let first = self.ident()?;
         if self.eat_punct('.') {
             let second = self.ident()?;
@@ -472,7 +477,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn string(&mut self) -> Result<String> {
+    pub(crate) fn string(&mut self) -> Result<String> {
         match self.peek() {
             Some(Tok::Str(s)) => {
                 let s = s.clone();
@@ -486,7 +491,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn number(&mut self) -> Result<String> {
+    pub(crate) fn number(&mut self) -> Result<String> {
         match self.peek() {
             Some(Tok::Num(s)) => {
                 let s = s.clone();
@@ -500,12 +505,12 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn integer(&mut self) -> Result<u64> {
+    pub(crate) fn integer(&mut self) -> Result<u64> {
         let n = self.number()?;
         n.parse().map_err(|_| SqlError::syntax(format!("'{n}' is not an integer")))
     }
 
-    fn expect_end(&self) -> Result<()> {
+    pub(crate) fn expect_end(&self) -> Result<()> {
         if self.at_end() {
             Ok(())
         } else {
@@ -514,7 +519,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// `( name, name, ... )`
-    fn name_list(&mut self) -> Result<Vec<String>> {
+    pub(crate) fn name_list(&mut self) -> Result<Vec<String>> {
         self.expect_punct('(')?;
         let mut names = vec![self.ident()?];
         while self.eat_punct(',') {
@@ -533,6 +538,9 @@ pub(crate) fn parse_statement(sql: &str) -> Result<Statement> {
     let mut c = Cursor::new(sql)?;
     if c.at_end() {
         return Err(SqlError::syntax("empty statement"));
+    }
+    if is_routine_load(&c) {
+        return Ok(Statement::RoutineLoad(sql.to_owned()));
     }
     let stmt = if c.eat_kw("SELECT") {
         parse_select(&mut c, sql)?
@@ -582,6 +590,16 @@ pub(crate) fn parse_statement(sql: &str) -> Result<Statement> {
         });
     }
     Ok(stmt)
+}
+
+/// Whether the statement starts with `CREATE|PAUSE|RESUME|STOP ROUTINE LOAD` or
+/// `SHOW [ALL] ROUTINE LOAD`.
+fn is_routine_load(c: &Cursor<'_>) -> bool {
+    let kw =
+        |n: usize, k: &str| matches!(c.peek_at(n), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(k));
+    let verb = ["CREATE", "PAUSE", "RESUME", "STOP", "SHOW"].iter().any(|v| kw(0, v));
+    let at = if kw(0, "SHOW") && kw(1, "ALL") { 2 } else { 1 };
+    verb && kw(at, "ROUTINE") && kw(at + 1, "LOAD")
 }
 
 /// What a select-list entry was, before we know whether there is a `FROM`.

@@ -25,30 +25,53 @@
 //!   4-space pretty printing). `GET /api/_load_error_log?file=` serves the error log of
 //!   filtered rows. The transaction interface (§2) is served here too.
 //! - **MySQL protocol** ([`StarRocksDouble::mysql_addr`], like port 9030): the front in
-//!   `mysql.rs` (DDL, `information_schema`), sharing the same [`Catalog`].
+//!   `mysql.rs` (DDL, `information_schema`, `current_version()` of
+//!   [`StarRocksOptions::version`]), sharing the same [`Catalog`], and **Routine Load** from
+//!   Kafka (JSON): `CREATE`/`PAUSE`/`RESUME`/`STOP`/`SHOW ROUTINE LOAD`, with a consumer
+//!   thread per job; see [`routine_load`] for what it does and does not emulate, and
+//!   [`RoutineLoadDef`] for the pure evaluator other crates' unit tests can use.
 //!
 //! Labels (§1.4, §5.3) are unique per database among non-aborted transactions, with states
 //! PREPARE → (PREPARED) → COMMITTED → VISIBLE, or ABORTED (which frees the label). Both
 //! versions of the duplicate-label answer are available ([`DuplicateLabelStyle`]). Faults
 //! can be injected ([`Fault`], [`StarRocksDouble::inject`]).
 //!
-//! Rows are stored as canonical text cells ([`Cell`]): see `load.rs` for the conversion of
-//! each type. The governing rule: **the double never accepts what real StarRocks would
-//! reject**; where StarRocks' behaviour is unconfirmed the double rejects (or filters the
-//! row) with a message that starts with `test double:`.
+//! Rows are stored as canonical text cells ([`Cell`]), the same on every path (Stream Load
+//! CSV and JSON, Routine Load). Each sourced StarRocks conversion rule is implemented once, in
+//! the private `value` module (`string_to_float`, `string_to_decimal`, the DATE/DATETIME
+//! parser, `parse_json_or_string`, ...); Stream Load (`load.rs`) adds the extra strictness
+//! listed below on top, Routine Load (`routine_load/`) follows the rules as sourced and takes
+//! the worst case where they are not. The governing rule: **the double never accepts what
+//! real StarRocks would reject**; where StarRocks' behaviour is unconfirmed the Stream Load
+//! path rejects (or filters the row) with a message that starts with `test double:`.
 //!
-//! # Deliberately stricter than StarRocks (unconfirmed behaviour)
+//! # Stream Load: sourced rules
 //!
-//! - `strict_mode=false`: StarRocks turns a failed conversion into NULL (§5.5, UNCONFIRMED);
-//!   the double filters such rows in both modes.
-//! - A `DECIMAL(p,s)` value with more than `s` non-zero fraction digits would be rounded by
-//!   StarRocks (rounding mode unconfirmed): filtered. Exponent notation for DECIMAL: filtered.
-//! - An enclosed `"\N"` in CSV, the JSON string `"\N"`, ARRAY values in CSV or as JSON
-//!   strings, any VARBINARY value, blank CSV lines: filtered.
-//! - DATE accepts only `YYYY-MM-DD`, DATETIME only `YYYY-MM-DD HH:MM:SS[.f{1,6}]` (space
-//!   separator); integers only plain decimal digits; JSON numbers with a fraction or an
-//!   exponent for integer columns are filtered; JSON numbers/booleans for string, date and
-//!   datetime columns are filtered.
+//! - FLOAT/DOUBLE (CSV, or a JSON string) use `string_to_float`: `NaN`/`nan` and any `inf…`
+//!   prefix (`inf`, `Infinity`), with a sign, are stored as NaN/±infinity (canonical text
+//!   `NaN`, `Infinity`, `-Infinity`).
+//! - CSV into a JSON column is `parse_json_or_string`: text starting with `{`, `[` or `"` is
+//!   parsed (invalid: filtered), anything else becomes a JSON *string* (`123` → `"123"`). A
+//!   JSON body copies the value natively (`123` stays a number; objects are stored with sorted
+//!   keys; a top-level `null` is SQL NULL).
+//! - The JSON string `"\N"` into a string column is the text `\N` (the JSON scanner has no
+//!   NULL check; only an unenclosed CSV `\N` is NULL).
+//!
+//! # Deliberately stricter than StarRocks (Stream Load)
+//!
+//! - `strict_mode=false`: StarRocks turns a failed conversion into NULL (§5.5); the double
+//!   filters such rows in both modes.
+//! - A `DECIMAL(p,s)` value with more than `s` non-zero fraction digits, which StarRocks
+//!   rounds half-up (sourced), and exponent notation for DECIMAL: filtered.
+//! - An enclosed `"\N"` in CSV, ARRAY values in CSV or as JSON strings, any VARBINARY value,
+//!   blank CSV lines: filtered. An ARRAY element that fails conversion filters the row
+//!   (StarRocks' JSON scanner makes it a NULL element, which Routine Load follows).
+//! - DATE accepts only `YYYY-MM-DD`, DATETIME only `YYYY-MM-DD HH:MM:SS[.f{1,6}]` (one space
+//!   as separator, valid time; StarRocks also takes `T`, `Z`, offsets, more fraction digits
+//!   and a date-only fallback, which Routine Load follows); integers only plain decimal
+//!   digits; JSON numbers with a fraction or an exponent for integer columns are filtered
+//!   (StarRocks truncates); JSON numbers/booleans/objects for string, date and datetime
+//!   columns are filtered.
 //! - After a `Publish Timeout` the rows are applied only when the transaction turns VISIBLE
 //!   (as in StarRocks); a later commit on the same table publishes earlier COMMITTED ones
 //!   first (versions are published in order).
@@ -58,10 +81,11 @@
 //!   `strip_outer_array: true`, or a missing `json_root` fail the load.
 //! - Stored canonical text: BOOLEAN `1`/`0`; DECIMAL with exactly `s` fraction digits;
 //!   DATETIME `YYYY-MM-DD HH:MM:SS`, plus `.ffffff` (6 digits) only when the fraction is
-//!   non-zero; FLOAT/DOUBLE in Rust's shortest round-trip form (StarRocks may print
-//!   differently); JSON as `serde_json` prints the parsed value (a JSON *string* sent for a JSON
-//!   column in JSON format is stored as that JSON string value); ARRAY as JSON text of the
-//!   converted elements (numbers and booleans bare, other scalars as JSON strings, `null`).
+//!   non-zero; FLOAT/DOUBLE in Rust's shortest round-trip form, `NaN`, `Infinity`,
+//!   `-Infinity` (StarRocks may print differently); JSON as `serde_json` prints the value
+//!   (keys sorted; a JSON *string* stays a string, `"123"` ≠ `123`, and JSON `null` is the
+//!   text `null`, distinct from SQL NULL); ARRAY as JSON text of the converted elements
+//!   (numbers and booleans bare, other scalars as JSON strings, `null`).
 //!
 //! # Not covered
 //!
@@ -86,12 +110,15 @@
 pub mod catalog;
 mod ddl;
 pub mod mysql;
+pub mod routine_load;
 
 mod be;
 mod fe;
 mod http;
+mod json;
 mod load;
 mod txn;
+mod value;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -104,6 +131,10 @@ use tokio::task::JoinSet;
 pub use catalog::{
     Catalog, CatalogState, Cell, ColumnDef, Database, KeysType, PendingRow, SrType, TableDef, Txn,
     TxnState,
+};
+pub use routine_load::{
+    KafkaOffset, MessageOutcome, RoutineLoadDef, RoutineLoadState, RoutineLoadStatus,
+    StarRocksVersion,
 };
 
 /// How the double answers a Stream Load whose label is held by a non-aborted transaction
@@ -148,6 +179,13 @@ pub struct StarRocksOptions {
     /// Keep the rows each visible load applied (default off), for
     /// [`StarRocksDouble::applied_rows`].
     pub keep_load_rows: bool,
+    /// The StarRocks release the double plays (default 3.4.2): `current_version()` prints it
+    /// and the Routine Load job properties follow it
+    /// ([`StarRocksVersion::has_pause_on_fatal_parse_error`]).
+    pub version: StarRocksVersion,
+    /// How long a Routine Load job waits for more messages before it applies a batch
+    /// (default 100 ms; see [`routine_load`]).
+    pub routine_load_batch_interval: Duration,
 }
 
 impl Default for StarRocksOptions {
@@ -162,11 +200,31 @@ impl Default for StarRocksOptions {
             fe_drain_window: Duration::from_millis(100),
             txn_idle_grace: Duration::from_secs(30),
             keep_load_rows: false,
+            version: StarRocksVersion::default(),
+            routine_load_batch_interval: Duration::from_millis(100),
         }
     }
 }
 
 impl StarRocksOptions {
+    /// Sets the StarRocks release the double plays, e.g. `"3.3.11"` (see
+    /// [`StarRocksOptions::version`]).
+    ///
+    /// # Panics
+    ///
+    /// If `version` is not `major.minor.patch`.
+    pub fn with_version(mut self, version: &str) -> Self {
+        self.version = StarRocksVersion::parse(version)
+            .unwrap_or_else(|| panic!("test double: not a StarRocks version: {version:?}"));
+        self
+    }
+
+    /// Sets how long a Routine Load job waits for more messages before it applies a batch.
+    pub fn with_routine_load_batch_interval(mut self, interval: Duration) -> Self {
+        self.routine_load_batch_interval = interval;
+        self
+    }
+
     /// Sets the user and password.
     pub fn with_user(mut self, user: &str, password: &str) -> Self {
         self.user = user.into();
@@ -341,6 +399,8 @@ pub(crate) struct Shared {
     pub(crate) be_addr: SocketAddr,
     state: Mutex<DoubleState>,
     tasks: Mutex<JoinSet<()>>,
+    /// The Routine Load jobs (lock order: catalog, then a job's status; never the reverse).
+    pub(crate) routine_loads: routine_load::Manager,
 }
 
 impl Shared {
@@ -439,6 +499,7 @@ pub struct StarRocksDouble {
 impl Drop for StarRocksDouble {
     fn drop(&mut self) {
         self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner()).abort_all();
+        self.shared.routine_loads.shutdown();
     }
 }
 
@@ -460,15 +521,11 @@ impl StarRocksDouble {
             be_addr,
             state: Mutex::new(DoubleState::default()),
             tasks: Mutex::new(JoinSet::new()),
+            routine_loads: routine_load::Manager::default(),
         });
         shared.spawn(fe::serve(fe, Arc::clone(&shared)));
         shared.spawn(be::serve(be, Arc::clone(&shared)));
-        shared.spawn(mysql::serve(
-            my,
-            shared.catalog.clone(),
-            shared.options.user.clone(),
-            shared.options.password.clone(),
-        ));
+        shared.spawn(mysql::serve_double(my, Arc::clone(&shared)));
         StarRocksDouble { shared, fe_addr, be_addr, mysql_addr }
     }
 
@@ -603,6 +660,46 @@ impl StarRocksDouble {
     /// The error log stored under `file` (the `file=` of an `ErrorURL`).
     pub fn error_log(&self, file: &str) -> Option<String> {
         self.shared.state().error_logs.get(file).cloned()
+    }
+
+    /// The latest Routine Load job named `name` in `db` (STOPPED/CANCELLED ones included).
+    pub fn routine_load(&self, db: &str, name: &str) -> Option<RoutineLoadStatus> {
+        self.shared.routine_loads.status(db, name)
+    }
+
+    /// Every Routine Load job, in creation order.
+    pub fn routine_loads(&self) -> Vec<RoutineLoadStatus> {
+        self.shared.routine_loads.all_statuses()
+    }
+
+    /// Waits until the job `db`.`name` consumed every partition of `targets` up to the given
+    /// *next* offset (its [`RoutineLoadStatus::progress`] is at least the target), or left
+    /// NEED_SCHEDULE/RUNNING (e.g. PAUSED), or `timeout` passed; returns its status then.
+    ///
+    /// # Panics
+    ///
+    /// If there is no such job.
+    pub async fn wait_routine_load(
+        &self,
+        db: &str,
+        name: &str,
+        targets: &BTreeMap<i32, i64>,
+        timeout: Duration,
+    ) -> RoutineLoadStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self
+                .routine_load(db, name)
+                .unwrap_or_else(|| panic!("test double: no routine load job {db}.{name}"));
+            let reached =
+                targets.iter().all(|(p, t)| status.progress.get(p).is_some_and(|n| n >= t));
+            let active =
+                matches!(status.state, RoutineLoadState::NeedSchedule | RoutineLoadState::Running);
+            if reached || !active || Instant::now() >= deadline {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Moves the double's clock forward (transaction-interface timeouts only).

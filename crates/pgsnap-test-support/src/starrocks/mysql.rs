@@ -8,7 +8,8 @@
 //! # Connection
 //!
 //! - Handshake: server version `8.0.33` (what StarRocks 3.4+ reports; 3.3 and older report
-//!   `5.1.0`), `mysql_native_password` with a fresh 20-byte scramble per connection, no TLS.
+//!   `5.1.0`; the double follows [`StarRocksOptions::version`](super::StarRocksOptions::version)),
+//!   `mysql_native_password` with a fresh 20-byte scramble per connection, no TLS.
 //! - Only the configured user and password are accepted (an empty password means "no
 //!   password"). Anything else gets error 1045 (SQLSTATE 28000)
 //!   `Access denied for user '<user>'@'<client ip>' (using password: YES|NO)`.
@@ -37,8 +38,9 @@
 //!   33554432, `wait_timeout` 28800, `version`, `version_comment`, `autocommit`,
 //!   `lower_case_table_names` 0, `sql_mode`, `time_zone`, character sets, ...); an unknown
 //!   variable gives StarRocks' error 1064 `Getting analyzing error. Detail message: Unknown
-//!   system variable '<name>'.`. Also `SELECT version()`, `current_version()`, `database()`,
-//!   `connection_id()`, `user()`, and literals (`SELECT 1`).
+//!   system variable '<name>'.`. Also `SELECT version()`, `current_version()` (the configured
+//!   release as `<version>-<7 hex digits>`, e.g. `3.4.2-…`), `database()`, `connection_id()`,
+//!   `user()`, and literals (`SELECT 1`).
 //! - `SET [SESSION] var = value, ...` and `SET NAMES ...` for the same variables.
 //! - `SELECT <cols> FROM information_schema.{schemata|tables|columns} [WHERE c = 'v' [AND
 //!   ...]] [ORDER BY c [ASC|DESC], ...]`, e.g. the sink's
@@ -65,6 +67,9 @@
 //!   `DROP TABLE [IF EXISTS] [db.]t [FORCE]`, `USE db`. Every such DDL statement that parses
 //!   is appended, as received, to
 //!   [`CatalogState::ddl_log`](super::catalog::CatalogState::ddl_log) before it runs.
+//! - `CREATE ROUTINE LOAD`, `PAUSE`/`RESUME`/`STOP ROUTINE LOAD FOR`, `SHOW [ALL] ROUTINE
+//!   LOAD`: see [`super::routine_load`] (only when the front belongs to a
+//!   [`StarRocksDouble`](super::StarRocksDouble); not logged in `ddl_log`).
 //!
 //! Table names are case-sensitive (StarRocks' default `lower_case_table_names = 0`), but the
 //! catalog keys tables by lower-cased name, so two tables whose names differ only in case
@@ -88,13 +93,15 @@ use sha1::{Digest, Sha1};
 use tokio::io::AsyncWrite;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::Shared;
 use super::catalog::{Catalog, CatalogState, Cell, KeysType, SrType, TableDef};
 use super::ddl::{self, InfoQuery, SelectExpr, SqlError, Statement};
+use super::routine_load::{self, StarRocksVersion};
 
-/// The server version in the handshake and `@@version` (StarRocks 3.4+ reports `8.0.33`).
-const SERVER_VERSION: &str = "8.0.33";
-/// `current_version()` and `@@version_comment`.
-const STARROCKS_VERSION: &str = "3.4.0-pgsnap-test-double";
+/// The server version in the handshake and `@@version` of StarRocks 3.4+ (`5.1.0` before).
+fn server_version(version: &StarRocksVersion) -> &'static str {
+    if (version.major, version.minor) >= (3, 4) { "8.0.33" } else { "5.1.0" }
+}
 
 const ER_ACCESS_DENIED_ERROR: u16 = 1045;
 const ER_NO_DB_ERROR: u16 = 1046;
@@ -108,12 +115,39 @@ const ER_UNSUPPORTED_PS: u16 = 1295;
 /// Serves the MySQL-protocol front of the StarRocks test double on `listener`: one task per
 /// connection, all sharing `catalog`. Only `user` with `password` may log in (an empty
 /// `password` means none). Runs until the task is aborted.
+///
+/// This front alone has no Routine Load (the statements fail with a `test double:` message)
+/// and plays StarRocks 3.4.2; a [`StarRocksDouble`](super::StarRocksDouble) serves the full
+/// front.
 pub async fn serve(listener: TcpListener, catalog: Catalog, user: String, password: String) {
+    serve_inner(listener, catalog, user, password, None).await;
+}
+
+/// Serves the front of a whole double (Routine Load, its version).
+pub(crate) async fn serve_double(listener: TcpListener, shared: Arc<Shared>) {
+    let (catalog, user, password) =
+        (shared.catalog.clone(), shared.options.user.clone(), shared.options.password.clone());
+    serve_inner(listener, catalog, user, password, Some(shared)).await;
+}
+
+async fn serve_inner(
+    listener: TcpListener,
+    catalog: Catalog,
+    user: String,
+    password: String,
+    double: Option<Arc<Shared>>,
+) {
     let auth = Arc::new(Credentials { user, password });
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                tokio::spawn(handle_connection(stream, peer, catalog.clone(), Arc::clone(&auth)));
+                tokio::spawn(handle_connection(
+                    stream,
+                    peer,
+                    catalog.clone(),
+                    Arc::clone(&auth),
+                    double.clone(),
+                ));
             }
             // E.g. out of file descriptors: back off instead of spinning.
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -132,11 +166,13 @@ async fn handle_connection(
     peer: SocketAddr,
     catalog: Catalog,
     auth: Arc<Credentials>,
+    double: Option<Arc<Shared>>,
 ) {
     static NEXT_CONNECTION_ID: AtomicU32 = AtomicU32::new(1);
     let _ = stream.set_nodelay(true);
     let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
     let auth_failure = Arc::new(Mutex::new(None));
+    let version = double.as_ref().map(|d| d.options.version).unwrap_or_default();
     let session = Session {
         id,
         salt: make_salt(id),
@@ -146,7 +182,9 @@ async fn handle_connection(
         auth_failure: Arc::clone(&auth_failure),
         user: Mutex::new(String::new()),
         current_db: None,
-        vars: default_variables(),
+        vars: default_variables(&version),
+        version,
+        double,
     };
     let (reader, writer) = stream.into_split();
     let writer = AuthErrorRewriter::new(writer, auth_failure);
@@ -286,6 +324,10 @@ struct Session {
     current_db: Option<String>,
     /// Session variables: lower-cased name → value.
     vars: Vec<(String, Value)>,
+    /// The StarRocks release played.
+    version: StarRocksVersion,
+    /// The whole double (Routine Load), unless this front runs alone.
+    double: Option<Arc<Shared>>,
 }
 
 /// A session variable's value.
@@ -295,7 +337,7 @@ enum Value {
     Str(String),
 }
 
-fn default_variables() -> Vec<(String, Value)> {
+fn default_variables(version: &StarRocksVersion) -> Vec<(String, Value)> {
     use Value::{Int, Str};
     let s = |v: &str| Str(v.to_owned());
     vec![
@@ -308,8 +350,8 @@ fn default_variables() -> Vec<(String, Value)> {
         ("autocommit".into(), Int(1)),
         ("auto_increment_increment".into(), Int(1)),
         ("lower_case_table_names".into(), Int(0)),
-        ("version".into(), s(SERVER_VERSION)),
-        ("version_comment".into(), Str(format!("StarRocks version {STARROCKS_VERSION}"))),
+        ("version".into(), s(server_version(version))),
+        ("version_comment".into(), Str(format!("StarRocks version {}", version.current_version()))),
         ("sql_mode".into(), s("ONLY_FULL_GROUP_BY")),
         ("time_zone".into(), s("UTC")),
         ("system_time_zone".into(), s("UTC")),
@@ -379,8 +421,8 @@ impl Session {
                             None => return Err(Self::unknown_variable(name)),
                         },
                         SelectExpr::Function(name) => match name.as_str() {
-                            "version" => (VARCHAR, Some(SERVER_VERSION.to_owned())),
-                            "current_version" => (VARCHAR, Some(STARROCKS_VERSION.to_owned())),
+                            "version" => (VARCHAR, Some(server_version(&self.version).to_owned())),
+                            "current_version" => (VARCHAR, Some(self.version.current_version())),
                             "database" | "schema" => (VARCHAR, self.current_db.clone()),
                             "connection_id" => (BIGINT, Some(self.id.to_string())),
                             "user" | "current_user" | "session_user" => {
@@ -432,6 +474,22 @@ impl Session {
                     self.set_var(&name, new);
                 }
                 Ok(Response::Ok)
+            }
+            Statement::RoutineLoad(text) => {
+                let Some(double) = &self.double else {
+                    return Err(SqlError::new(
+                        ddl::ER_NOT_SUPPORTED_YET,
+                        "test double: Routine Load needs a StarRocksDouble (this MySQL front runs \
+                         alone)",
+                    ));
+                };
+                match routine_load::execute(double, self.current_db.as_deref(), &text)? {
+                    None => Ok(Response::Ok),
+                    Some((names, rows)) => Ok(Response::Rows {
+                        columns: names.into_iter().map(|n| (n.to_owned(), VARCHAR)).collect(),
+                        rows,
+                    }),
+                }
             }
             Statement::Use(db) => {
                 if !self.catalog.lock().databases.contains_key(&db) {
@@ -717,7 +775,7 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Session {
     type Error = io::Error;
 
     fn version(&self) -> String {
-        SERVER_VERSION.to_owned()
+        server_version(&self.version).to_owned()
     }
 
     fn connect_id(&self) -> u32 {

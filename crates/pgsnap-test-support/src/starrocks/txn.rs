@@ -131,7 +131,7 @@ pub(crate) fn abort(cat: &mut CatalogState, db: &str, id: i64) {
 
 /// Applies rows to a table: Primary Key tables upsert by key (`delete` rows remove their key),
 /// other tables append.
-fn apply_rows(table: &mut TableDef, rows: Vec<PendingRow>) {
+pub(crate) fn apply_rows(table: &mut TableDef, rows: Vec<PendingRow>) {
     match table.keys_type {
         KeysType::Duplicate => table.rows.extend(rows.into_iter().map(|r| r.cells)),
         KeysType::Primary => {

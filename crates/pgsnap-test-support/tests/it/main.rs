@@ -2,6 +2,7 @@
 
 mod debezium;
 mod kafka;
+mod routine_load;
 mod starrocks;
 mod starrocks_mysql;
 
