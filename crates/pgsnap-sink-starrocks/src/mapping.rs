@@ -845,7 +845,8 @@ pub(crate) enum PgType {
 /// The parsed type of a column (its `format_type()` text and `typtype`).
 fn column_pg_type(col: &pgsnap_core::Column) -> PgType {
     match col.type_kind {
-        TypeKind::Base => parse_pg_type(&col.type_name),
+        // Built-in ranges are recognised by name (a user-defined range is `Other`).
+        TypeKind::Base | TypeKind::Range => parse_pg_type(&col.type_name),
         TypeKind::Enum => PgType::Enum,
         _ => PgType::Other,
     }

@@ -429,7 +429,8 @@ impl Debezium {
         }
     }
 
-    fn log_tail(&self, lines: usize) -> String {
+    /// The last `lines` lines of the forwarder's log (JVM and Debezium output).
+    pub fn log_tail(&self, lines: usize) -> String {
         let text = self.log();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")

@@ -77,3 +77,24 @@ pub mod tls;
 
 pub use postgres::{ClusterOptions, PgCluster, shared_cluster, unique_db};
 pub use tls::TestCerts;
+
+/// A small deterministic pseudo-random number source for test writers (xorshift64): the
+/// returned closure gives a number in `0..m` for each call. The same `seed` gives the same
+/// sequence.
+///
+/// ```
+/// let mut rnd = pgsnap_test_support::xorshift(7);
+/// let a: Vec<u64> = (0..4).map(|_| rnd(10)).collect();
+/// let mut again = pgsnap_test_support::xorshift(7);
+/// assert_eq!(a, (0..4).map(|_| again(10)).collect::<Vec<_>>());
+/// assert!(a.iter().all(|n| *n < 10));
+/// ```
+pub fn xorshift(seed: u64) -> impl FnMut(u64) -> u64 + Send {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ seed;
+    move |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    }
+}

@@ -503,5 +503,81 @@ fn running_mode_checks_the_connector_position_through_connect() {
         "{:?}",
         connect.requests()
     );
+    // The Routine Load is rendered for the running connector's config, read from Connect.
+    assert!(
+        connect.requests().iter().any(|q| q == "GET /connectors/dbz/config"),
+        "{:?}",
+        connect.requests()
+    );
+    assert_eq!(doc["routine_load"].as_array().map(Vec::len), Some(1), "{doc}");
     drop(connect);
+}
+
+/// In running mode the Routine Load follows the user's connector config (`--debezium-config`):
+/// a column its encodings cannot carry exactly is refused by name (no Routine Load for the
+/// table, a warning with the fix; `--strict`: exit 3 before any row is copied). Without the
+/// config nothing is rendered (`--strict`: exit 2 up front); slot-first takes no config.
+#[test]
+fn running_mode_renders_for_the_connector_config_or_refuses_columns() {
+    let kafka = Tansu::start();
+    let db = unique_db("handoff_dbzcfg");
+    sql(
+        &db,
+        "CREATE TABLE public.t (id int PRIMARY KEY, d date, n int); INSERT INTO public.t VALUES (1, '2024-01-02', 1);",
+    );
+    kafka.create_topic("hd.public.t", 1);
+    let src = source(&db);
+    let brokers = kafka.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("connector.properties");
+    // A connector left at Debezium's default time.precision.mode (adaptive: epoch days).
+    std::fs::write(
+        &cfg,
+        "connector.class=io.debezium.connector.postgresql.PostgresConnector\n\
+         value.converter=org.apache.kafka.connect.json.JsonConverter\n\
+         value.converter.schemas.enable=false\n\
+         value.converter.replace.null.with.default=false\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let (_tmp, out) = out_dir();
+        let mut rest = vec!["--mode", "running", "--json", "--starrocks-version", "3.5.0"];
+        rest.extend_from_slice(extra);
+        run_handoff(&src, &out, &brokers, "hd", &rest)
+    };
+    let r = run(&["--debezium-config", arg(&cfg)]);
+    r.expect_code(0);
+    let doc = r.json();
+    assert_eq!(doc["routine_load"], serde_json::json!([]), "{doc}");
+    let w = doc["warnings"].to_string();
+    assert!(w.contains("column \\\"d\\\"") && w.contains("time.precision.mode=isostring"), "{w}");
+    assert!(doc["tables"][0]["routine_load_columns"].is_null(), "{doc}");
+    let r = run(&["--debezium-config", arg(&cfg), "--strict"]);
+    r.expect_code(3);
+    assert!(r.stderr.contains("column \"d\"") && r.stderr.contains("isostring"), "{}", r.stderr);
+
+    // With isostring the same table maps: d directly.
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("time.precision.mode=isostring\n");
+    std::fs::write(&cfg, text).unwrap();
+    let r = run(&["--debezium-config", arg(&cfg)]);
+    r.expect_code(0);
+    let doc = r.json();
+    assert_eq!(doc["routine_load"].as_array().map(Vec::len), Some(1), "{doc}");
+    assert_eq!(
+        doc["tables"][0]["routine_load_columns"]["d"],
+        serde_json::json!({"path": "$.after.d", "expression": null})
+    );
+
+    // No config: offsets, but no Routine Load; --strict refuses up front.
+    let r = run(&[]);
+    r.expect_code(0);
+    let doc = r.json();
+    assert_eq!(doc["routine_load"], serde_json::json!([]));
+    assert!(doc["offsets"]["hd.public.t"].is_object(), "{doc}");
+    assert!(doc["warnings"].to_string().contains("--debezium-config"), "{}", doc["warnings"]);
+    run(&["--strict"]).expect_code(2);
+    // Slot-first renders the connector config itself.
+    let (_tmp, out) = out_dir();
+    run_handoff(&src, &out, &brokers, "hd", &["--debezium-config", arg(&cfg)]).expect_code(2);
 }

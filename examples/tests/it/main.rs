@@ -7,6 +7,7 @@
 //! process it starts is killed after [`support::RUN_TIMEOUT`] so a hang fails instead of
 //! hanging CI.
 
+mod cdc;
 mod contract;
 mod errors;
 mod failures;

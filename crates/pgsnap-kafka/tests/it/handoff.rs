@@ -67,13 +67,7 @@ impl Writers {
             let client = shared_cluster().connect(db).await;
             let (stop, ops, next_id) = (Arc::clone(&stop), Arc::clone(&ops), Arc::clone(&next_id));
             tasks.push(tokio::spawn(async move {
-                let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1);
-                let mut rnd = move |m: u64| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x % m
-                };
+                let mut rnd = pgsnap_test_support::xorshift(w as u64 + 1);
                 while !stop.load(Ordering::Relaxed) {
                     let id = 1 + rnd(1500) as i64;
                     // Writers 0 and 1 only run transactions that insert new rows and stay

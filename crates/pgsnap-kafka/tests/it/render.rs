@@ -189,3 +189,134 @@ fn the_json_conversion_is_exact_and_guarded() {
         def.map_message(&table, Some(event(Value::String("{bad".into())).as_bytes())).unwrap();
     assert!(matches!(out, MessageOutcome::Filtered(_)), "malformed JSON is filtered: {out:?}");
 }
+
+/// One malformed value per expression column (the key's `coalesce`, the `json` conversion)
+/// and per kind of direct column, sent through real Kafka (tansu) to the double's Routine
+/// Load running pgsnap's rendered statement: each PAUSES the job with the batch committed
+/// without the bad row, never loads a NULL in its place; `RESUME` continues after it. A
+/// message that is not JSON pauses without moving the progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_values_pause_the_job() {
+    use std::time::Duration;
+
+    use mysql_async::prelude::Queryable;
+    use pgsnap_core::{Column, TableKind, TableName, TableSchema};
+    use pgsnap_sink_starrocks::mapping::{LoadFormat, MappingOptions, map_table};
+    use pgsnap_sink_starrocks::parity::{DebeziumEncoding, cdc_columns};
+    use pgsnap_test_support::kafka::{Record, Tansu};
+    use pgsnap_test_support::starrocks::{RoutineLoadState, StarRocksDouble, StarRocksOptions};
+
+    let kafka = Tansu::start();
+    let topic = "pm.public.t";
+    kafka.create_topic(topic, 1);
+    let sr = StarRocksDouble::start(StarRocksOptions::default()).await;
+    sr.create_database("db");
+    let schema = TableSchema {
+        name: TableName::new("public", "t"),
+        kind: TableKind::Table,
+        columns: vec![
+            Column::new("id", "integer", false),
+            Column::new("doc", "jsonb", true),
+            Column::new("ts", "timestamp without time zone", true),
+        ],
+        generated_columns: vec![],
+        primary_key: vec!["id".into()],
+    };
+    let target =
+        map_table(&schema, "t", &MappingOptions::new().with_format(LoadFormat::Json)).unwrap();
+    let columns = cdc_columns(&target, &DebeziumEncoding::pgsnap()).unwrap();
+    let mappings: Vec<ColumnMapping> = columns
+        .iter()
+        .map(|c| {
+            let m = ColumnMapping::new(&c.column, &c.field);
+            match &c.conversion {
+                Some(e) => m.with_conversion(e),
+                None => m,
+            }
+        })
+        .collect();
+    let spec = RoutineLoadSpec::new(
+        "db",
+        "t",
+        "t_cdc",
+        topic,
+        [kafka.bootstrap()],
+        mappings,
+        ["id"],
+        BTreeMap::from([(0, 0)]),
+    )
+    .with_pause_on_fatal_parse_error(true);
+    let sql = render_routine_load(&spec).unwrap().sql;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(sr.mysql_addr().ip().to_string())
+        .tcp_port(sr.mysql_addr().port())
+        .user(Some("root"))
+        .pass(Some(""))
+        .prefer_socket(false)
+        .stmt_cache_size(0);
+    let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+    conn.query_drop(target.create_table_sql("db", &[("replication_num", "1")])).await.unwrap();
+    conn.query_drop(&sql).await.unwrap();
+
+    let producer = kafka.producer();
+    let send = |v: String| {
+        let producer = &producer;
+        async move {
+            producer
+                .send(
+                    topic,
+                    Record {
+                        partition: Some(0),
+                        key: None,
+                        value: Some(v.as_bytes()),
+                        timestamp_ms: None,
+                    },
+                )
+                .await
+        }
+    };
+    let event = |after: Value| json!({"before": null, "after": after, "op": "c"}).to_string();
+    let ids = |sr: &StarRocksDouble| -> Vec<String> {
+        let mut ids: Vec<String> =
+            sr.rows("db", "t").into_iter().map(|r| r[0].clone().unwrap()).collect();
+        ids.sort();
+        ids
+    };
+    let wait_paused = |sr: &StarRocksDouble, next: i64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = sr.routine_load("db", "t_cdc").unwrap();
+            if s.state == RoutineLoadState::Paused {
+                assert_eq!(s.progress.get(&0), Some(&next), "{s:?}");
+                return s;
+            }
+            assert!(std::time::Instant::now() < deadline, "not paused: {s:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    // A good row, then a key the INT column cannot take (the key expression's NULL).
+    send(event(json!({"id": 1, "doc": "{\"a\": 1}", "ts": "2024-01-01T00:00:00Z"}))).await;
+    send(event(json!({"id": "x1", "doc": null, "ts": null}))).await;
+    let s = wait_paused(&sr, 2);
+    assert!(s.reason.as_deref().unwrap_or("").contains("102"), "{s:?}");
+    assert_eq!(ids(&sr), ["1"], "the batch is committed without the bad row");
+    // The json conversion's NULL on text that is not JSON.
+    conn.query_drop("RESUME ROUTINE LOAD FOR db.t_cdc").await.unwrap();
+    send(event(json!({"id": 3, "doc": "[1]", "ts": null}))).await;
+    send(event(json!({"id": 4, "doc": "{bad", "ts": null}))).await;
+    wait_paused(&sr, 4);
+    assert_eq!(ids(&sr), ["1", "3"]);
+    // A direct DATETIME that does not parse (strict mode).
+    conn.query_drop("RESUME ROUTINE LOAD FOR db.t_cdc").await.unwrap();
+    send(event(json!({"id": 5, "doc": null, "ts": "infinity"}))).await;
+    wait_paused(&sr, 5);
+    assert_eq!(ids(&sr), ["1", "3"]);
+    // Not JSON: the task fails, the progress stays.
+    conn.query_drop("RESUME ROUTINE LOAD FOR db.t_cdc").await.unwrap();
+    send("not json".to_owned()).await;
+    wait_paused(&sr, 5);
+    let rows = sr.rows("db", "t");
+    assert!(rows.iter().all(|r| r[0].is_some()), "no NULL row was loaded: {rows:?}");
+    let _ = conn.disconnect().await;
+}
