@@ -121,7 +121,9 @@ use pgsnap_kafka::resolve::{ConnectorPosition, connector_position};
 use pgsnap_kafka::resolver::{HandoffMode, KafkaOffsetResolver};
 use pgsnap_sink_file::Compression;
 use pgsnap_sink_starrocks::mapping::KeyModel;
-use pgsnap_sink_starrocks::parity::{CdcColumn, DebeziumEncoding, StarRocksVersion, cdc_columns};
+use pgsnap_sink_starrocks::parity::{
+    CdcColumn, DebeziumEncoding, StarRocksVersion, caveats, cdc_columns,
+};
 use pgsnap_source::handoff::{HandoffPreflight, handoff_preflight_selected};
 use serde_json::{Value, json};
 
@@ -525,6 +527,9 @@ async fn run(mut args: Args) -> i32 {
         };
         let entry = match mapped {
             Ok(target) => {
+                warnings.extend(
+                    caveats(&target).into_iter().map(|c| format!("{}: {c}", t.schema.name)),
+                );
                 let columns = match &encoding {
                     Some(e) => cdc_columns(&target, e).map_err(|e| e.to_string()),
                     None => Err("the connector's encodings are unknown".to_owned()),

@@ -671,12 +671,17 @@ fn decide(c: &TargetColumn, e: &DebeziumEncoding, model: KeyModel) -> Decision {
                 "Debezium's ISO text (T separator, Z suffix) differs from PostgreSQL's".into(),
                 "map it to DATE or DATETIME (the default mapping)".into(),
             )),
-            PgType::Array(_) => Err((
+            PgType::Array(elem) => Err((
                 "Debezium sends a JSON array, which a VARCHAR stores as minified JSON text, not \
                  PostgreSQL's array literal"
                     .into(),
-                "load with JSON bodies (--load-format json), which map arrays to ARRAY columns"
-                    .into(),
+                if array_element_ok(elem) {
+                    "load with JSON bodies (--load-format json), which map arrays to ARRAY \
+                     columns"
+                        .into()
+                } else {
+                    as_text_fix(c)
+                },
             )),
             _ => Err((
                 "pgsnap does not know Debezium's encoding of this type (domains, composites, \
@@ -718,6 +723,67 @@ fn decide(c: &TargetColumn, e: &DebeziumEncoding, model: KeyModel) -> Decision {
         },
         (Encoding::Array(_), _) => Err(("not an array".into(), as_text_fix(c))),
     }
+}
+
+/// Whether an `ARRAY` of this element type is mapped directly (elements that cannot fail to
+/// convert: integers, booleans, floats, text).
+fn array_element_ok(elem: &PgType) -> bool {
+    matches!(
+        elem,
+        PgType::Int2
+            | PgType::Int4
+            | PgType::Int8
+            | PgType::Bool
+            | PgType::Float4
+            | PgType::Float8
+            | PgType::Text
+            | PgType::Varchar(_)
+    )
+}
+
+/// The known gaps of the parity table that concern `table`'s columns (see "Known gaps" in the
+/// [module documentation](self)), one line each, for a report: values no mapping can carry
+/// alike through both paths, which the snapshot refuses and CDC may change.
+///
+/// ```
+/// use pgsnap_core::{Column, TableKind, TableName, TableSchema};
+/// use pgsnap_sink_starrocks::mapping::{map_table, MappingOptions};
+/// use pgsnap_sink_starrocks::parity::caveats;
+/// let schema = TableSchema {
+///     name: TableName::new("public", "t"),
+///     kind: TableKind::Table,
+///     columns: vec![Column::new("id", "integer", false), Column::new("at", "time without time zone", true)],
+///     generated_columns: vec![],
+///     primary_key: vec!["id".into()],
+/// };
+/// let table = map_table(&schema, "t", &MappingOptions::new())?;
+/// assert!(caveats(&table)[0].contains("24:00:00"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn caveats(table: &TargetTable) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &table.columns {
+        let text = match (&c.pg, c.encoding) {
+            (PgType::Time | PgType::TimeTz, _) => Some(
+                "a value of 24:00:00 is refused by the snapshot, but through CDC Debezium 3.6 \
+                 sends it as 00:00:00Z (the start of the day); check with \
+                 WHERE col = '24:00:00'",
+            ),
+            (PgType::Money, _) => Some(
+                "money must print as lc_monetary=C does ($1,234.56): the snapshot refuses other \
+                 forms, and Debezium misreads some of them",
+            ),
+            (_, Encoding::Json) => Some(
+                "JSON numbers beyond a double's precision are rounded by StarRocks (on both \
+                 paths alike)",
+            ),
+            _ => None,
+        };
+        if let Some(t) = text {
+            out.push(format!("column {:?} ({}): {t}", c.source_name, c.pg_type));
+        }
+    }
+    out
 }
 
 /// `timestamptz`/`timetz`: `ZonedTimestamp`/`ZonedTime` strings in every mode but
@@ -813,6 +879,14 @@ mod tests {
         let cols: Vec<&str> = refusals.iter().map(|r| r.column.as_str()).collect();
         assert_eq!(cols, ["ats", "h"]);
         assert!(err.to_string().contains("NULL element"), "{err}");
+        // In CSV bodies a timestamp array is text: JSON bodies would not help it.
+        let csv = table(
+            &[("id", "integer"), ("ats", "timestamp without time zone[]")],
+            &["id"],
+            LoadFormat::Csv,
+        );
+        let err = cdc_columns(&csv, &DebeziumEncoding::pgsnap()).unwrap_err().to_string();
+        assert!(err.contains("--exclude") && !err.contains("--load-format json"), "{err}");
         // CSV bodies keep arrays as text: refused with the JSON-body fix.
         let csv = table(&[("id", "integer"), ("a", "integer[]")], &["id"], LoadFormat::Csv);
         let err = cdc_columns(&csv, &DebeziumEncoding::pgsnap()).unwrap_err();

@@ -580,4 +580,27 @@ fn running_mode_renders_for_the_connector_config_or_refuses_columns() {
     // Slot-first renders the connector config itself.
     let (_tmp, out) = out_dir();
     run_handoff(&src, &out, &brokers, "hd", &["--debezium-config", arg(&cfg)]).expect_code(2);
+
+    // Slot-first with --strict: a column no Routine Load carries exactly stops the run before
+    // any row is copied, and the slot the run created is dropped.
+    sql(
+        &db,
+        "CREATE TABLE public.r (id int PRIMARY KEY, span tstzrange); ALTER TABLE public.r REPLICA IDENTITY FULL;",
+    );
+    let slot = format!("{db}_strict");
+    let (_tmp, out) = out_dir();
+    let r = run_handoff(
+        &src,
+        &out,
+        &brokers,
+        "hd",
+        &["--strict", "--starrocks-version", "3.4.2", "--slot", &slot, "--include", "public.r"],
+    );
+    r.expect_code(3);
+    assert!(r.stderr.contains("column \"span\"") && r.stderr.contains("tstzrange"), "{}", r.stderr);
+    assert_eq!(
+        sql(&db, &format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'")),
+        "0",
+        "the slot this run created is dropped"
+    );
 }
