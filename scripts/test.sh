@@ -9,7 +9,11 @@
 # 2. cargo fmt --check          \
 # 3. cargo clippy -D warnings    > skipped with PGSNAP_TEST_SKIP_LINT=1
 # 4. cargo doc, warnings denied  /
-# 5. cargo test (all targets, then doc tests)
+# 5. the files-only build of the pgsnap command pulls in neither librdkafka
+#    nor the MySQL client nor the test support crate (cargo tree), and lints
+# 6. cargo test (all targets, then doc tests)
+# 7. the examples' black-box tests again, through `pgsnap <subcommand>`
+#    (PGSNAP_FRONT=cli): one test list for both command-line fronts
 #
 # Tests start their own throwaway PostgreSQL clusters and tansu (Kafka)
 # brokers through the pgsnap-test-support crate; nothing needs to be running
@@ -106,8 +110,27 @@ else
     step docs env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --quiet
 fi
 
+# The files-only command must not build what it does not use.
+files_only_tree() {
+    local tree
+    tree=$(cargo tree -p pgsnap-cli --no-default-features --features files -e normal)
+    if grep -E 'rdkafka-sys|mysql_async|pgsnap-test-support' <<<"$tree"; then
+        echo "the files-only build of pgsnap-cli depends on the crates above"
+        return 1
+    fi
+    echo "    files-only pgsnap: $(grep -c . <<<"$tree") dependency lines, none of rdkafka-sys, mysql_async, pgsnap-test-support"
+    if [ "${PGSNAP_TEST_SKIP_LINT:-0}" != "1" ]; then
+        cargo clippy --quiet -p pgsnap-cli --no-default-features --features files -- -D warnings
+    fi
+}
+step features files_only_tree
+
 step test cargo_test test --workspace --all-targets --no-fail-fast
 step doctest cargo_test doctest --workspace --doc --no-fail-fast
+cli_front() {
+    PGSNAP_FRONT=cli cargo_test cli-front -p pgsnap-examples --test it --no-fail-fast
+}
+step cli-front cli_front
 
 print_timings
 printf '    %-12s %8s s\n' total "$(elapsed_since "$TOTAL_START")"

@@ -84,6 +84,20 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A resumed run asks for other work than the interrupted run recorded.
+    #[error(
+        "resuming with another {option} than the interrupted run (was {was}, now {now}): resume \
+         with the original options, or start a new run elsewhere"
+    )]
+    ResumeMismatch {
+        /// The option that differs: `split_by`, `chunk_size`, `include`, `exclude`, `format`,
+        /// `compression` or `sink`.
+        option: &'static str,
+        /// What the interrupted run used.
+        was: String,
+        /// What the resume asks for.
+        now: String,
+    },
     /// The operation was cancelled.
     #[error("cancelled")]
     Cancelled,

@@ -28,9 +28,11 @@ pub use manifest::{
 };
 pub use memory::{MemorySink, MemorySource};
 pub use offset::{OffsetMap, OffsetResolver};
-pub use sink::{ChunkReceipt, LoadReceipt, Rewrite, Sink, SinkDescription};
+pub use sink::{ChunkReceipt, LoadReceipt, PrepareContext, Rewrite, Sink, SinkDescription};
 pub use source::{ChunkStream, Source};
 pub use stats::{CHECKSUM_ALGORITHM, ChunkInspector, ChunkStats};
+/// The token that cancels a run (`tokio_util`'s), re-exported so callers need no extra dependency.
+pub use tokio_util::sync::CancellationToken;
 pub use types::chunk::{Chunk, ChunkId, ChunkRange, DataFormat};
 pub use types::lsn::{Lsn, ParseLsnError};
 pub use types::snapshot::{SnapshotInfo, SnapshotMode, SourceInfo};

@@ -202,6 +202,11 @@ pub struct Manifest {
     pub format: DataFormat,
     /// Compression of the chunk files.
     pub compression: String,
+    /// What the sink writes where, when its format and compression do not say it all
+    /// ([`Sink::identity`](crate::Sink::identity), e.g. a StarRocks sink's database, label
+    /// scheme and body layout); absent for file output. A resume must present the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<String>,
     /// Session settings pinned on every connection.
     pub session: BTreeMap<String, String>,
     /// Checksum algorithm of `chunks[].checksum`.
@@ -223,6 +228,8 @@ pub struct ManifestHeader {
     pub format: DataFormat,
     /// Compression label.
     pub compression: String,
+    /// The sink's identity ([`Manifest::sink`]).
+    pub sink: Option<String>,
     /// Pinned session settings.
     pub session: BTreeMap<String, String>,
     /// Plan options.
@@ -269,6 +276,7 @@ impl Manifest {
             source: header.source,
             format: header.format,
             compression: header.compression,
+            sink: header.sink,
             session: header.session,
             checksum_algorithm: crate::stats::CHECKSUM_ALGORITHM.to_owned(),
             options: header.options,
@@ -292,21 +300,22 @@ impl Manifest {
     }
 
     /// Checks that a resumed run asks for the same work as this manifest records, naming
-    /// the first difference.
+    /// the first difference. `sink` is the sink's [identity](crate::Sink::identity). A
+    /// manifest written before the `sink` field existed recorded a StarRocks sink's identity
+    /// as its `compression`: it is accepted when that equals `sink`.
     ///
     /// # Errors
-    /// [`Error::Config`](crate::Error::Config) describing the mismatch.
+    /// [`Error::ResumeMismatch`](crate::Error::ResumeMismatch) naming the option;
+    /// [`Error::Config`](crate::Error::Config) for a manifest from a newer pgsnap.
     pub fn check_resume(
         &self,
         options: &PlanOptions,
         format: DataFormat,
         compression: &str,
+        sink: Option<&str>,
     ) -> crate::Result<()> {
-        let mismatch = |what: &str, was: String, now: String| {
-            Err(crate::Error::Config(format!(
-                "--resume with a different {what} than the interrupted run (was {was}, now {now}); \
-                 rerun with the original options or write to a new --out directory"
-            )))
+        let mismatch = |option: &'static str, was: String, now: String| {
+            Err(crate::Error::ResumeMismatch { option, was, now })
         };
         if self.version > MANIFEST_VERSION {
             return Err(crate::Error::Config(format!(
@@ -315,25 +324,25 @@ impl Manifest {
             )));
         }
         if self.options.split_by != options.split_by {
-            return mismatch("--split-by", self.options.split_by.clone(), options.split_by.clone());
+            return mismatch("split_by", self.options.split_by.clone(), options.split_by.clone());
         }
         if self.options.chunk_size != options.chunk_size {
             return mismatch(
-                "--chunk-size",
+                "chunk_size",
                 self.options.chunk_size.to_string(),
                 options.chunk_size.to_string(),
             );
         }
         if self.options.include != options.include {
             return mismatch(
-                "--include",
+                "include",
                 format!("{:?}", self.options.include),
                 format!("{:?}", options.include),
             );
         }
         if self.options.exclude != options.exclude {
             return mismatch(
-                "--exclude",
+                "exclude",
                 format!("{:?}", self.options.exclude),
                 format!("{:?}", options.exclude),
             );
@@ -341,8 +350,16 @@ impl Manifest {
         if self.format != format {
             return mismatch("format", self.format.as_str().into(), format.as_str().into());
         }
+        let legacy = self.sink.is_none() && sink.is_some_and(|s| s == self.compression);
+        if legacy {
+            return Ok(());
+        }
         if self.compression != compression {
-            return mismatch("--compress", self.compression.clone(), compression.into());
+            return mismatch("compression", self.compression.clone(), compression.into());
+        }
+        if self.sink.as_deref() != sink {
+            let show = |s: Option<&str>| s.unwrap_or("none").to_owned();
+            return mismatch("sink", show(self.sink.as_deref()), show(sink));
         }
         Ok(())
     }

@@ -201,6 +201,7 @@ pub fn example_header() -> ManifestHeader {
         },
         format: DataFormat::Text,
         compression: "none".into(),
+        sink: None,
         session: BTreeMap::new(),
         options: PlanOptions {
             split_by: "pk".into(),

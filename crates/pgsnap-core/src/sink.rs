@@ -23,7 +23,7 @@ pub struct SinkDescription {
 /// What a sink does when a chunk it already stored is written again (a retry, or a resumed
 /// run). Under one snapshot a chunk's content is the same on every read, so both keep the
 /// chunk stored exactly once; they differ only when the content changed (a resume under a
-/// new snapshot with `--allow-snapshot-change`).
+/// new snapshot, when the run allows a snapshot change).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Rewrite {
@@ -110,7 +110,40 @@ impl LoadReceipt {
     }
 }
 
+/// What [`Sink::prepare`] is told about the run it prepares for.
+///
+/// ```
+/// use pgsnap_core::PrepareContext;
+/// let ctx = PrepareContext::new(&[], "5f0c-run", false);
+/// assert!(!ctx.resume);
+/// assert_eq!(ctx.run_id, "5f0c-run");
+/// ```
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct PrepareContext<'a> {
+    /// The tables the run copies.
+    pub tables: &'a [crate::TableSchema],
+    /// The run's id (kept across resumes; a sink may name its loads after it).
+    pub run_id: &'a str,
+    /// Whether this continues an interrupted run (rules for new runs only, such as refusing
+    /// a target that already holds rows, must not apply).
+    pub resume: bool,
+}
+
+impl<'a> PrepareContext<'a> {
+    /// A context for `tables` of run `run_id`.
+    pub fn new(tables: &'a [crate::TableSchema], run_id: &'a str, resume: bool) -> Self {
+        Self { tables, run_id, resume }
+    }
+}
+
 /// A destination for chunks.
+///
+/// # Lifecycle
+/// [`prepare`](Sink::prepare) is called once, before any chunk (the coordinator calls it at
+/// the start of every run, fresh or resumed); then [`write_chunk`](Sink::write_chunk) for
+/// each chunk. [`identity`](Sink::identity) names what the sink writes; a run's manifest
+/// records it and a resume must find the same.
 ///
 /// # Contract
 /// - Delivery is at-least-once: `write_chunk` may be called again for a chunk that was
@@ -144,6 +177,24 @@ pub trait Sink: Send + Sync + Debug {
         let _ = (chunk, record);
         Ok(true)
     }
+
+    /// Prepares the targets before any chunk (create or check tables, refuse what a new run
+    /// must not write into, ...). Called once per run; must be idempotent (a resume, or a
+    /// caller that prepared already, calls it again). The default does nothing.
+    ///
+    /// # Errors
+    /// Whatever makes the run impossible; the coordinator then copies nothing.
+    async fn prepare(&self, ctx: &PrepareContext<'_>) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// The identity of what this sink writes where (layout, format, targets, label scheme),
+    /// when it is not already in the manifest's `format` and `compression`: recorded in the
+    /// manifest's `sink` field, and a resume must present the same. The default is `None`.
+    fn identity(&self) -> Option<String> {
+        None
+    }
 }
 
 #[async_trait]
@@ -159,5 +210,11 @@ impl<T: Sink + ?Sized> Sink for std::sync::Arc<T> {
     }
     async fn chunk_intact(&self, chunk: &Chunk, record: &ManifestChunk) -> Result<bool> {
         (**self).chunk_intact(chunk, record).await
+    }
+    async fn prepare(&self, ctx: &PrepareContext<'_>) -> Result<()> {
+        (**self).prepare(ctx).await
+    }
+    fn identity(&self) -> Option<String> {
+        (**self).identity()
     }
 }

@@ -158,6 +158,10 @@ pub async fn empty_chunk(sink: Arc<dyn Sink>, probe: &dyn SinkProbe) {
 pub async fn same_chunk_twice_is_stored_once(sink: Arc<dyn Sink>, probe: &dyn SinkProbe) {
     let source = MemorySource::new();
     let manifest = manifest_for(sink.as_ref(), &source, 1, 10, "first");
+    let schemas: Vec<_> = manifest.tables.iter().map(|t| t.schema.clone()).collect();
+    sink.prepare(&crate::PrepareContext::new(&schemas, &manifest.run_id, false))
+        .await
+        .expect("same_chunk_twice: prepare");
     let t = &manifest.tables[0];
     let chunk = t.chunk(&t.chunks[0]);
     sink.write_chunk(&chunk, source.read_chunk(&chunk, DataFormat::Text).await.unwrap())
@@ -349,6 +353,12 @@ impl<S: Sink> Sink for FaultySink<S> {
     }
     fn description(&self) -> SinkDescription {
         self.inner.description()
+    }
+    async fn prepare(&self, ctx: &crate::PrepareContext<'_>) -> Result<()> {
+        self.inner.prepare(ctx).await
+    }
+    fn identity(&self) -> Option<String> {
+        self.inner.identity()
     }
     async fn write_chunk(&self, chunk: &Chunk, mut data: ChunkStream) -> Result<ChunkReceipt> {
         let fail = self

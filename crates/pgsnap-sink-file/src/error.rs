@@ -99,14 +99,14 @@ fn hint(e: &io::Error) -> &'static str {
     match e.kind() {
         K::StorageFull | K::QuotaExceeded => {
             " (the file system of the output directory is full or over quota: free space or \
-             choose another --out directory, then resume)"
+             choose another output directory, then resume)"
         }
         K::PermissionDenied => {
             " (no permission: let the user running pgsnap write to the output directory or \
-             choose another --out directory, then resume)"
+             choose another output directory, then resume)"
         }
         K::ReadOnlyFilesystem => {
-            " (the output directory is on a read-only file system: choose another --out \
+            " (the output directory is on a read-only file system: choose another output \
              directory)"
         }
         _ => "",
@@ -158,7 +158,7 @@ mod tests {
             assert!(matches!(e, pgsnap_core::Error::SinkFatal { .. }), "{k:?}: {e:?}");
             assert!(e.is_fatal());
             assert!(e.to_string().contains("/out/public.t/00000.copy"), "{e}");
-            assert!(e.to_string().contains("--out"), "{e}");
+            assert!(e.to_string().contains("choose another output directory"), "{e}");
         }
         for k in [K::Interrupted, K::WouldBlock, K::TimedOut] {
             let e = convert(k);

@@ -138,6 +138,7 @@ pub struct StarRocksSinkBuilder {
     pub(crate) ca_file: Option<PathBuf>,
     pub(crate) create_tables: bool,
     pub(crate) table_properties: Vec<(String, String)>,
+    pub(crate) allow_existing_rows: bool,
 }
 
 impl StarRocksSinkBuilder {
@@ -173,7 +174,73 @@ impl StarRocksSinkBuilder {
             ca_file: None,
             create_tables: false,
             table_properties: Vec::new(),
+            allow_existing_rows: false,
         }
+    }
+
+    /// The FE addresses, in the order they are tried.
+    pub fn fe_urls(&self) -> &[String] {
+        &self.fe_urls
+    }
+
+    /// The StarRocks database loaded into.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Loads into `database` instead of the one given to [`new`](Self::new).
+    ///
+    /// ```
+    /// use pgsnap_sink_starrocks::StarRocksSinkBuilder;
+    /// let b = StarRocksSinkBuilder::new("http://fe1:8030", "").with_database("analytics");
+    /// assert_eq!(b.database(), "analytics");
+    /// ```
+    pub fn with_database(mut self, database: impl Into<String>) -> Self {
+        self.database = database.into();
+        self
+    }
+
+    /// Lets a new run load into Duplicate Key tables that already hold rows (refused by
+    /// default: a new run has new labels, so it would add a second copy of anything loaded
+    /// before). Resumed runs are never refused. Default `false`.
+    pub fn with_allow_existing_rows(mut self, allow: bool) -> Self {
+        self.allow_existing_rows = allow;
+        self
+    }
+
+    /// What this configuration writes where, as one line: everything that decides the
+    /// target tables, the labels and the body bytes (so the part boundaries). A run's manifest
+    /// records it ([`Sink::identity`](pgsnap_core::Sink::identity)); a resume with another
+    /// would load into other places or under other labels, and is refused.
+    ///
+    /// ```
+    /// use pgsnap_sink_starrocks::StarRocksSinkBuilder;
+    /// let b = StarRocksSinkBuilder::new("http://fe:8030", "analytics");
+    /// assert_eq!(
+    ///     b.identity(),
+    ///     "starrocks format=csv transactions=false max_load_bytes=default database=analytics \
+    ///      label_prefix=pgsnap unrepresentable=varchar table_map=[] column_type=[]"
+    /// );
+    /// ```
+    pub fn identity(&self) -> String {
+        let mut maps: Vec<String> =
+            self.table_mapping.iter().map(|(t, target)| format!("{t}={target}")).collect();
+        maps.sort();
+        let mut types: Vec<String> =
+            self.column_types.iter().map(|((t, c), ty)| format!("{t}.{c}={ty}")).collect();
+        types.sort();
+        format!(
+            "starrocks format={} transactions={} max_load_bytes={} database={} label_prefix={} \
+             unrepresentable={} table_map=[{}] column_type=[{}]",
+            self.format,
+            self.transactions,
+            self.max_load_bytes.map(|n| n.to_string()).unwrap_or_else(|| "default".into()),
+            self.database,
+            self.label_prefix,
+            self.unrepresentable,
+            maps.join(","),
+            types.join(","),
+        )
     }
 
     /// The StarRocks table name for a source table: the mapping set with
@@ -202,7 +269,7 @@ impl StarRocksSinkBuilder {
 
     /// Maps a source table the way the sink will load it (target name, body format, policy
     /// for unrepresentable types, column types), without connecting to StarRocks: what
-    /// [`StarRocksSink::prepare`](crate::StarRocksSink::prepare) checks or creates, and what
+    /// [`StarRocksSink::prepare_tables`](crate::StarRocksSink::prepare_tables) checks or creates, and what
     /// the CDC leg's parity table ([`crate::parity`]) is applied to.
     ///
     /// # Errors
@@ -384,7 +451,8 @@ impl StarRocksSinkBuilder {
     }
 
     /// The run id that makes labels unique per run and stable across retries and resume:
-    /// use the manifest's `run_id`. Required.
+    /// the manifest's `run_id`. Optional: without it the sink takes the run id of the run it
+    /// is [prepared](pgsnap_core::Sink::prepare) for (and a sink serves one run).
     pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
         self.run_id = Some(run_id.into());
         self
@@ -409,7 +477,7 @@ impl StarRocksSinkBuilder {
         self
     }
 
-    /// Creates missing target tables in [`StarRocksSink::prepare`] (default off: a
+    /// Creates missing target tables in [`StarRocksSink::prepare_tables`](crate::StarRocksSink::prepare_tables) (default off: a
     /// missing table is an error).
     pub fn with_create_tables(mut self, create: bool) -> Self {
         self.create_tables = create;
@@ -440,10 +508,12 @@ impl StarRocksSinkBuilder {
         if self.database.is_empty() {
             return Err(Error::Config("the database name is empty".into()));
         }
-        let run_id = self.run_id.as_deref().ok_or_else(|| {
-            Error::Config("a run id is required (use the manifest's run_id)".into())
-        })?;
-        let labeler = Labeler::new(&self.label_prefix, run_id).map_err(Error::Config)?;
+        // The prefix is checked now even when the run id comes later (from `prepare`).
+        Labeler::new(&self.label_prefix, "run").map_err(Error::Config)?;
+        let labeler = match self.run_id.as_deref() {
+            Some(run_id) => Some(Labeler::new(&self.label_prefix, run_id).map_err(Error::Config)?),
+            None => None,
+        };
         if !(0.0..=1.0).contains(&self.max_filter_ratio) {
             return Err(Error::Config(format!(
                 "max_filter_ratio {} is outside 0..=1",
@@ -512,7 +582,9 @@ mod tests {
         assert!(
             msg(StarRocksSinkBuilder::new("fe:8030", "db").with_run_id("r")).contains("FE address")
         );
-        assert!(msg(StarRocksSinkBuilder::new("http://fe:8030", "db")).contains("run id"));
+        assert!(msg(base().with_run_id("not a label")).contains("run id"));
+        // Without a run id the sink takes the run's when it is prepared.
+        assert!(StarRocksSinkBuilder::new("http://fe:8030", "db").build().is_ok());
         assert!(msg(base().with_label_prefix("no spaces")).contains("label prefix"));
         assert!(msg(base().with_max_filter_ratio(2.0)).contains("max_filter_ratio"));
         assert!(msg(base().with_load_timeout(Duration::from_secs(0))).contains("timeout"));

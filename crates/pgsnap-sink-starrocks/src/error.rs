@@ -72,7 +72,7 @@ pub enum Error {
     },
     /// The target table does not exist.
     #[error(
-        "StarRocks table {database}.{table} does not exist: {message} (create it, or let pgsnap create it with --create-tables)"
+        "StarRocks table {database}.{table} does not exist: {message} (create it, or let pgsnap create it: with_create_tables(true))"
     )]
     UnknownTable {
         /// The database.
@@ -170,7 +170,7 @@ pub enum Error {
     },
     /// Two source tables would load into one StarRocks table.
     #[error(
-        "{first} and {second} would both load into StarRocks table {target:?}; map one of them to another name (with_table_mapping / --table-map)"
+        "{first} and {second} would both load into StarRocks table {target:?}; map one of them to another name (with_table_mapping)"
     )]
     TargetCollision {
         /// One source table.
@@ -179,6 +179,17 @@ pub enum Error {
         second: String,
         /// The shared target.
         target: String,
+    },
+    /// A new run would load into Duplicate Key tables that already hold rows.
+    #[error(
+        "StarRocks Duplicate Key tables already hold rows: {}; a new run would add its rows \
+         next to them. Empty them (TRUNCATE TABLE), resume the run that loaded them, or allow \
+         existing rows (StarRocksSinkBuilder::with_allow_existing_rows)",
+        tables.join(", ")
+    )]
+    OccupiedTargets {
+        /// Each table with its row count, e.g. `orders (120 rows)`.
+        tables: Vec<String>,
     },
     /// A PostgreSQL type or table cannot be mapped.
     #[error(transparent)]

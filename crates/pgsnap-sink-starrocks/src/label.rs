@@ -46,6 +46,11 @@ impl Labeler {
         Ok(Self { prefix: prefix.to_owned(), run_id: run_id.to_owned() })
     }
 
+    /// The run id the labels carry.
+    pub(crate) fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
     /// The label of one part of one chunk.
     pub(crate) fn label(&self, table: &TableName, chunk: ChunkId, part: u32) -> String {
         let label =

@@ -32,14 +32,17 @@
 //! let sink = StarRocksSinkBuilder::new("http://fe1:8030", "analytics")
 //!     .with_user("loader")
 //!     .with_password(std::env::var("STARROCKS_PASSWORD")?)
-//!     .with_run_id("0b3f1c52-7d7e-4bb2-9d65-2d3b1b0a9c11") // the manifest's run_id
 //!     .with_format(LoadFormat::Json)
 //!     .with_create_tables(true)
 //!     .build()?;
-//! for t in sink.prepare(&tables).await? {
+//! // What the targets will be, checked (or created) ahead of a run:
+//! for t in sink.prepare_tables(&tables).await? {
 //!     println!("{} -> {}", t.source, t.target.name);
 //! }
-//! // then hand `Arc::new(sink)` to the pgsnap_core::Coordinator as its Sink.
+//! // Then hand `Arc::new(sink)` to the pgsnap_core::Coordinator as its Sink: it calls
+//! // `Sink::prepare` before any chunk, which prepares the tables, takes the run's id for the
+//! // labels and refuses a new run into a Duplicate Key table that already holds rows. (The
+//! // `pgsnap` crate's MigrateJob does all of it, with the resume rules.)
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]

@@ -92,7 +92,7 @@ pub(crate) async fn load_chunk(
     let mut part = 0u32;
     let mut stored = 0u64;
     loop {
-        let label = sink.labeler.label(&chunk.table, chunk.id, part);
+        let label = sink.labeler()?.label(&chunk.table, chunk.id, part);
         let rows_before = tc.rows();
         let outcome =
             load_part(sink, target, chunk, &label, &mut input, &mut tc, &mut stored).await?;
@@ -335,7 +335,7 @@ pub(crate) fn classify_failure(
             table: target.name.clone(),
             label: label.to_owned(),
             message: format!(
-                "{msg} (raise the load/transaction timeout, or use a smaller --chunk-size)"
+                "{msg} (raise the load/transaction timeout, or use a smaller chunk size)"
             ),
         });
     }

@@ -688,8 +688,8 @@ pub enum MappingError {
     #[error(
         "table {table}, column {column:?}: PostgreSQL type {pg_type} cannot be loaded into \
          StarRocks exactly ({reason}); keep it as PostgreSQL text with \
-         with_column_type({column:?}, \"VARCHAR({MAX_VARCHAR_LEN})\") or --unrepresentable \
-         varchar"
+         with_column_type({column:?}, \"VARCHAR({MAX_VARCHAR_LEN})\") or the \
+         Unrepresentable::Varchar policy"
     )]
     UnsupportedType {
         /// The PostgreSQL table.
@@ -966,8 +966,8 @@ fn natural_type(pg: &PgType, format: LoadFormat) -> Result<SrType, String> {
         PgType::Interval => return Err("StarRocks has no INTERVAL type".into()),
         PgType::Array(elem) => {
             if format != LoadFormat::Json {
-                return Err("arrays can only be sent as JSON arrays (--format json); their CSV \
-                            form is unconfirmed"
+                return Err("arrays can only be sent as JSON arrays in JSON bodies \
+                            (LoadFormat::Json); their CSV form is unconfirmed"
                     .into());
             }
             let ok = matches!(
@@ -1024,7 +1024,8 @@ fn encoding_for(pg: &PgType, sr: &SrType, format: LoadFormat) -> Result<Encoding
         (PgType::Array(pe), SrType::Array(se)) => {
             if format != LoadFormat::Json {
                 return Err(
-                    "ARRAY columns need --format json (array CSV form is unconfirmed)".into()
+                    "ARRAY columns need JSON bodies (LoadFormat::Json; array CSV form is unconfirmed)"
+                        .into()
                 );
             }
             return match encoding_for(pe, se, format)? {
@@ -1427,7 +1428,7 @@ mod tests {
         assert_eq!(sr_json("numeric[]"), "VARCHAR(1048576)");
         assert_eq!(sr_json("jsonb[]"), "VARCHAR(1048576)");
         let c = one("integer[]", &MappingOptions::default()).unwrap();
-        assert!(c.note.unwrap().contains("--format json"));
+        assert!(c.note.unwrap().contains("JSON bodies (LoadFormat::Json)"));
     }
 
     #[test]
@@ -1438,9 +1439,9 @@ mod tests {
         assert!(msg.contains("\"public\".\"t\""), "{msg}");
         assert!(msg.contains("\"c\""), "{msg}");
         assert!(msg.contains("with_column_type(\"c\""), "{msg}");
-        assert!(msg.contains("--unrepresentable varchar"), "{msg}");
+        assert!(msg.contains("Unrepresentable::Varchar"), "{msg}");
         let msg = one("integer[]", &options).unwrap_err().to_string();
-        assert!(msg.contains("--format json"), "{msg}");
+        assert!(msg.contains("JSON bodies (LoadFormat::Json)"), "{msg}");
         // Representable types still map.
         assert_eq!(one("bigint", &options).unwrap().sr_type, SrType::BigInt);
     }

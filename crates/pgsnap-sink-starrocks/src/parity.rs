@@ -556,7 +556,7 @@ fn needs(setting: &str, value: &str, actual: &str, why: &str) -> (String, String
 fn as_text_fix(c: &TargetColumn) -> String {
     format!(
         "no mapping of column {:?} writes the same cell on both paths: exclude the table from \
-         the handoff (--exclude) or change the column's type in PostgreSQL",
+         the handoff or change the column's type in PostgreSQL",
         c.source_name
     )
 }
@@ -676,7 +676,7 @@ fn decide(c: &TargetColumn, e: &DebeziumEncoding, model: KeyModel) -> Decision {
                  PostgreSQL's array literal"
                     .into(),
                 if array_element_ok(elem) {
-                    "load with JSON bodies (--load-format json), which map arrays to ARRAY \
+                    "load with JSON bodies (LoadFormat::Json), which map arrays to ARRAY \
                      columns"
                         .into()
                 } else {
@@ -698,8 +698,8 @@ fn decide(c: &TargetColumn, e: &DebeziumEncoding, model: KeyModel) -> Decision {
                  into a filtered row"
                     .into(),
                 format!(
-                    "give the table a primary key, or keep the document as text: \
-                     --column-type {}=VARCHAR(1048576)",
+                    "give the table a primary key, or keep the document as text with a column \
+                     type override (with_column_type) of VARCHAR(1048576) for column {:?}",
                     c.source_name
                 ),
             )),
@@ -886,18 +886,26 @@ mod tests {
             LoadFormat::Csv,
         );
         let err = cdc_columns(&csv, &DebeziumEncoding::pgsnap()).unwrap_err().to_string();
-        assert!(err.contains("--exclude") && !err.contains("--load-format json"), "{err}");
+        assert!(
+            err.contains("exclude the table from the handoff") && !err.contains("LoadFormat::Json"),
+            "{err}"
+        );
         // CSV bodies keep arrays as text: refused with the JSON-body fix.
         let csv = table(&[("id", "integer"), ("a", "integer[]")], &["id"], LoadFormat::Csv);
         let err = cdc_columns(&csv, &DebeziumEncoding::pgsnap()).unwrap_err();
-        assert!(err.to_string().contains("--load-format json"), "{err}");
+        assert!(err.to_string().contains("load with JSON bodies (LoadFormat::Json)"), "{err}");
     }
 
     #[test]
     fn json_needs_a_primary_key() {
         let t = table(&[("a", "integer"), ("j", "jsonb")], &[], LoadFormat::Json);
         let err = cdc_columns(&t, &DebeziumEncoding::pgsnap()).unwrap_err();
-        assert!(err.to_string().contains("--column-type j=VARCHAR(1048576)"), "{err}");
+        assert!(
+            err.to_string().contains(
+                "column type override (with_column_type) of VARCHAR(1048576) for column \"j\""
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use pgsnap_core::{
-    Chunk, ChunkReceipt, ChunkStream, DataFormat, Rewrite, Sink, SinkDescription, TableKind,
-    TableName, TableSchema,
+    Chunk, ChunkReceipt, ChunkStream, DataFormat, PrepareContext, Rewrite, Sink, SinkDescription,
+    TableKind, TableName, TableSchema,
 };
 use tokio::sync::Semaphore;
 
@@ -18,7 +18,7 @@ use crate::http::Endpoint;
 use crate::label::Labeler;
 use crate::mapping::{LoadFormat, TargetTable};
 
-/// What [`StarRocksSink::prepare`] decided for one source table.
+/// What [`StarRocksSink::prepare_tables`] decided for one source table.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PreparedTable {
@@ -26,7 +26,7 @@ pub struct PreparedTable {
     pub source: TableName,
     /// The StarRocks table, its columns and their types.
     pub target: TargetTable,
-    /// Whether `prepare` created the table.
+    /// Whether the preparation created the table.
     pub created: bool,
     /// For a table that existed: its rows before the run (`SELECT COUNT(*)`), and whether it
     /// is a Primary Key table (where loading a row again replaces it). `None` when created
@@ -54,12 +54,14 @@ pub struct StarRocksSink {
     pub(crate) fes: Vec<Endpoint>,
     pub(crate) bes: Vec<Endpoint>,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
-    pub(crate) labeler: Labeler,
+    /// Set at build with a run id, else by [`prepare`](Sink::prepare) from the run's.
+    labeler: std::sync::OnceLock<Labeler>,
     pub(crate) sql: Option<(String, u16)>,
     pub(crate) next_endpoint: AtomicUsize,
     pub(crate) loads: Semaphore,
     pub(crate) auth_header: String,
     tables: RwLock<HashMap<TableName, Arc<TargetTable>>>,
+    prepared: std::sync::Mutex<Vec<PreparedTable>>,
 }
 
 impl std::fmt::Debug for StarRocksSink {
@@ -80,7 +82,7 @@ impl StarRocksSink {
         fes: Vec<Endpoint>,
         bes: Vec<Endpoint>,
         tls: Option<Arc<rustls::ClientConfig>>,
-        labeler: Labeler,
+        labeler: Option<Labeler>,
         sql: Option<(String, u16)>,
     ) -> Self {
         use base64::Engine as _;
@@ -95,12 +97,13 @@ impl StarRocksSink {
             fes,
             bes,
             tls,
-            labeler,
+            labeler: labeler.map(std::sync::OnceLock::from).unwrap_or_default(),
             sql,
             next_endpoint: AtomicUsize::new(0),
             loads,
             auth_header,
             tables: RwLock::new(HashMap::new()),
+            prepared: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -109,9 +112,31 @@ impl StarRocksSink {
         &self.config.database
     }
 
+    /// The run id the labels carry: the one given to the builder, else the run's the sink
+    /// was [prepared](Sink::prepare) for; `None` before that.
+    pub fn run_id(&self) -> Option<&str> {
+        self.labeler.get().map(Labeler::run_id)
+    }
+
+    /// The labeler, once the run id is known.
+    pub(crate) fn labeler(&self) -> Result<&Labeler> {
+        self.labeler.get().ok_or_else(|| {
+            Error::Config(
+                "the sink has no run id: build it with the manifest's run id, or prepare it for the run first"
+                    .into(),
+            )
+        })
+    }
+
     /// The body format.
     pub fn format(&self) -> LoadFormat {
         self.config.format
+    }
+
+    /// What the last preparation ([`Sink::prepare`] or [`prepare_tables`](Self::prepare_tables))
+    /// decided, per source table.
+    pub fn prepared(&self) -> Vec<PreparedTable> {
+        self.prepared.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The StarRocks table name for a source table (see
@@ -120,9 +145,10 @@ impl StarRocksSink {
         self.config.target_name(table)
     }
 
-    /// The label prefix shared by every load of `chunk` (`…-<chunk>-` followed by the part).
-    pub fn chunk_label_prefix(&self, chunk: &Chunk) -> String {
-        self.labeler.chunk_prefix(&chunk.table, chunk.id)
+    /// The label prefix shared by every load of `chunk` (`…-<chunk>-` followed by the part);
+    /// `None` while the run id is unknown (see [`run_id`](Self::run_id)).
+    pub fn chunk_label_prefix(&self, chunk: &Chunk) -> Option<String> {
+        self.labeler.get().map(|l| l.chunk_prefix(&chunk.table, chunk.id))
     }
 
     /// The prepared target of a source table.
@@ -141,7 +167,7 @@ impl StarRocksSink {
     /// [`Error::Mapping`] for a type or name that cannot be mapped, [`Error::Config`] for a
     /// name collision, [`Error::UnknownDatabase`], [`Error::UnknownTable`] (missing and not
     /// created), [`Error::SchemaMismatch`], [`Error::Sql`], [`Error::Auth`].
-    pub async fn prepare(&self, tables: &[TableSchema]) -> Result<Vec<PreparedTable>> {
+    pub async fn prepare_tables(&self, tables: &[TableSchema]) -> Result<Vec<PreparedTable>> {
         let mut by_target: BTreeMap<String, &TableName> = BTreeMap::new();
         let mut mapped = Vec::with_capacity(tables.len());
         for schema in tables {
@@ -233,6 +259,7 @@ impl StarRocksSink {
         if let Some(sql) = sql {
             sql.close().await;
         }
+        *self.prepared.lock().unwrap_or_else(|e| e.into_inner()) = out.clone();
         Ok(out)
     }
 
@@ -331,6 +358,72 @@ impl Sink for StarRocksSink {
             .with_rewrite(Rewrite::KeepsFirst)
     }
 
+    /// Prepares the run's tables ([`prepare_tables`](StarRocksSink::prepare_tables)) and, for
+    /// a new run, refuses Duplicate Key targets that already hold rows (a new run has new
+    /// labels, so it would add a second copy of anything loaded before) unless
+    /// [`with_allow_existing_rows`](crate::StarRocksSinkBuilder::with_allow_existing_rows).
+    async fn prepare(&self, ctx: &PrepareContext<'_>) -> pgsnap_core::Result<()> {
+        let labeler = match self.labeler.get() {
+            Some(l) => l,
+            None => {
+                let l =
+                    Labeler::new(&self.config.label_prefix, ctx.run_id).map_err(Error::Config)?;
+                self.labeler.get_or_init(|| l)
+            }
+        };
+        if labeler.run_id() != ctx.run_id {
+            return Err(Error::Config(format!(
+                "the sink labels loads of run {} but was prepared for run {}: build one sink per run",
+                labeler.run_id(),
+                ctx.run_id
+            ))
+            .into());
+        }
+        let prepared = self.prepare_tables(ctx.tables).await?;
+        if !ctx.resume && !self.config.allow_existing_rows {
+            let occupied: Vec<String> = prepared
+                .iter()
+                .filter_map(|p| {
+                    p.existing
+                        .filter(|e| e.rows > 0 && !e.primary_key)
+                        .map(|e| format!("{} ({} rows)", p.target.name, e.rows))
+                })
+                .collect();
+            if !occupied.is_empty() {
+                return Err(Error::OccupiedTargets { tables: occupied }.into());
+            }
+        }
+        for p in &prepared {
+            if let Some(e) = p.existing.filter(|e| e.rows > 0 && !ctx.resume) {
+                tracing::warn!(
+                    table = %p.source,
+                    target = %p.target.name,
+                    rows = e.rows,
+                    "the target already holds rows{}",
+                    if e.primary_key { "; rows with equal keys are replaced" } else { "" }
+                );
+            }
+            let notes: Vec<_> = p
+                .target
+                .columns
+                .iter()
+                .filter_map(|c| c.note.as_ref().map(|n| format!("{}: {n}", c.name)))
+                .collect();
+            tracing::info!(
+                table = %p.source,
+                target = %p.target.name,
+                created = p.created,
+                "{}",
+                notes.join("; ")
+            );
+        }
+        Ok(())
+    }
+
+    fn identity(&self) -> Option<String> {
+        Some(self.config.identity())
+    }
+
     async fn write_chunk(
         &self,
         chunk: &Chunk,
@@ -338,7 +431,7 @@ impl Sink for StarRocksSink {
     ) -> pgsnap_core::Result<ChunkReceipt> {
         let target = self.target(&chunk.table).ok_or_else(|| {
             pgsnap_core::Error::Config(format!(
-                "{} was not prepared for StarRocks (call StarRocksSink::prepare with the run's tables first)",
+                "{} was not prepared for StarRocks (prepare the sink for the run first: Sink::prepare with the run's tables)",
                 chunk.table
             ))
         })?;

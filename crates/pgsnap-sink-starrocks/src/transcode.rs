@@ -192,7 +192,7 @@ impl TranscodeError {
                 "keep the column as PostgreSQL text: MappingOptions::with_column_type({name:?}, \
                  \"VARCHAR({MAX_VARCHAR_LEN})\")"
             ),
-            Hint::Json => "use a JSON body (--format json, LoadFormat::Json)".into(),
+            Hint::Json => "use a JSON body (LoadFormat::Json)".into(),
             Hint::Widen => match &self.kind {
                 TranscodeErrorKind::TooLong { bytes, .. } if *bytes <= MAX_VARCHAR_LEN as usize => {
                     format!(
@@ -205,9 +205,9 @@ impl TranscodeError {
                      or shorten the data"
                 ),
             },
-            Hint::NullText => "use a JSON body (--format json, LoadFormat::Json), which carries \
-                               the text \\N"
-                .into(),
+            Hint::NullText => {
+                "use a JSON body (LoadFormat::Json), which carries the text \\N".into()
+            }
             Hint::Data => "fix the data at the source (is the database encoding SQL_ASCII?) or \
                            exclude the table"
                 .into(),
@@ -1391,7 +1391,7 @@ mod tests {
         assert!(matches!(e.kind, TranscodeErrorKind::Unrepresentable { .. }));
         assert_eq!(e.column.as_deref(), Some("c"));
         assert_eq!(e.row, 1);
-        assert!(e.to_string().contains("--format json"), "{e}");
+        assert!(e.to_string().contains("JSON body (LoadFormat::Json)"), "{e}");
         // StarRocks' JSON scanner has no NULL string: the text \N is text there.
         assert_eq!(json("text", "\\\\N\n"), r#"[{"c":"\\N"}]"#);
         assert_eq!(json("text", "\\N\n"), r#"[{"c":null}]"#);
@@ -1548,7 +1548,7 @@ mod tests {
         // CSV reads other scalars as JSON strings (parse_json_or_string): refused.
         for scalar in ["123", "true", "-1.5"] {
             let e = csv_err("jsonb", &format!("{scalar}\n"));
-            assert!(e.to_string().contains("--format json"), "{e}");
+            assert!(e.to_string().contains("JSON body (LoadFormat::Json)"), "{e}");
         }
     }
 

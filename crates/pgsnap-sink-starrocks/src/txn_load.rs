@@ -94,7 +94,7 @@ pub(crate) async fn load_chunk(
     mut input: Input,
     mut tc: Transcoder,
 ) -> pgsnap_core::Result<ChunkReceipt> {
-    let label = sink.labeler.txn_label(&chunk.table, chunk.id);
+    let label = sink.labeler()?.txn_label(&chunk.table, chunk.id);
     let txn = match begin(sink, target, &label).await? {
         Begun::Open(txn) => txn,
         Begun::Loaded => {

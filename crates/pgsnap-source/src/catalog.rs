@@ -108,7 +108,7 @@ pub async fn select(
             let m = matching(client, pat).await?;
             if m.is_empty() {
                 return Err(Error::Preflight(format!(
-                    "table not found: --include {pat:?} matches no table (patterns follow psql rules: unquoted names are folded to lower case; quote \"MixedCase\" names)"
+                    "table not found: include pattern {pat:?} matches no table (patterns follow psql rules: unquoted names are folded to lower case; quote \"MixedCase\" names)"
                 )));
             }
             selected.extend(m);
@@ -146,7 +146,7 @@ pub async fn select(
         if excluded.contains(oid) {
             if covered {
                 return Err(Error::Config(format!(
-                    "--exclude matches {} but it is a partition of a selected partitioned table; exclude the partitioned table itself, or include only the partitions you want",
+                    "an exclude pattern matches {} but it is a partition of a selected partitioned table; exclude the partitioned table itself, or include only the partitions you want",
                     c.name
                 )));
             }

@@ -237,6 +237,98 @@ pub fn resolve(conninfo: &str) -> Result<ConnSpec, ConnInfoError> {
     resolve_with_env(conninfo, &|name| std::env::var(name).ok())
 }
 
+/// A PostgreSQL connection to open: libpq connection text (`key=value` pairs or a
+/// `postgresql://` URL) and whether the parts it leaves unset may come from the process
+/// environment (the `PG*` variables, `~/.pgpass`, `~/.postgresql/root.crt`), as libpq does.
+///
+/// A library user passes a fully specified connection and leaves the environment alone
+/// ([`Connection::new`]); a command-line tool asks for libpq's behaviour
+/// ([`Connection::from_environment`]). `Debug` masks passwords.
+///
+/// ```
+/// use pgsnap_source::conninfo::Connection;
+/// let c = Connection::new("host=db1 dbname=sales user=app password=s3cret");
+/// assert!(!c.uses_environment());
+/// assert!(!format!("{c:?}").contains("s3cret"));
+/// let spec = c.resolve()?;
+/// assert_eq!(spec.config.get_dbname(), Some("sales"));
+/// assert!(Connection::from_environment("dbname=sales").uses_environment());
+/// # Ok::<(), pgsnap_source::conninfo::ConnInfoError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Connection {
+    conninfo: String,
+    environment: bool,
+}
+
+impl Connection {
+    /// `conninfo` alone: unset parts take libpq's built-in defaults (the OS user name, the
+    /// default socket directory), never the process environment.
+    pub fn new(conninfo: impl Into<String>) -> Self {
+        Self { conninfo: conninfo.into(), environment: false }
+    }
+
+    /// `conninfo` completed from the process environment, as libpq does.
+    pub fn from_environment(conninfo: impl Into<String>) -> Self {
+        Self { conninfo: conninfo.into(), environment: true }
+    }
+
+    /// Whether unset parts come from the process environment.
+    pub fn uses_environment(&self) -> bool {
+        self.environment
+    }
+
+    /// The connection text as given (may hold a password: do not log it; see [`redacted`]).
+    pub fn conninfo(&self) -> &str {
+        &self.conninfo
+    }
+
+    /// Resolves the connection (see [`resolve`]; without the environment unless asked for).
+    ///
+    /// # Errors
+    /// As [`resolve`].
+    pub fn resolve(&self) -> Result<ConnSpec, ConnInfoError> {
+        if self.environment {
+            resolve(&self.conninfo)
+        } else {
+            resolve_with_env(&self.conninfo, &|_| None)
+        }
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("conninfo", &redacted(&self.conninfo))
+            .field("environment", &self.environment)
+            .finish()
+    }
+}
+
+impl From<&str> for Connection {
+    fn from(s: &str) -> Self {
+        Connection::new(s)
+    }
+}
+
+impl From<String> for Connection {
+    fn from(s: String) -> Self {
+        Connection::new(s)
+    }
+}
+
+impl From<&String> for Connection {
+    fn from(s: &String) -> Self {
+        Connection::new(s.clone())
+    }
+}
+
+impl From<&Connection> for Connection {
+    fn from(c: &Connection) -> Self {
+        c.clone()
+    }
+}
+
 /// [`resolve`] with the environment given as a function, so it can be
 /// tested (or driven by a configuration file) without touching the process
 /// environment.

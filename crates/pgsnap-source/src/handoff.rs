@@ -112,13 +112,16 @@ impl HandoffPreflight {
     }
 }
 
-/// Runs the handoff preflight over a new connection to `conninfo` (the same strings as
+/// Runs the handoff preflight over a new connection (what
 /// [`PgSourceBuilder::new`](crate::PgSourceBuilder::new) takes).
 ///
 /// # Errors
 /// A bad connection string, no connection, or a failed catalog query.
-pub async fn handoff_preflight(conninfo: &str, tables: &[TableName]) -> Result<HandoffPreflight> {
-    let spec = conninfo::resolve(conninfo)?;
+pub async fn handoff_preflight(
+    connection: impl Into<conninfo::Connection>,
+    tables: &[TableName],
+) -> Result<HandoffPreflight> {
+    let spec = connection.into().resolve()?;
     let client = crate::connect(&spec).await?;
     handoff_preflight_with(&client, tables).await
 }
@@ -131,11 +134,11 @@ pub async fn handoff_preflight(conninfo: &str, tables: &[TableName]) -> Result<H
 /// # Errors
 /// As [`handoff_preflight`]; an include pattern that matches nothing.
 pub async fn handoff_preflight_selected(
-    conninfo: &str,
+    connection: impl Into<conninfo::Connection>,
     include: &[String],
     exclude: &[String],
 ) -> Result<HandoffPreflight> {
-    let spec = conninfo::resolve(conninfo)?;
+    let spec = connection.into().resolve()?;
     let client = crate::connect(&spec).await?;
     let selected = crate::catalog::select(&client, include, exclude).await?;
     let names: Vec<TableName> = selected.into_iter().map(|(_, n, _, _)| n).collect();

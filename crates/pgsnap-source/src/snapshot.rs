@@ -75,7 +75,7 @@ pub(crate) async fn take(
         }
         SnapshotMode::External => {
             let name = external.ok_or_else(|| {
-                Error::Config("--snapshot-mode external needs --snapshot NAME (a snapshot exported and held open by another session)".into())
+                Error::Config("the external snapshot mode (SnapshotMode::External) needs an external snapshot name (with_external_snapshot: a snapshot exported and held open by another session)".into())
             })?;
             Ok(Taken {
                 holder: Holder::External,
@@ -103,7 +103,7 @@ async fn create_slot(spec: &ConnSpec, control: &Client, req: &SlotRequest) -> Re
             "no free WAL sender for the replication connection ({e}); raise max_wal_senders or stop an idle replication client"
         )),
         Some("42501" | "28000") => Error::Preflight(format!(
-            "the user may not open a replication connection ({e}); grant it with ALTER ROLE ... REPLICATION and allow `replication` in pg_hba.conf, or use --snapshot-mode export"
+            "the user may not open a replication connection ({e}); grant it with ALTER ROLE ... REPLICATION and allow `replication` in pg_hba.conf, or use the export snapshot mode (SnapshotMode::Export)"
         )),
         _ => Error::Replication { context: "cannot open the replication connection".into(), source: e },
     })?;
@@ -196,13 +196,13 @@ pub(crate) async fn abandon(taken: Taken) {
 fn slot_error(name: &str, e: ReplicationError) -> Error {
     match e.sqlstate() {
         Some("42710") => Error::Preflight(format!(
-            "replication slot {name:?} already exists; choose another --slot, or drop it (pgsnap's drop_slot, or SELECT pg_drop_replication_slot('{name}')) if nothing consumes it"
+            "replication slot {name:?} already exists; choose another slot name, or drop it (pgsnap's drop_slot, or SELECT pg_drop_replication_slot('{name}')) if nothing consumes it"
         )),
         Some("53400") => Error::Preflight(format!(
             "all replication slots are in use ({e}); raise max_replication_slots or drop an unused slot"
         )),
         Some("55000") => Error::Preflight(format!(
-            "cannot create a logical slot: {e}; set wal_level = logical and restart the server, or use --snapshot-mode export"
+            "cannot create a logical slot: {e}; set wal_level = logical and restart the server, or use the export snapshot mode (SnapshotMode::Export)"
         )),
         _ => Error::Replication {
             context: format!("cannot create replication slot {name:?}"),
@@ -315,7 +315,7 @@ fn snapshot_lost(name: &str, server_message: &str) -> Error {
     Error::SnapshotLost {
         snapshot: name.to_owned(),
         reason: format!(
-            "{server_message} — the session that exported it has ended or moved on; take a new snapshot (or, when resuming in slot mode with a permanent slot, pass --allow-snapshot-change)"
+            "{server_message} — the session that exported it has ended or moved on; take a new snapshot, or, when resuming in slot mode with a permanent slot, allow a snapshot change (allow_snapshot_change)"
         ),
     }
 }

@@ -42,7 +42,7 @@ pub const MIN_SERVER_VERSION: u32 = 120000;
 /// ```
 #[derive(Clone)]
 pub struct PgSourceBuilder {
-    conninfo: String,
+    connection: conninfo::Connection,
     mode: SnapshotMode,
     slot: Option<String>,
     external: Option<String>,
@@ -56,7 +56,7 @@ pub struct PgSourceBuilder {
 impl std::fmt::Debug for PgSourceBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgSourceBuilder")
-            .field("conninfo", &conninfo::redacted(&self.conninfo))
+            .field("connection", &self.connection)
             .field("mode", &self.mode)
             .field("slot", &self.slot)
             .field("external", &self.external)
@@ -68,11 +68,14 @@ impl std::fmt::Debug for PgSourceBuilder {
 }
 
 impl PgSourceBuilder {
-    /// A builder for a libpq connection string or `postgresql://` URL; unset parts come from
-    /// the `PG*` environment variables and `~/.pgpass`, as with libpq.
-    pub fn new(conninfo: impl Into<String>) -> Self {
+    /// A builder for a connection: a libpq connection string or `postgresql://` URL (unset
+    /// parts take libpq's built-in defaults, not the process environment), or a
+    /// [`Connection`](conninfo::Connection) (e.g.
+    /// [`Connection::from_environment`](conninfo::Connection::from_environment) to complete
+    /// it from the `PG*` variables and `~/.pgpass`, as libpq does).
+    pub fn new(connection: impl Into<conninfo::Connection>) -> Self {
         Self {
-            conninfo: conninfo.into(),
+            connection: connection.into(),
             mode: SnapshotMode::Slot,
             slot: None,
             external: None,
@@ -135,7 +138,7 @@ impl PgSourceBuilder {
     /// Connection and preflight failures ([`Error::Preflight`] says what to fix), and
     /// [`Error::SnapshotLost`] when an external snapshot cannot be imported.
     pub async fn open(self) -> Result<PgSource> {
-        let spec = conninfo::resolve(&self.conninfo)?;
+        let spec = self.connection.resolve()?;
         crate::copy::check_spec(&spec)?;
         let control = crate::connect(&spec).await?;
         // No preflight statement may wait for a lock without bound (CREATE PUBLICATION
@@ -169,14 +172,17 @@ impl PgSourceBuilder {
             _ => {
                 if self.slot.is_some() {
                     return Err(Error::Config(
-                        "--slot only applies to --snapshot-mode slot".into(),
+                        "a slot name (with_slot) only applies to the slot snapshot mode (SnapshotMode::Slot)"
+                            .into(),
                     ));
                 }
                 None
             }
         };
         if self.mode != SnapshotMode::External && self.external.is_some() {
-            return Err(Error::Config("--snapshot NAME needs --snapshot-mode external".into()));
+            return Err(Error::Config(
+                "an external snapshot name (with_external_snapshot) needs the external snapshot mode (SnapshotMode::External)".into(),
+            ));
         }
         // The publication must exist before the slot so decoding sees it from the start.
         if let Some(publication) = &self.publication {
@@ -351,12 +357,12 @@ async fn preflight_slot(control: &Client, name: &str) -> Result<()> {
     let wal_level: String = row.get(0);
     if wal_level != "logical" {
         return Err(Error::Preflight(format!(
-            "wal_level is {wal_level:?}, slot mode needs \"logical\": ALTER SYSTEM SET wal_level = logical and restart the server, or use --snapshot-mode export (no CDC handoff LSN)"
+            "wal_level is {wal_level:?}, slot mode needs \"logical\": ALTER SYSTEM SET wal_level = logical and restart the server, or use the export snapshot mode (SnapshotMode::Export; no CDC handoff LSN)"
         )));
     }
     if !row.get::<_, bool>(1) {
         return Err(Error::Preflight(
-            "the user has no REPLICATION privilege, needed to create a replication slot: ALTER ROLE <user> REPLICATION, or use --snapshot-mode export".into(),
+            "the user has no REPLICATION privilege, needed to create a replication slot: ALTER ROLE <user> REPLICATION, or use the export snapshot mode (SnapshotMode::Export)".into(),
         ));
     }
     let (used, max): (i32, i32) = (row.get(2), row.get(3));
@@ -367,7 +373,7 @@ async fn preflight_slot(control: &Client, name: &str) -> Result<()> {
     }
     if row.get::<_, bool>(4) {
         return Err(Error::Preflight(format!(
-            "replication slot {name:?} already exists: choose another --slot, or drop it if nothing consumes it (SELECT pg_drop_replication_slot('{name}'))"
+            "replication slot {name:?} already exists: choose another slot name, or drop it if nothing consumes it (SELECT pg_drop_replication_slot('{name}'))"
         )));
     }
     let (senders, max_senders): (i32, i32) = (row.get(5), row.get(6));
@@ -724,8 +730,12 @@ impl pgsnap_core::Source for PgSource {
 ///
 /// # Errors
 /// The slot is in use by a consumer (SQLSTATE 55006), or the statements fail.
-pub async fn drop_slot(conninfo: &str, slot: &str, publication: Option<&str>) -> Result<()> {
-    let spec = conninfo::resolve(conninfo)?;
+pub async fn drop_slot(
+    connection: impl Into<conninfo::Connection>,
+    slot: &str,
+    publication: Option<&str>,
+) -> Result<()> {
+    let spec = connection.into().resolve()?;
     let client = crate::connect(&spec).await?;
     client
         .batch_execute(&format!(
@@ -750,7 +760,8 @@ pub async fn drop_slot(conninfo: &str, slot: &str, publication: Option<&str>) ->
 /// one may be used.
 ///
 /// Returns `None` when the snapshot is the same (same system identifier and
-/// `pg_current_snapshot()`), or `Some(chunk snapshot)` when `allow_change` permits a new one.
+/// `pg_current_snapshot()`), or `Some(chunk snapshot)` when `allow_snapshot_change` permits a
+/// new one.
 ///
 /// # Errors
 /// [`Error::SnapshotLost`] when the snapshot differs and a change is not allowed (or not
@@ -760,14 +771,14 @@ pub async fn drop_slot(conninfo: &str, slot: &str, publication: Option<&str>) ->
 pub fn check_resume(
     manifest: &pgsnap_core::Manifest,
     source: &PgSource,
-    allow_change: bool,
+    allow_snapshot_change: bool,
 ) -> Result<Option<ChunkSnapshot>> {
     let m = &manifest.source;
     if m.system_identifier != source.source.system_identifier
         || m.database != source.source.database
     {
         return Err(Error::Preflight(format!(
-            "the manifest was written from another database (system identifier {} database {:?}, now {} {:?}); use a new --out directory",
+            "the manifest was written from another database (system identifier {} database {:?}, now {} {:?}); use a new output directory",
             m.system_identifier,
             m.database,
             source.source.system_identifier,
@@ -779,17 +790,17 @@ pub fn check_resume(
     }
     let permanent_slot = manifest.snapshot.mode == SnapshotMode::Slot
         && manifest.snapshot.slot_temporary == Some(false);
-    if allow_change && permanent_slot {
+    if allow_snapshot_change && permanent_slot {
         return Ok(Some(source.chunk_snapshot()));
     }
-    let why = if allow_change {
-        "--allow-snapshot-change is only safe for a run in slot mode with a permanent --slot (CDC replays from the slot's consistent point)".to_owned()
+    let why = if allow_snapshot_change {
+        "allowing a snapshot change (allow_snapshot_change) is only safe for a run in slot mode with a permanent slot (a slot name set with PgSourceBuilder::with_slot): CDC replays from the slot's consistent point".to_owned()
     } else {
         format!(
-            "the run's snapshot ({}) is gone: its holder ended with the interrupted run; start a new run in a new --out directory{}",
+            "the run's snapshot ({}) is gone: its holder ended with the interrupted run; start a new run in a new output directory{}",
             manifest.snapshot.pg_snapshot,
             if permanent_slot {
-                ", or resume with --allow-snapshot-change (CDC replay from the slot converges for primary-key tables)"
+                ", or resume and allow a snapshot change (allow_snapshot_change; CDC replay from the slot converges for primary-key tables)"
             } else {
                 ""
             }

@@ -185,6 +185,58 @@ fn kill_9_and_resume_with_external_snapshot() {
     drop(held);
 }
 
+/// SIGTERM and SIGINT mid-run (as an orchestrator or Ctrl-C sends them): the run stops
+/// within 10 s with exit 143 (130), prints its report, and keeps in its manifest only chunks
+/// whose files are whole; `--resume` then completes it, and the output equals an
+/// uninterrupted run's under the same snapshot.
+#[test]
+fn sigterm_then_resume_equals_an_uninterrupted_run() {
+    let db = unique_db("x_sigterm");
+    create_big_table(&db, "big", 40_000);
+    let held = HeldSnapshot::export(&db);
+    let src = source(&db);
+    let external = ["--snapshot-mode", "external", "--snapshot", held.name.as_str()];
+
+    // The reference: one uninterrupted run.
+    let (_tmp0, whole) = out_dir();
+    let r = run(&job_args(&src, &whole, "2", "128kB", &external));
+    r.expect_code(0);
+    let want = verify_chunks(&whole, &manifest(&whole));
+
+    for (signal, code) in [("TERM", 143), ("INT", 130)] {
+        let (_tmp, out) = out_dir();
+        let mut rest = external.to_vec();
+        rest.extend(["--throttle", "1MB"]);
+        let args = job_args(&src, &out, "2", "128kB", &rest);
+        let proc = spawn(&args);
+        wait_until("a chunk done", Duration::from_secs(30), || {
+            try_manifest(&out).is_some_and(|m| done_chunks(&m) >= 1)
+        });
+        proc.signal(signal);
+        let stopped = std::time::Instant::now();
+        let r = proc.wait_from_now(Duration::from_secs(10));
+        eprintln!("SIG{signal}: stopped after {:?}", stopped.elapsed());
+        r.expect_code(code);
+        let report = r.json();
+        assert_eq!(report["status"], "failed", "{report:#}");
+        assert_eq!(report["report_version"], 1);
+        assert!(report["error"].as_str().is_some_and(|e| e.contains("cancelled")), "{report:#}");
+        let m = manifest(&out);
+        assert!(done_chunks(&m) < all_chunks(&m), "SIG{signal}: the run finished first");
+        // Every chunk the manifest records as done is whole.
+        verify_chunks(&out, &m);
+
+        let resume: Vec<&str> = args.iter().copied().chain(["--resume"]).collect();
+        let r = run(&resume);
+        r.expect_code(0);
+        let m = manifest(&out);
+        assert_eq!(done_chunks(&m), all_chunks(&m));
+        assert!(verify_chunks(&out, &m) == want, "SIG{signal}: resumed output differs");
+        assert!(temp_files(&out).is_empty(), "left behind: {:?}", temp_files(&out));
+    }
+    drop(held);
+}
+
 /// Slot mode with a temporary slot: the slot (and its snapshot) ends with the killed process,
 /// so --resume refuses, with or without --allow-snapshot-change.
 #[test]

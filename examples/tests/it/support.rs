@@ -21,12 +21,37 @@ pub(crate) const SNAPSHOT_TO_FILES: &str = "snapshot_to_files";
 /// The `migrate_to_starrocks` example (the StarRocks job).
 pub(crate) const MIGRATE_TO_STARROCKS: &str = "migrate_to_starrocks";
 
+/// The `pgsnap` command (crate `pgsnap-cli`).
+const PGSNAP: &str = "pgsnap";
+
 /// The environment variable that may point at a prebuilt binary of the example `name`.
 fn bin_override_var(name: &str) -> Option<&'static str> {
     match name {
         SNAPSHOT_TO_FILES => Some("PGSNAP_EXAMPLE_BIN"),
         MIGRATE_TO_STARROCKS => Some("PGSNAP_MIGRATE_BIN"),
+        PGSNAP => Some("PGSNAP_BIN"),
         _ => None,
+    }
+}
+
+/// Whether the black-box tests run against `pgsnap <subcommand>` (`PGSNAP_FRONT=cli`)
+/// instead of the examples: one test list, both command-line fronts.
+fn cli_front() -> bool {
+    match std::env::var("PGSNAP_FRONT").as_deref() {
+        Ok("cli") => true,
+        Ok("examples") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("PGSNAP_FRONT={other}: use cli or examples"),
+    }
+}
+
+/// The `pgsnap` subcommand that does what the example `name` does.
+fn subcommand_of(name: &str) -> &'static str {
+    match name {
+        SNAPSHOT_TO_FILES => "snapshot",
+        MIGRATE_TO_STARROCKS => "migrate",
+        "handoff" => "handoff",
+        "drop_slot" => "drop-slot",
+        other => panic!("no pgsnap subcommand for the example {other}"),
     }
 }
 
@@ -71,9 +96,14 @@ fn build_example(name: &str) -> PathBuf {
     let mut cmd = Command::new(cargo);
     cmd.current_dir(manifest_dir)
         .args(["build", "--quiet", "--message-format=json-render-diagnostics"])
-        .args(["--package", "pgsnap-examples", "--example", name])
         .args(["--profile", &profile]);
-    let what = format!("cargo build --example {name}");
+    let what = if name == PGSNAP {
+        cmd.args(["--package", "pgsnap-cli", "--bin", name]);
+        format!("cargo build --bin {name}")
+    } else {
+        cmd.args(["--package", "pgsnap-examples", "--example", name]);
+        format!("cargo build --example {name}")
+    };
     let out = run_command(cmd, Duration::from_secs(900), &what);
     assert_eq!(out.code, Some(0), "{what} failed:\n{}", out.stderr);
     let exe = out
@@ -183,6 +213,22 @@ impl Proc {
         self.collect()
     }
 
+    /// Sends `signal` (`TERM`, `INT`, ...) with kill(1).
+    pub(crate) fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("kill(1)");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits at most `timeout` from now for the end, failing (after a SIGKILL) otherwise.
+    #[track_caller]
+    pub(crate) fn wait_from_now(mut self, timeout: Duration) -> Output {
+        self.started = Instant::now();
+        self.wait(timeout)
+    }
+
     /// SIGKILL (`kill -9`), then collects what it printed.
     pub(crate) fn kill9(mut self) -> Output {
         let _ = self.child.kill();
@@ -212,14 +258,22 @@ fn run_command(cmd: Command, timeout: Duration, what: &str) -> Output {
     Proc::spawn(cmd, what).wait(timeout)
 }
 
-/// A command running the example `name` with `args`, in a known environment: logs in a
-/// known shape, and nothing from the caller's environment picks another database. Add
-/// environment variables (a password) before running it with [`run_cmd`] or [`spawn_cmd`].
+/// A command running the example `name` (or, with `PGSNAP_FRONT=cli`, the matching `pgsnap`
+/// subcommand) with `args`, in a known environment: logs in a known shape, and nothing from
+/// the caller's environment picks another database. Add environment variables (a password)
+/// before running it with [`run_cmd`] or [`spawn_cmd`].
 pub(crate) fn example_command(name: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(binary_of(name));
+    let mut cmd = if cli_front() {
+        let mut cmd = Command::new(binary_of(PGSNAP));
+        cmd.arg(subcommand_of(name));
+        cmd
+    } else {
+        Command::new(binary_of(name))
+    };
     cmd.args(args);
     cmd.env("RUST_LOG", "info");
-    for v in ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE", "PGOPTIONS"] {
+    for v in ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE", "PGOPTIONS", "PGSNAP_SOURCE"]
+    {
         cmd.env_remove(v);
     }
     cmd

@@ -41,6 +41,7 @@ pub struct CoordinatorOptions {
     progress_interval: Duration,
     chunk_snapshot: Option<ChunkSnapshot>,
     checkpoint_interval: Duration,
+    resume: bool,
 }
 
 impl Default for CoordinatorOptions {
@@ -53,6 +54,7 @@ impl Default for CoordinatorOptions {
             progress_interval: Duration::from_secs(1),
             chunk_snapshot: None,
             checkpoint_interval: Duration::from_secs(1),
+            resume: false,
         }
     }
 }
@@ -97,6 +99,12 @@ impl CoordinatorOptions {
     /// large manifest after every chunk. Zero saves after every chunk. Default 1 s.
     pub fn with_checkpoint_interval(mut self, d: Duration) -> Self {
         self.checkpoint_interval = d;
+        self
+    }
+    /// Whether the run continues an interrupted one (told to [`Sink::prepare`]). Default
+    /// `false`.
+    pub fn with_resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
         self
     }
     /// The number of parallel jobs.
@@ -233,6 +241,12 @@ impl Coordinator {
         self.cancel.clone()
     }
 
+    /// Uses `token` (e.g. a job's or a service's shutdown token) to cancel the run.
+    pub fn with_cancellation_token(mut self, token: CancellationToken) -> Self {
+        self.cancel = token;
+        self
+    }
+
     fn emit(&self, e: ProgressEvent) {
         if let Some(p) = &self.progress {
             p(&e);
@@ -242,12 +256,18 @@ impl Coordinator {
     /// Copies every chunk of `manifest` that is not done (or whose stored content the sink no
     /// longer finds intact), saving the manifest after each one.
     ///
+    /// Calls [`Sink::prepare`] first, so no chunk reaches an unprepared sink.
+    ///
     /// # Errors
-    /// Only when the manifest cannot be saved at the start. Failures during the run are in
-    /// the report: per table in [`TableReport::error`], run-ending ones in
-    /// [`RunReport::fatal`].
+    /// When the run cannot start: the sink's preparation fails, or the manifest cannot be
+    /// saved at the start. Failures during the run are in the report: per table in
+    /// [`TableReport::error`], run-ending ones in [`RunReport::fatal`].
     pub async fn run(&self, mut manifest: Manifest) -> Result<RunReport> {
         let started = Instant::now();
+        let schemas: Vec<_> = manifest.tables.iter().map(|t| t.schema.clone()).collect();
+        self.sink
+            .prepare(&crate::PrepareContext::new(&schemas, &manifest.run_id, self.options.resume))
+            .await?;
         let format = self.sink.description().input_format;
         if manifest.format != format {
             return Err(Error::Config(format!(

@@ -33,7 +33,7 @@ async fn unwritable_output_is_fatal_and_names_the_path() {
     let msg = err.to_string();
     let dir = out.join(table_dir_name(&t));
     assert!(msg.contains(&dir.display().to_string()), "{msg}");
-    assert!(msg.contains("--out"), "the message says what to do: {msg}");
+    assert!(msg.contains("choose another output directory"), "the message says what to do: {msg}");
     assert!(matches!(ours(&err), Error::Io { op: "cannot create directory", .. }));
     assert!(!dir.exists());
 }

@@ -36,7 +36,9 @@ fn copy_escape(v: &str, out: &mut String) {
 impl Probe {
     /// Visible loads of `chunk`, by part.
     fn labels(&self, chunk: &Chunk) -> Vec<String> {
-        let prefix = self.sink.chunk_label_prefix(chunk);
+        let Some(prefix) = self.sink.chunk_label_prefix(chunk) else {
+            return Vec::new();
+        };
         let cat = self.double.catalog().lock();
         let mut labels: Vec<String> = cat
             .databases
@@ -93,7 +95,7 @@ pub(crate) async fn make_with(transactions: bool) -> SinkUnderTest {
     let sink = Arc::new(builder(&double).with_transactions(transactions).build().unwrap());
     let (_, manifest) = MemorySource::example(1, 1);
     let schemas: Vec<_> = manifest.tables.iter().map(|t| t.schema.clone()).collect();
-    sink.prepare(&schemas).await.expect("prepare");
+    sink.prepare_tables(&schemas).await.expect("prepare");
     let probe = Probe { double, sink: Arc::clone(&sink) };
     (sink as Arc<dyn Sink>, Box::new(probe))
 }

@@ -36,7 +36,7 @@ async fn wrong_password_is_an_auth_error_over_http_and_sql() {
     assert!(matches!(err, Error::Auth { .. }), "{err:?}");
     assert!(err.to_string().contains("loader") && !err.to_string().contains("wrong"), "{err}");
     // SQL alone (HTTP probe passes with the right password, SQL user differs): also Auth.
-    let err = b.build().unwrap().prepare(&example_schema()).await.unwrap_err();
+    let err = b.build().unwrap().prepare_tables(&example_schema()).await.unwrap_err();
     assert!(matches!(err, Error::Auth { .. }), "{err:?}");
 }
 
@@ -59,9 +59,9 @@ async fn unknown_database_is_named() {
 async fn missing_table_without_create_tables_is_named() {
     let d = double().await;
     let sink = builder(&d).with_create_tables(false).build().unwrap();
-    let err = sink.prepare(&example_schema()).await.unwrap_err();
+    let err = sink.prepare_tables(&example_schema()).await.unwrap_err();
     assert!(matches!(err, Error::UnknownTable { ref table, .. } if table == "t"), "{err:?}");
-    assert!(err.to_string().contains("--create-tables"), "{err}");
+    assert!(err.to_string().contains("with_create_tables"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,7 +77,7 @@ async fn schema_mismatch_names_the_columns() {
             &[("ID", "DATE", false), ("v", "VARCHAR(10)", true), ("extra", "INT", true)],
         ),
     );
-    let err = builder(&d).build().unwrap().prepare(&example_schema()).await.unwrap_err();
+    let err = builder(&d).build().unwrap().prepare_tables(&example_schema()).await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::SchemaMismatch { .. }), "{err:?}");
     assert!(msg.contains("\"v\"") && msg.contains("\"ID\" is date"), "{msg}");
@@ -92,7 +92,7 @@ async fn two_tables_onto_one_target_are_refused() {
     other.name = TableName::new("public", "u");
     schemas.push(other);
     let sink = builder(&d).with_table_mapping(TableName::new("public", "u"), "t").build().unwrap();
-    let err = sink.prepare(&schemas).await.unwrap_err();
+    let err = sink.prepare_tables(&schemas).await.unwrap_err();
     assert!(matches!(err, Error::TargetCollision { .. }), "{err:?}");
     assert!(err.to_string().contains("\"public\".\"u\""), "{err}");
 }
@@ -143,7 +143,7 @@ async fn https_to_http_redirect_is_refused() {
             .unwrap(),
     );
     let (source, manifest) = MemorySource::example(1, 10);
-    sink.prepare(&manifest.tables.iter().map(|t| t.schema.clone()).collect::<Vec<_>>())
+    sink.prepare_tables(&manifest.tables.iter().map(|t| t.schema.clone()).collect::<Vec<_>>())
         .await
         .unwrap();
     let t = &manifest.tables[0];
@@ -165,7 +165,7 @@ async fn https_to_http_redirect_is_refused() {
         .build()
         .unwrap();
     allowed
-        .prepare(&manifest.tables.iter().map(|t| t.schema.clone()).collect::<Vec<_>>())
+        .prepare_tables(&manifest.tables.iter().map(|t| t.schema.clone()).collect::<Vec<_>>())
         .await
         .unwrap();
     let data = pgsnap_core::Source::read_chunk(&source, &chunk, pgsnap_core::DataFormat::Text)

@@ -42,14 +42,31 @@ pub(crate) async fn run(
     run_from(sink, Arc::new(source.clone()), manifest).await
 }
 
-/// Prepares `sink` and runs the coordinator (3 jobs, 4 attempts per chunk) from `source`.
+/// [`run`] as a resume of `manifest`'s run (rules for new runs, such as the refusal of an
+/// occupied Duplicate Key table, do not apply).
+pub(crate) async fn rerun(
+    sink: &Arc<StarRocksSink>,
+    source: &MemorySource,
+    manifest: Manifest,
+) -> RunReport {
+    coordinator(sink, Arc::new(source.clone()), true).run(manifest).await.expect("coordinator")
+}
+
+/// Runs the coordinator (3 jobs, 4 attempts per chunk) from `source` into `sink` (which it
+/// prepares first).
 pub(crate) async fn run_from(
     sink: &Arc<StarRocksSink>,
     source: Arc<dyn pgsnap_core::Source>,
     manifest: Manifest,
 ) -> RunReport {
-    let schemas: Vec<_> = manifest.tables.iter().map(|t| t.schema.clone()).collect();
-    sink.prepare(&schemas).await.expect("prepare");
+    coordinator(sink, source, false).run(manifest).await.expect("coordinator")
+}
+
+fn coordinator(
+    sink: &Arc<StarRocksSink>,
+    source: Arc<dyn pgsnap_core::Source>,
+    resume: bool,
+) -> Coordinator {
     Coordinator::new(
         source,
         Arc::clone(sink) as Arc<dyn pgsnap_core::Sink>,
@@ -59,11 +76,9 @@ pub(crate) async fn run_from(
         CoordinatorOptions::default()
             .with_jobs(3)
             .with_max_attempts(4)
-            .with_retry_backoff(Duration::from_millis(10)),
+            .with_retry_backoff(Duration::from_millis(10))
+            .with_resume(resume),
     )
-    .run(manifest)
-    .await
-    .expect("coordinator")
 }
 
 /// Every id 0..CHUNKS*ROWS exactly once.
@@ -151,7 +166,7 @@ async fn rerun_loads_nothing_twice(style: DuplicateLabelStyle) {
     let first = run(&sink, &source, manifest.clone()).await;
     assert_eq!(first.status, RunStatus::Ok);
     let again = Arc::new(b.build().unwrap());
-    let second = run(&again, &source, manifest).await;
+    let second = rerun(&again, &source, manifest).await;
     assert_eq!(second.status, RunStatus::Ok, "{style:?}: {:?}", second.tables);
     assert_exactly_once(&d, &format!("{style:?}"));
     let loaded: u64 = second.manifest.tables[0]
@@ -207,11 +222,11 @@ async fn a_running_label_is_polled_until_it_settles() {
     for commit_first in [false, true] {
         let d = double().await;
         create_duplicate_table(&d);
-        let sink = Arc::new(builder(&d).build().unwrap());
         let (source, manifest) = MemorySource::example(1, 10);
+        let sink = Arc::new(builder(&d).with_run_id(&manifest.run_id).build().unwrap());
         let t = &manifest.tables[0];
         let chunk = t.chunk(&t.chunks[0]);
-        let label = format!("{}0", sink.chunk_label_prefix(&chunk));
+        let label = format!("{}0", sink.chunk_label_prefix(&chunk).unwrap());
         let begun = txn_call_url(&d.fe_url(), "begin", &label, None).await;
         assert!(begun.contains("\"OK\""), "{begun}");
         if commit_first {
@@ -298,9 +313,9 @@ async fn input_cut_short_commits_nothing() {
     let t = &manifest.tables[0];
     let chunk = t.chunk(&t.chunks[0]);
     source.insert(chunk.table.clone(), chunk.id, "1\tone\n2\ttw");
-    sink.prepare(&manifest.tables.iter().map(|t| t.schema.clone()).collect::<Vec<_>>())
-        .await
-        .unwrap();
+    let schemas: Vec<_> = manifest.tables.iter().map(|t| t.schema.clone()).collect();
+    let ctx = pgsnap_core::PrepareContext::new(&schemas, &manifest.run_id, false);
+    pgsnap_core::Sink::prepare(sink.as_ref(), &ctx).await.unwrap();
     let data = pgsnap_core::Source::read_chunk(&source, &chunk, pgsnap_core::DataFormat::Text)
         .await
         .unwrap();

@@ -28,13 +28,13 @@ pub(crate) async fn double_with(options: StarRocksOptions) -> StarRocksDouble {
     d
 }
 
-/// A sink configuration for `d` with fast retries and a fresh run id.
+/// A sink configuration for `d` with fast retries (the run id comes from the run it is
+/// prepared for).
 pub(crate) fn builder(d: &StarRocksDouble) -> StarRocksSinkBuilder {
     StarRocksSinkBuilder::new(d.fe_url(), DB)
         .with_user(d.options().user.clone())
         .with_password(d.options().password.clone())
         .with_fe_sql(d.mysql_addr().to_string())
-        .with_run_id(uuid())
         .with_create_tables(true)
         .with_retry_policy(
             RetryPolicy::default()
@@ -42,20 +42,6 @@ pub(crate) fn builder(d: &StarRocksDouble) -> StarRocksSinkBuilder {
                 .with_max_backoff(Duration::from_millis(50))
                 .with_label_wait(Duration::from_secs(10)),
         )
-}
-
-/// A random run id.
-pub(crate) fn uuid() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!(
-        "run-{:x}-{}-{}",
-        nanos & 0xffff_ffff_ffff,
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// A fresh database on the shared cluster with `setup` run in it.
@@ -86,6 +72,7 @@ pub(crate) async fn load(
             source: source.source_info().clone(),
             format: DataFormat::Text,
             compression: "none".into(),
+            sink: None,
             session: source.session().clone(),
             options: PlanOptions {
                 split_by: "auto".into(),
@@ -96,8 +83,6 @@ pub(crate) async fn load(
         },
         plans,
     );
-    let schemas: Vec<_> = manifest.tables.iter().map(|t| t.schema.clone()).collect();
-    sink.prepare(&schemas).await.expect("prepare");
     let report = Coordinator::new(
         Arc::clone(&source) as Arc<dyn pgsnap_core::Source>,
         Arc::clone(sink) as Arc<dyn pgsnap_core::Sink>,

@@ -12,7 +12,7 @@ use pgsnap_test_support::starrocks::{
 };
 
 use crate::faults::{
-    CHUNKS, ROWS, assert_exactly_once, create_duplicate_table, load_in_txn, run, run_from,
+    CHUNKS, ROWS, assert_exactly_once, create_duplicate_table, load_in_txn, rerun, run, run_from,
     txn_call_url,
 };
 use crate::support::*;
@@ -52,13 +52,14 @@ async fn the_conformance_suite_passes_with_transactions() {
 async fn a_chunk_in_parts_becomes_visible_only_when_committed_whole() {
     let d = double().await;
     create_duplicate_table(&d);
-    let sink = txn_builder(&d).with_max_load_bytes(1000).build().unwrap();
     let (source, manifest) = MemorySource::example(1, ROWS);
-    sink.prepare(&[manifest.tables[0].schema.clone()]).await.unwrap();
+    let sink =
+        txn_builder(&d).with_max_load_bytes(1000).with_run_id(&manifest.run_id).build().unwrap();
+    sink.prepare_tables(&[manifest.tables[0].schema.clone()]).await.unwrap();
     let faulty = FaultySource::new(source, 1, true);
     let t = &manifest.tables[0];
     let chunk = t.chunk(&t.chunks[0]);
-    let label = format!("{}t", sink.chunk_label_prefix(&chunk));
+    let label = format!("{}t", sink.chunk_label_prefix(&chunk).unwrap());
 
     let data = faulty.read_chunk(&chunk, DataFormat::Text).await.unwrap();
     let err = sink.write_chunk(&chunk, data).await.unwrap_err();
@@ -132,10 +133,10 @@ async fn a_lingering_transaction_is_rolled_back_and_the_chunk_loaded_once() {
         let what = format!("prepared={prepared} {style:?}");
         let d = double_with(StarRocksOptions::default().with_duplicate_label_style(style)).await;
         create_duplicate_table(&d);
-        let sink = Arc::new(txn_builder(&d).build().unwrap());
         let (source, manifest) = MemorySource::example(CHUNKS, ROWS);
+        let sink = Arc::new(txn_builder(&d).with_run_id(&manifest.run_id).build().unwrap());
         let t = &manifest.tables[0];
-        let label = format!("{}t", sink.chunk_label_prefix(&t.chunk(&t.chunks[0])));
+        let label = format!("{}t", sink.chunk_label_prefix(&t.chunk(&t.chunks[0])).unwrap());
         let begun = txn_call_url(&d.fe_url(), "begin", &label, None).await;
         assert!(begun.contains("\"OK\""), "{begun}");
         // Rows that are not the chunk's: they would show if the transaction were committed.
@@ -168,7 +169,7 @@ async fn a_committed_chunk_is_skipped_with_its_rows_counted() {
         assert_eq!(first.status, RunStatus::Ok, "{style:?}: {:?}", first.tables);
         let loads_before = fe_calls(&d, "load");
         let again: Arc<StarRocksSink> = Arc::new(b.build().unwrap());
-        let second = run(&again, &source, manifest).await;
+        let second = rerun(&again, &source, manifest).await;
         assert_eq!(second.status, RunStatus::Ok, "{style:?}: {:?}", second.tables);
         assert_exactly_once(&d, &format!("{style:?}"));
         assert_eq!(fe_calls(&d, "load"), loads_before, "{style:?}: nothing loaded again");

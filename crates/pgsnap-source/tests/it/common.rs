@@ -163,6 +163,7 @@ pub(crate) async fn run_to_files_with(
             source: source.source_info().clone(),
             format,
             compression: "none".into(),
+            sink: None,
             session: source.session().clone(),
             options: PlanOptions {
                 split_by: split.to_string(),

@@ -250,7 +250,7 @@ async fn resume_refuses_another_snapshot_unless_allowed_with_a_permanent_slot() 
     assert_ne!(second.snapshot_info().pg_snapshot, manifest.snapshot.pg_snapshot);
     match check_resume(&manifest, &second, false) {
         Err(Error::SnapshotLost { reason, .. }) => {
-            assert!(reason.contains("--allow-snapshot-change"), "{reason}")
+            assert!(reason.contains("allow a snapshot change (allow_snapshot_change"), "{reason}")
         }
         other => panic!("expected SnapshotLost, got {other:?}"),
     }

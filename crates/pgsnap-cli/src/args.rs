@@ -1,0 +1,571 @@
+//! The flags of the pgsnap commands, defined once: the `pgsnap` subcommands and the
+//! examples parse these, and each turns into its job's builder here.
+//!
+//! The fields' doc comments are the commands' `--help` text, written for a terminal.
+#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
+
+use std::time::Duration;
+
+use pgsnap::postgres::parse_size;
+use pgsnap::{Connection, SnapshotMode, SnapshotOptions, SplitBy};
+
+/// Why the flags cannot make a job (exit 2); the message names the flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The snapshot, selection and tuning flags shared by the snapshot commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SnapshotArgs {
+    /// libpq connection string or postgresql:// URL; unset parts come from PG* variables
+    /// (PGPASSWORD, ...) and ~/.pgpass.
+    #[arg(long, env = "PGSNAP_SOURCE", hide_env_values = true, default_value = "")]
+    pub source: String,
+    /// Parallel jobs (worker connections), at least 1.
+    #[arg(long, default_value_t = 4, value_parser = parse_jobs)]
+    pub jobs: usize,
+    /// Source bytes (heap plus TOAST estimate) per chunk: MB = 10^6, MiB = 2^20.
+    #[arg(long, default_value = "64MB", value_parser = parse_size)]
+    pub chunk_size: u64,
+    /// How tables are split: auto (ctid on PostgreSQL 14+, else integer primary key), ctid, pk.
+    #[arg(long, default_value = "auto")]
+    pub split_by: SplitBy,
+    /// Tables to copy (psql pattern rules); repeatable. Default: every table.
+    #[arg(long)]
+    pub include: Vec<String>,
+    /// Tables to leave out (psql pattern rules); repeatable.
+    #[arg(long)]
+    pub exclude: Vec<String>,
+    /// slot (logical replication slot with exported snapshot), export (pg_export_snapshot), external (--snapshot).
+    #[arg(long, default_value = "slot")]
+    pub snapshot_mode: SnapshotMode,
+    /// The snapshot to import with --snapshot-mode external.
+    #[arg(long)]
+    pub snapshot: Option<String>,
+    /// A permanent slot name for a CDC handoff (default: a temporary slot).
+    #[arg(long)]
+    pub slot: Option<String>,
+    /// Create this publication for the selected tables (publish_via_partition_root = true).
+    #[arg(long)]
+    pub publication: Option<String>,
+    /// On --resume in slot mode with a permanent slot: copy the remaining chunks under a new snapshot.
+    #[arg(long)]
+    pub allow_snapshot_change: bool,
+    /// Limit the read rate (e.g. 50MB per second).
+    #[arg(long, value_parser = parse_size)]
+    pub throttle: Option<u64>,
+    /// Attempts per chunk for transient failures.
+    #[arg(long, default_value_t = 3)]
+    pub max_attempts: u32,
+    /// How long slot creation may wait behind older transactions, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub slot_timeout: u64,
+    /// How long to wait for each table lock, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub lock_timeout: u64,
+}
+
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?} is not a number of jobs: use a whole number of at least 1")),
+    }
+}
+
+impl SnapshotArgs {
+    /// The connection: `--source`, with PG* variables and ~/.pgpass for what it leaves unset.
+    pub fn connection(&self) -> Connection {
+        Connection::from_environment(self.source.clone())
+    }
+
+    /// The job options these flags describe.
+    pub fn options(&self) -> SnapshotOptions {
+        let mut o = SnapshotOptions::new(self.connection())
+            .with_jobs(self.jobs)
+            .with_chunk_size(self.chunk_size)
+            .with_split_by(self.split_by)
+            .with_include(self.include.clone())
+            .with_exclude(self.exclude.clone())
+            .with_snapshot_mode(self.snapshot_mode)
+            .with_allow_snapshot_change(self.allow_snapshot_change)
+            .with_throttle(self.throttle)
+            .with_max_attempts(self.max_attempts)
+            .with_slot_timeout(Duration::from_secs(self.slot_timeout))
+            .with_lock_timeout(Duration::from_secs(self.lock_timeout));
+        // Not `with_external_snapshot`, which also picks the external mode: a name given in
+        // another mode is refused by the job, as the flags' contract says.
+        o.external_snapshot = self.snapshot.clone();
+        if let Some(s) = &self.slot {
+            o = o.with_slot(s.clone());
+        }
+        if let Some(p) = &self.publication {
+            o = o.with_publication(p.clone());
+        }
+        o
+    }
+}
+
+/// `pgsnap snapshot`: a consistent, parallel, resumable snapshot of PostgreSQL into files.
+#[cfg(feature = "files")]
+#[derive(Debug, Clone, clap::Parser)]
+#[command(version, about = "Consistent parallel snapshot of PostgreSQL to files.")]
+pub struct SnapshotCmd {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub snap: SnapshotArgs,
+    /// Output directory (created; must be empty unless --resume).
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// Chunk file compression: none, zstd, gzip (zstd:LEVEL, gzip:LEVEL).
+    #[arg(long, default_value = "none")]
+    pub compress: pgsnap::files::Compression,
+    /// Chunk file format: text (COPY text) or csv.
+    #[arg(long, default_value = "text")]
+    pub format: pgsnap::DataFormat,
+    /// Continue an interrupted run in the same --out directory.
+    #[arg(long)]
+    pub resume: bool,
+    /// Print the plan with estimates and copy nothing.
+    #[arg(long)]
+    pub plan: bool,
+    /// Print the report as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(feature = "files")]
+impl SnapshotCmd {
+    /// The files job these flags describe.
+    pub fn job(&self) -> pgsnap::FilesJob {
+        pgsnap::FilesJob::new(self.snap.options(), &self.out)
+            .with_format(self.format)
+            .with_compression(self.compress)
+            .with_resume(self.resume)
+    }
+}
+
+/// `pgsnap drop-slot`: drops a permanent replication slot (and optionally its publication)
+/// once nothing needs it.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(version, about = "Drop a pgsnap replication slot and its publication.")]
+pub struct DropSlotCmd {
+    /// libpq connection string or postgresql:// URL; unset parts come from PG* variables
+    /// (PGPASSWORD, ...) and ~/.pgpass.
+    #[arg(long, env = "PGSNAP_SOURCE", hide_env_values = true, default_value = "")]
+    pub source: String,
+    /// The slot to drop (nothing happens if it does not exist).
+    #[arg(long)]
+    pub slot: String,
+    /// A publication to drop as well.
+    #[arg(long)]
+    pub publication: Option<String>,
+    /// Print `{"dropped": {"slot": ..., "publication": ...}}` on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl DropSlotCmd {
+    /// The connection: `--source`, with PG* variables and ~/.pgpass for what it leaves unset.
+    pub fn connection(&self) -> Connection {
+        Connection::from_environment(self.source.clone())
+    }
+}
+
+#[cfg(feature = "starrocks")]
+pub use self::starrocks::{MigrateCmd, StarRocksArgs};
+
+#[cfg(feature = "starrocks")]
+mod starrocks {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use pgsnap::core::TableName;
+    use pgsnap::starrocks::{LoadFormat, StarRocksSinkBuilder, Unrepresentable};
+
+    use super::{SnapshotArgs, UsageError};
+
+    /// The StarRocks flags. `--fe` and `--database` are optional here; `pgsnap migrate`
+    /// requires them.
+    #[derive(Debug, Clone, clap::Args)]
+    pub struct StarRocksArgs {
+        /// StarRocks FE HTTP address, e.g. http://fe1:8030 (repeatable: loads start at each in turn).
+        #[arg(long)]
+        pub fe: Vec<String>,
+        /// Send loads straight to these BE HTTP addresses (repeatable), skipping the FE redirect.
+        #[arg(long)]
+        pub be: Vec<String>,
+        /// The FE's MySQL-protocol address for DDL and checks (default: the first FE's host, port 9030).
+        #[arg(long)]
+        pub fe_sql: Option<String>,
+        /// StarRocks user.
+        #[arg(long, default_value = "root")]
+        pub user: String,
+        /// Name of the environment variable that holds the password (default: empty password).
+        #[arg(long)]
+        pub password_env: Option<String>,
+        /// StarRocks database (must exist).
+        #[arg(long)]
+        pub database: Option<String>,
+        /// Create missing tables (Primary Key tables for sources with a primary key).
+        #[arg(long)]
+        pub create_tables: bool,
+        /// Body format: csv (streamed by StarRocks) or json (carries arrays and `\N` strings).
+        #[arg(id = "load_format", long = "format", value_name = "FORMAT", default_value = "csv")]
+        pub format: LoadFormat,
+        /// Types StarRocks cannot hold exactly (interval, time, unbounded numeric, bytea, ...): varchar (keep PostgreSQL's text) or error.
+        #[arg(long, default_value = "varchar")]
+        pub unrepresentable: Unrepresentable,
+        /// Load SCHEMA.TABLE into TARGET instead of the default name (public.t -> t, s.t -> s_t); repeatable.
+        #[arg(long, value_name = "SCHEMA.TABLE=TARGET", value_parser = parse_table_map)]
+        pub table_map: Vec<(TableName, String)>,
+        /// Force a column's StarRocks type, e.g. public.t.price=VARCHAR(64); repeatable.
+        #[arg(long, value_name = "SCHEMA.TABLE.COLUMN=TYPE", value_parser = parse_column_type)]
+        pub column_type: Vec<(TableName, String, String)>,
+        /// Fraction of rows StarRocks may reject per load (0 = none).
+        #[arg(long, default_value_t = 0.0)]
+        pub max_filter_ratio: f64,
+        /// StarRocks strict_mode (a value that does not convert fails instead of becoming NULL).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        pub strict_mode: bool,
+        /// Label prefix (1-32 of A-Z a-z 0-9 _ -).
+        #[arg(long, default_value = "pgsnap")]
+        pub label_prefix: String,
+        /// Split a chunk into several loads past this many body bytes (default 96MiB json, 4GiB csv).
+        #[arg(long, value_parser = pgsnap::postgres::parse_size)]
+        pub max_load_bytes: Option<u64>,
+        /// Loads in flight at once.
+        #[arg(long, default_value_t = 8)]
+        pub max_concurrent_loads: usize,
+        /// Stream Load timeout in seconds.
+        #[arg(long, default_value_t = 600)]
+        pub load_timeout: u64,
+        /// replication_num of created tables (default: StarRocks' own default).
+        #[arg(long)]
+        pub replication_num: Option<u32>,
+        /// PEM file of CA certificates to trust for https FE/BE addresses.
+        #[arg(long)]
+        pub ca_file: Option<PathBuf>,
+        /// Allow an https FE to redirect to a plain-http BE (the password then travels in clear).
+        #[arg(long)]
+        pub allow_insecure_redirect: bool,
+        /// Load into existing Duplicate Key tables that already hold rows (they would keep both).
+        #[arg(long)]
+        pub allow_existing_rows: bool,
+        /// Load each chunk as one transaction (Stream Load transaction interface): a chunk split
+        /// into several loads becomes visible at once, and row counts are checked before commit.
+        #[arg(long)]
+        pub transactions: bool,
+        /// With --transactions: seconds a chunk's whole transaction may take.
+        #[arg(long, default_value_t = 3600)]
+        pub transaction_timeout: u64,
+    }
+
+    fn parse_table_map(s: &str) -> Result<(TableName, String), String> {
+        let (t, target) = s.split_once('=').ok_or("expected SCHEMA.TABLE=TARGET")?;
+        let (schema, name) = t.split_once('.').ok_or("expected SCHEMA.TABLE=TARGET")?;
+        if target.is_empty() {
+            return Err("empty TARGET".into());
+        }
+        Ok((TableName::new(schema, name), target.to_owned()))
+    }
+
+    fn parse_column_type(s: &str) -> Result<(TableName, String, String), String> {
+        let (c, ty) = s.split_once('=').ok_or("expected SCHEMA.TABLE.COLUMN=TYPE")?;
+        let (schema, rest) = c.split_once('.').ok_or("expected SCHEMA.TABLE.COLUMN=TYPE")?;
+        let (name, column) = rest.rsplit_once('.').ok_or("expected SCHEMA.TABLE.COLUMN=TYPE")?;
+        Ok((TableName::new(schema, name), column.to_owned(), ty.to_owned()))
+    }
+
+    impl StarRocksArgs {
+        /// Whether StarRocks is loaded at all (`--fe` given).
+        pub fn enabled(&self) -> bool {
+            !self.fe.is_empty()
+        }
+
+        /// The settings that decide how tables are mapped (target names, body format, policy
+        /// for unrepresentable types, column types), without credentials.
+        pub fn mapping_builder(&self) -> StarRocksSinkBuilder {
+            let mut b = StarRocksSinkBuilder::new(
+                self.fe.first().cloned().unwrap_or_default(),
+                self.database.clone().unwrap_or_default(),
+            )
+            .with_format(self.format)
+            .with_unrepresentable(self.unrepresentable);
+            for (t, target) in &self.table_map {
+                b = b.with_table_mapping(t.clone(), target.clone());
+            }
+            for (t, c, ty) in &self.column_type {
+                b = b.with_column_type(t.clone(), c.clone(), ty.clone());
+            }
+            b
+        }
+
+        /// The sink's configuration (the run id comes from the job).
+        ///
+        /// # Errors
+        /// `--password-env` names an unset variable.
+        pub fn sink_builder(&self) -> Result<StarRocksSinkBuilder, UsageError> {
+            let password = match &self.password_env {
+                Some(var) => std::env::var(var).map_err(|_| {
+                    UsageError(format!(
+                        "--password-env {var}: the environment variable {var} is not set"
+                    ))
+                })?,
+                None => String::new(),
+            };
+            let mut b = self
+                .mapping_builder()
+                .with_user(self.user.clone())
+                .with_password(password)
+                .with_max_filter_ratio(self.max_filter_ratio)
+                .with_strict_mode(self.strict_mode)
+                .with_label_prefix(self.label_prefix.clone())
+                .with_max_concurrent_loads(self.max_concurrent_loads)
+                .with_load_timeout(Duration::from_secs(self.load_timeout))
+                .with_allow_insecure_redirect(self.allow_insecure_redirect)
+                .with_allow_existing_rows(self.allow_existing_rows)
+                .with_create_tables(self.create_tables)
+                .with_transactions(self.transactions)
+                .with_transaction_timeout(Duration::from_secs(self.transaction_timeout));
+            for fe in self.fe.iter().skip(1) {
+                b = b.with_fe_url(fe.clone());
+            }
+            if !self.be.is_empty() {
+                b = b.with_be_urls(self.be.clone());
+            }
+            if let Some(a) = &self.fe_sql {
+                b = b.with_fe_sql(a.clone());
+            }
+            if let Some(n) = self.max_load_bytes {
+                b = b.with_max_load_bytes(n);
+            }
+            if let Some(n) = self.replication_num {
+                b = b.with_table_property("replication_num", n.to_string());
+            }
+            if let Some(p) = &self.ca_file {
+                b = b.with_ca_file(p.clone());
+            }
+            Ok(b)
+        }
+    }
+
+    /// `pgsnap migrate`: a consistent, parallel, resumable snapshot of PostgreSQL loaded into
+    /// StarRocks with Stream Load, every chunk exactly once.
+    #[derive(Debug, Clone, clap::Parser)]
+    #[command(
+        version,
+        about = "Consistent parallel snapshot of PostgreSQL loaded into StarRocks (Stream Load, exactly once).",
+        mut_arg("fe", |a| a.required(true)),
+        mut_arg("database", |a| a.required(true))
+    )]
+    pub struct MigrateCmd {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        pub snap: SnapshotArgs,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        pub sr: StarRocksArgs,
+        /// Directory for the run's state (manifest, no data); default ./pgsnap-state/starrocks-<fe host>-<port>-<database>.
+        #[arg(long)]
+        pub state: Option<PathBuf>,
+        /// Continue the interrupted run recorded in --state.
+        #[arg(long)]
+        pub resume: bool,
+        /// Print the report as one JSON object on stdout.
+        #[arg(long)]
+        pub json: bool,
+        /// After loading, compare SELECT COUNT(*) of each target table with the rows read.
+        #[arg(long)]
+        pub verify_count: bool,
+    }
+
+    impl MigrateCmd {
+        /// The StarRocks job these flags describe.
+        ///
+        /// # Errors
+        /// `--password-env` names an unset variable.
+        pub fn job(&self) -> Result<pgsnap::MigrateJob, UsageError> {
+            let mut job = pgsnap::MigrateJob::new(self.snap.options(), self.sr.sink_builder()?)
+                .with_resume(self.resume)
+                .with_verify_count(self.verify_count);
+            if let Some(state) = &self.state {
+                job = job.with_state_dir(state);
+            }
+            Ok(job)
+        }
+    }
+}
+
+#[cfg(feature = "kafka")]
+pub use self::handoff::{HandoffCmd, Mode};
+
+#[cfg(feature = "kafka")]
+mod handoff {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use pgsnap::kafka::connect::ConnectClient;
+    use pgsnap::kafka::render::debezium::parse_connector_config;
+    use pgsnap::starrocks::parity::StarRocksVersion;
+    use pgsnap::{DEFAULT_PASSWORD_PLACEHOLDER, HandoffJob, HandoffMode};
+
+    use super::{SnapshotArgs, StarRocksArgs, UsageError};
+
+    /// `--mode`: how the Debezium change log relates to the snapshot.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+    pub enum Mode {
+        /// pgsnap creates the slot; Debezium starts on it afterwards (exact, recommended).
+        SlotFirst,
+        /// Debezium already runs on its own slot.
+        Running,
+        /// Like running, with a lower bound from the broker's time index.
+        Time,
+    }
+
+    /// `pgsnap handoff`: snapshot to files (or StarRocks), then the exact Kafka offsets where
+    /// the Debezium change log continues, the Routine Load statements and the connector config.
+    #[derive(Debug, Clone, clap::Parser)]
+    #[command(
+        version,
+        about = "Snapshot to files (or StarRocks) and hand off to a Debezium change log in Kafka at exact offsets.",
+        mut_arg("load_format", |a| a.long("load-format")),
+        mut_arg("database", |a| a.alias("starrocks-database").help(
+            "StarRocks database: loaded with --fe (must exist), and the Routine Load jobs' (default: the PostgreSQL database name)"
+        ))
+    )]
+    pub struct HandoffCmd {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        pub snap: SnapshotArgs,
+        /// StarRocks: with --fe the snapshot is loaded into StarRocks instead of files;
+        /// --database is also the database of the Routine Load jobs.
+        #[command(flatten)]
+        pub sr: StarRocksArgs,
+        /// Output directory (created; must be empty): the chunk files and manifest, or with --fe
+        /// the run's state (manifest, no data).
+        #[arg(long)]
+        pub out: PathBuf,
+        /// Kafka bootstrap brokers, host:port[,host:port...].
+        #[arg(long)]
+        pub brokers: String,
+        /// Debezium `topic.prefix`: topics are <prefix>.<schema>.<table>.
+        #[arg(long)]
+        pub topic_prefix: String,
+        /// slot-first (pgsnap creates the slot for Debezium), running (Debezium already runs), time.
+        #[arg(long, value_enum, default_value = "slot-first")]
+        pub mode: Mode,
+        /// Kafka Connect REST URL. slot-first: submit the connector after the snapshot (refused
+        /// when the name exists or has stored offsets). running/time (with --connector): check that
+        /// the running connector has committed past the snapshot's consistent point.
+        #[arg(long)]
+        pub connect_url: Option<String>,
+        /// --mode running/time with --connect-url: the running Debezium connector's name.
+        #[arg(long)]
+        pub connector: Option<String>,
+        /// With --connector: seconds to wait for the connector to commit past the snapshot's
+        /// consistent point (polled every second).
+        #[arg(long, default_value_t = 60)]
+        pub connector_wait: u64,
+        /// `database.password` in the Debezium config: a config-provider placeholder.
+        #[arg(long, default_value = DEFAULT_PASSWORD_PLACEHOLDER)]
+        pub password_placeholder: String,
+        /// Debezium connector name (default: pgsnap-<db>-<snapshot time>); must be new to Connect.
+        #[arg(long)]
+        pub connector_name: Option<String>,
+        /// `database.hostname` as Kafka Connect reaches PostgreSQL (default: the --source host).
+        #[arg(long)]
+        pub database_hostname: Option<String>,
+        /// Clock skew margin for --mode time, in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        pub skew_ms: u64,
+        /// StarRocks version to render the Routine Load for (e.g. 3.4.2) when --fe is not given
+        /// (with --fe the FE's current_version() is used). Supported: 3.1.0 to 4.x.
+        #[arg(long)]
+        pub starrocks_version: Option<String>,
+        /// --mode running/time: the running Debezium connector's config (Java properties, or the
+        /// JSON of Kafka Connect), to render the Routine Load for its encodings; or give
+        /// --connect-url and --connector to read it from Kafka Connect.
+        #[arg(long)]
+        pub debezium_config: Option<PathBuf>,
+        /// Refuse tables that cannot be kept exact (no primary key, TOAST risk, columns no Routine
+        /// Load maps exactly): exit 3; and refuse to start without what the Routine Load needs
+        /// (a StarRocks version, the connector's config): exit 2.
+        #[arg(long)]
+        pub strict: bool,
+        /// Chunk file compression: none, zstd, gzip (zstd:LEVEL, gzip:LEVEL).
+        #[arg(long, default_value = "none")]
+        pub compress: pgsnap::files::Compression,
+        /// Chunk file format: text (COPY text) or csv.
+        #[arg(long, default_value = "text")]
+        pub format: pgsnap::DataFormat,
+        /// Print the report as one JSON object on stdout.
+        #[arg(long)]
+        pub json: bool,
+    }
+
+    impl HandoffCmd {
+        /// The handoff mode.
+        pub fn mode(&self) -> HandoffMode {
+            match self.mode {
+                Mode::SlotFirst => HandoffMode::SlotFirst,
+                Mode::Running => HandoffMode::Running,
+                Mode::Time => HandoffMode::Time { skew: Duration::from_millis(self.skew_ms) },
+            }
+        }
+
+        /// The handoff job these flags describe.
+        ///
+        /// # Errors
+        /// A bad `--connect-url` or `--starrocks-version`, an unreadable `--debezium-config`,
+        /// `--password-env` naming an unset variable.
+        pub fn job(&self) -> Result<HandoffJob, UsageError> {
+            let mut job =
+                HandoffJob::new(self.snap.options(), &self.out, &self.brokers, &self.topic_prefix)
+                    .with_mode(self.mode())
+                    .with_files(self.format, self.compress)
+                    .with_connector_wait(Duration::from_secs(self.connector_wait))
+                    .with_password_placeholder(self.password_placeholder.clone())
+                    .with_strict(self.strict);
+            job = if self.sr.enabled() {
+                job.with_starrocks(self.sr.sink_builder()?)
+            } else {
+                job.with_routine_load_target(self.sr.mapping_builder())
+            };
+            if let Some(url) = &self.connect_url {
+                let client = ConnectClient::new(url)
+                    .map_err(|e| UsageError(format!("--connect-url {url}: {e}")))?;
+                job = job.with_connect(client);
+            }
+            if let Some(name) = &self.connector {
+                job = job.with_connector(name.clone());
+            }
+            if let Some(name) = &self.connector_name {
+                job = job.with_connector_name(name.clone());
+            }
+            if let Some(host) = &self.database_hostname {
+                job = job.with_database_hostname(host.clone());
+            }
+            if let Some(v) = &self.starrocks_version {
+                let v: StarRocksVersion =
+                    v.parse().map_err(|e| UsageError(format!("--starrocks-version: {e}")))?;
+                job = job.with_starrocks_version(v);
+            }
+            if let Some(path) = &self.debezium_config {
+                let bad = |e: &dyn std::fmt::Display| {
+                    UsageError(format!("--debezium-config {}: {e}", path.display()))
+                };
+                let text = std::fs::read_to_string(path).map_err(|e| bad(&e))?;
+                let config = parse_connector_config(&text).map_err(|e| bad(&e))?;
+                job = job.with_debezium_config(config);
+            }
+            Ok(job)
+        }
+    }
+}

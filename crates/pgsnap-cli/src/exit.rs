@@ -1,0 +1,59 @@
+//! The exit codes of the pgsnap commands.
+
+use pgsnap::{ErrorKind, Outcome};
+
+/// Everything complete.
+pub const EXIT_OK: i32 = 0;
+/// Finished, but some tables failed (listed in the report).
+pub const EXIT_PARTIAL: i32 = 1;
+/// Usage error (bad flags or arguments, a directory that does not fit).
+pub const EXIT_USAGE: i32 = 2;
+/// Preflight or connection error.
+pub const EXIT_PREFLIGHT: i32 = 3;
+/// Snapshot lost or not importable.
+pub const EXIT_SNAPSHOT: i32 = 4;
+/// Non-retryable sink error.
+pub const EXIT_SINK: i32 = 5;
+/// Stopped by SIGINT (Ctrl-C): 128 + 2.
+pub const EXIT_SIGINT: i32 = 130;
+/// Stopped by SIGTERM: 128 + 15.
+pub const EXIT_SIGTERM: i32 = 143;
+
+/// The exit code of an error kind; `signal` is the code of the signal that cancelled the
+/// run, if one did.
+///
+/// ```
+/// use pgsnap::ErrorKind;
+/// use pgsnap_cli::exit::{code_of_kind, EXIT_SIGTERM};
+/// assert_eq!(code_of_kind(ErrorKind::Preflight, None), 3);
+/// assert_eq!(code_of_kind(ErrorKind::Cancelled, Some(EXIT_SIGTERM)), 143);
+/// ```
+pub fn code_of_kind(kind: ErrorKind, signal: Option<i32>) -> i32 {
+    match kind {
+        ErrorKind::Usage => EXIT_USAGE,
+        ErrorKind::Preflight => EXIT_PREFLIGHT,
+        ErrorKind::SnapshotLost => EXIT_SNAPSHOT,
+        ErrorKind::Sink => EXIT_SINK,
+        ErrorKind::Cancelled => signal.unwrap_or(EXIT_PARTIAL),
+        _ => EXIT_PARTIAL,
+    }
+}
+
+/// The exit code of a job's outcome.
+///
+/// ```
+/// use pgsnap::Outcome;
+/// use pgsnap_cli::exit::{code_of_outcome, EXIT_SIGINT};
+/// assert_eq!(code_of_outcome(Outcome::Complete, None), 0);
+/// assert_eq!(code_of_outcome(Outcome::Partial, None), 1);
+/// assert_eq!(code_of_outcome(Outcome::Cancelled, Some(EXIT_SIGINT)), 130);
+/// ```
+pub fn code_of_outcome(outcome: Outcome, signal: Option<i32>) -> i32 {
+    match outcome {
+        Outcome::Complete => EXIT_OK,
+        Outcome::Partial => EXIT_PARTIAL,
+        Outcome::Failed(kind) => code_of_kind(kind, signal),
+        Outcome::Cancelled => signal.unwrap_or(EXIT_PARTIAL),
+        _ => EXIT_PARTIAL,
+    }
+}

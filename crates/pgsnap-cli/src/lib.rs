@@ -1,0 +1,19 @@
+//! The command-line front of pgsnap: the flags of every command ([`args`]), what they print
+//! ([`output`]), their exit codes ([`exit`]) and their signal handling ([`interrupt`]). The
+//! `pgsnap` binary and the repository's examples are built from these; each command is one
+//! job of the [`pgsnap`] library.
+//!
+//! # The contract every command follows
+//! - progress (a bar on a terminal, log lines otherwise) and logs go to **stderr**;
+//! - with `--json`, **stdout** is one JSON object and nothing else (its `report_version` is
+//!   [`pgsnap::REPORT_VERSION`]);
+//! - exit codes: 0 everything complete, 1 finished with failed tables (listed), 2 usage
+//!   error, 3 preflight or connection error, 4 snapshot lost or not importable, 5
+//!   non-retryable sink error, 130 stopped by SIGINT, 143 stopped by SIGTERM (see [`exit`]).
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod args;
+pub mod exit;
+pub mod interrupt;
+pub mod output;

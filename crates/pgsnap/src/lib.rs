@@ -1,0 +1,51 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+#[cfg(feature = "files")]
+mod job_files;
+#[cfg(feature = "kafka")]
+mod job_handoff;
+#[cfg(feature = "starrocks")]
+mod job_migrate;
+mod job_snapshot;
+mod options;
+mod report;
+mod run;
+
+/// The run machinery: types, the `Source` / `Sink` traits, the manifest, the coordinator.
+pub use pgsnap_core as core;
+/// Kafka: offsets, Debezium and Routine Load rendering, Kafka Connect.
+#[cfg(feature = "kafka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
+pub use pgsnap_kafka as kafka;
+/// The file sink.
+#[cfg(feature = "files")]
+#[cfg_attr(docsrs, doc(cfg(feature = "files")))]
+pub use pgsnap_sink_file as files;
+/// The StarRocks sink: Stream Load, type mapping, FE SQL, the CDC parity table.
+#[cfg(feature = "starrocks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "starrocks")))]
+pub use pgsnap_sink_starrocks as starrocks;
+/// PostgreSQL: connections, the snapshot, the catalog, chunk planning, COPY.
+pub use pgsnap_source as postgres;
+
+pub use error::{ConfigError, ErrorKind, JobError, Result, ResumeRefusal};
+#[cfg(feature = "files")]
+#[cfg_attr(docsrs, doc(cfg(feature = "files")))]
+pub use job_files::{FilesJob, FilesReport, Plan};
+#[cfg(feature = "kafka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
+pub use job_handoff::{
+    DEFAULT_PASSWORD_PLACEHOLDER, HandoffJob, HandoffMode, HandoffReport, HandoffTable,
+};
+#[cfg(feature = "starrocks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "starrocks")))]
+pub use job_migrate::{MigrateJob, MigrateReport, TableLoad};
+pub use job_snapshot::SnapshotJob;
+pub use options::{RunControl, SnapshotOptions};
+pub use pgsnap_core::{CancellationToken, DataFormat, SnapshotMode};
+pub use pgsnap_source::conninfo::Connection;
+pub use pgsnap_source::{SplitBy, drop_slot};
+pub use report::{Outcome, REPORT_VERSION, ResumeHint, RunSummary};

@@ -1,0 +1,92 @@
+//! The handoff job against tansu (Kafka): slot-first, with the high watermarks as the
+//! answer, the Routine Load and the Debezium config; typed refusals of options that do not
+//! fit together.
+
+use pgsnap::starrocks::parity::StarRocksVersion;
+use pgsnap::{ConfigError, HandoffJob, HandoffMode, JobError, Outcome, RunControl};
+use pgsnap_test_support::kafka::{Record, Tansu};
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_first_handoff_answers_with_the_high_watermarks() {
+    let kafka = Tansu::start();
+    let db = db_with_rows("lib_handoff", 5_000);
+    let topic = "lh.public.big";
+    kafka.create_topic(topic, 2);
+    let producer = kafka.producer();
+    for p in 0..2 {
+        for i in 0..(1 + p) {
+            let v = format!("{{\"seed\":{i}}}");
+            let record = Record {
+                partition: Some(p),
+                key: Some(b"k"),
+                value: Some(v.as_bytes()),
+                timestamp_ms: None,
+            };
+            producer.send(topic, record).await;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let slot = format!("h_{}", &db[db.len() - 12..]);
+    let report = HandoffJob::new(
+        options(&db).with_slot(&slot),
+        dir.path().join("out"),
+        kafka.bootstrap(),
+        "lh",
+    )
+    .with_starrocks_version(StarRocksVersion::new(3, 4, 2))
+    .run(&RunControl::new())
+    .await
+    .unwrap();
+    let slot_existed = sql(
+        &db,
+        &format!(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND NOT temporary"
+        ),
+    );
+    sql(&db, &format!("SELECT pg_drop_replication_slot('{slot}'); DROP PUBLICATION \"{slot}\";"));
+
+    assert_eq!(report.outcome(), Outcome::Complete, "{:?}", report.run.warnings);
+    assert_eq!(slot_existed, "1", "the permanent slot outlives the job, for Debezium");
+    assert_eq!(report.mode, HandoffMode::SlotFirst);
+    let parts = &report.offsets.0[topic];
+    assert_eq!(parts.iter().map(|(p, o)| (*p, *o)).collect::<Vec<_>>(), [(0, 1), (1, 2)]);
+    assert_eq!(report.routine_load.len(), 1);
+    assert!(
+        report.routine_load[0].contains("\"kafka_offsets\" = \"1,2\""),
+        "{}",
+        report.routine_load[0]
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["report_version"], 1);
+    assert_eq!(json["debezium"]["config"]["slot.name"], slot.as_str());
+    assert_eq!(json["starrocks_version"], "3.4.2");
+    assert_eq!(json["tables"][0]["starrocks_table"], "big");
+    assert_eq!(rows_written(&dir.path().join("out")).len(), 5_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_that_do_not_fit_are_refused_before_anything_runs() {
+    let db = db_with_rows("lib_handoff_bad", 10);
+    let dir = tempfile::tempdir().unwrap();
+    let job = |mode| {
+        HandoffJob::new(options(&db), dir.path().join("out"), "127.0.0.1:1", "x").with_mode(mode)
+    };
+    let e = job(HandoffMode::Running).with_strict(true).run(&RunControl::new()).await.unwrap_err();
+    assert!(matches!(e, JobError::Config(ConfigError::NoStarRocksVersion)), "{e:?}");
+    let e = job(HandoffMode::Running)
+        .with_starrocks_version(StarRocksVersion::new(3, 4, 2))
+        .with_strict(true)
+        .run(&RunControl::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, JobError::Config(ConfigError::UnknownEncodings { .. })), "{e:?}");
+    let e = HandoffJob::new(options(&db).with_slot("s"), dir.path().join("out"), "b:1", "x")
+        .with_mode(HandoffMode::Running)
+        .run(&RunControl::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, JobError::Config(ConfigError::SlotWhileRunning { .. })), "{e:?}");
+    assert!(!dir.path().join("out").exists(), "nothing was written");
+}
