@@ -26,7 +26,13 @@ impl std::error::Error for UsageError {}
 pub struct SnapshotArgs {
     /// libpq connection string or postgresql:// URL; unset parts come from PG* variables
     /// (PGPASSWORD, ...) and ~/.pgpass.
-    #[arg(long, env = "PGSNAP_SOURCE", hide_env_values = true, default_value = "")]
+    #[arg(
+        long,
+        env = "PGSNAP_SOURCE",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub source: String,
     /// Parallel jobs (worker connections), at least 1.
     #[arg(long, default_value_t = 4, value_parser = parse_jobs)]
@@ -158,7 +164,13 @@ impl SnapshotCmd {
 pub struct DropSlotCmd {
     /// libpq connection string or postgresql:// URL; unset parts come from PG* variables
     /// (PGPASSWORD, ...) and ~/.pgpass.
-    #[arg(long, env = "PGSNAP_SOURCE", hide_env_values = true, default_value = "")]
+    #[arg(
+        long,
+        env = "PGSNAP_SOURCE",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub source: String,
     /// The slot to drop (nothing happens if it does not exist).
     #[arg(long)]
