@@ -17,6 +17,6 @@ async fn main() {
     output::init_logging();
     let args = DropSlotCmd::parse();
     let dropped =
-        pgsnap::drop_slot(args.connection(), &args.slot, args.publication.as_deref()).await;
+        pgsnap::drop_slot(args.source.connection(), &args.slot, args.publication.as_deref()).await;
     std::process::exit(output::drop_slot(&args, dropped));
 }

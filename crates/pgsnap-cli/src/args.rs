@@ -21,9 +21,9 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// The snapshot, selection and tuning flags shared by the snapshot commands.
+/// `--source`: the PostgreSQL connection of every command.
 #[derive(Debug, Clone, clap::Args)]
-pub struct SnapshotArgs {
+pub struct SourceArgs {
     /// libpq connection string or postgresql:// URL; unset parts come from PG* variables
     /// (PGPASSWORD, ...) and ~/.pgpass.
     #[arg(
@@ -34,6 +34,21 @@ pub struct SnapshotArgs {
         hide_default_value = true
     )]
     pub source: String,
+}
+
+impl SourceArgs {
+    /// The connection: `--source`, with PG* variables and ~/.pgpass for what it leaves unset.
+    pub fn connection(&self) -> Connection {
+        Connection::from_environment(self.source.clone())
+    }
+}
+
+/// The snapshot, selection and tuning flags shared by the snapshot commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub source: SourceArgs,
     /// Parallel jobs (worker connections), at least 1.
     #[arg(long, default_value_t = 4, value_parser = parse_jobs)]
     pub jobs: usize,
@@ -86,14 +101,9 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
 }
 
 impl SnapshotArgs {
-    /// The connection: `--source`, with PG* variables and ~/.pgpass for what it leaves unset.
-    pub fn connection(&self) -> Connection {
-        Connection::from_environment(self.source.clone())
-    }
-
     /// The job options these flags describe.
     pub fn options(&self) -> SnapshotOptions {
-        let mut o = SnapshotOptions::new(self.connection())
+        let mut o = SnapshotOptions::new(self.source.connection())
             .with_jobs(self.jobs)
             .with_chunk_size(self.chunk_size)
             .with_split_by(self.split_by)
@@ -118,6 +128,18 @@ impl SnapshotArgs {
     }
 }
 
+/// The chunk files' flags (`--compress`, `--format`).
+#[cfg(feature = "files")]
+#[derive(Debug, Clone, clap::Args)]
+pub struct FilesArgs {
+    /// Chunk file compression: none, zstd, gzip (zstd:LEVEL, gzip:LEVEL).
+    #[arg(long, default_value = "none")]
+    pub compress: pgsnap::files::Compression,
+    /// Chunk file format: text (COPY text) or csv.
+    #[arg(long, default_value = "text")]
+    pub format: pgsnap::DataFormat,
+}
+
 /// `pgsnap snapshot`: a consistent, parallel, resumable snapshot of PostgreSQL into files.
 #[cfg(feature = "files")]
 #[derive(Debug, Clone, clap::Parser)]
@@ -129,12 +151,9 @@ pub struct SnapshotCmd {
     /// Output directory (created; must be empty unless --resume).
     #[arg(long)]
     pub out: std::path::PathBuf,
-    /// Chunk file compression: none, zstd, gzip (zstd:LEVEL, gzip:LEVEL).
-    #[arg(long, default_value = "none")]
-    pub compress: pgsnap::files::Compression,
-    /// Chunk file format: text (COPY text) or csv.
-    #[arg(long, default_value = "text")]
-    pub format: pgsnap::DataFormat,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub files: FilesArgs,
     /// Continue an interrupted run in the same --out directory.
     #[arg(long)]
     pub resume: bool,
@@ -151,8 +170,8 @@ impl SnapshotCmd {
     /// The files job these flags describe.
     pub fn job(&self) -> pgsnap::FilesJob {
         pgsnap::FilesJob::new(self.snap.options(), &self.out)
-            .with_format(self.format)
-            .with_compression(self.compress)
+            .with_format(self.files.format)
+            .with_compression(self.files.compress)
             .with_resume(self.resume)
     }
 }
@@ -162,16 +181,9 @@ impl SnapshotCmd {
 #[derive(Debug, Clone, clap::Parser)]
 #[command(version, about = "Drop a pgsnap replication slot and its publication.")]
 pub struct DropSlotCmd {
-    /// libpq connection string or postgresql:// URL; unset parts come from PG* variables
-    /// (PGPASSWORD, ...) and ~/.pgpass.
-    #[arg(
-        long,
-        env = "PGSNAP_SOURCE",
-        hide_env_values = true,
-        default_value = "",
-        hide_default_value = true
-    )]
-    pub source: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub source: SourceArgs,
     /// The slot to drop (nothing happens if it does not exist).
     #[arg(long)]
     pub slot: String,
@@ -181,13 +193,6 @@ pub struct DropSlotCmd {
     /// Print `{"dropped": {"slot": ..., "publication": ...}}` on stdout.
     #[arg(long)]
     pub json: bool,
-}
-
-impl DropSlotCmd {
-    /// The connection: `--source`, with PG* variables and ~/.pgpass for what it leaves unset.
-    pub fn connection(&self) -> Connection {
-        Connection::from_environment(self.source.clone())
-    }
 }
 
 #[cfg(feature = "starrocks")]
@@ -511,12 +516,9 @@ mod handoff {
         /// (a StarRocks version, the connector's config): exit 2.
         #[arg(long)]
         pub strict: bool,
-        /// Chunk file compression: none, zstd, gzip (zstd:LEVEL, gzip:LEVEL).
-        #[arg(long, default_value = "none")]
-        pub compress: pgsnap::files::Compression,
-        /// Chunk file format: text (COPY text) or csv.
-        #[arg(long, default_value = "text")]
-        pub format: pgsnap::DataFormat,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        pub files: super::FilesArgs,
         /// Print the report as one JSON object on stdout.
         #[arg(long)]
         pub json: bool,
@@ -541,7 +543,7 @@ mod handoff {
             let mut job =
                 HandoffJob::new(self.snap.options(), &self.out, &self.brokers, &self.topic_prefix)
                     .with_mode(self.mode())
-                    .with_files(self.format, self.compress)
+                    .with_files(self.files.format, self.files.compress)
                     .with_connector_wait(Duration::from_secs(self.connector_wait))
                     .with_password_placeholder(self.password_placeholder.clone())
                     .with_strict(self.strict);

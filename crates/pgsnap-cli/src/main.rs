@@ -110,6 +110,6 @@ async fn handoff(args: pgsnap_cli::args::HandoffCmd, interrupts: &Interrupts) ->
 
 async fn drop_slot(args: DropSlotCmd) -> i32 {
     let dropped =
-        pgsnap::drop_slot(args.connection(), &args.slot, args.publication.as_deref()).await;
+        pgsnap::drop_slot(args.source.connection(), &args.slot, args.publication.as_deref()).await;
     output::drop_slot(&args, dropped)
 }

@@ -352,44 +352,21 @@ impl HandoffJob {
         let store = ManifestStore::new(&self.out);
         run::previous_run(&store, false, false, &options, &layout).await?;
         let file_sink = if self.load_starrocks {
-            run::remove_stale_manifest_temp_files(&self.out);
             None
         } else {
             let sink = FileSinkBuilder::new(&self.out)
                 .with_format(self.format)
                 .with_compression(self.compression)
                 .build()?;
-            run::remove_stale_manifest_temp_files(&self.out);
             Some(Arc::new(sink))
         };
-        // StarRocks before any snapshot (or slot) is taken for a target we cannot load.
+        run::remove_stale_manifest_temp_files(&self.out);
+        // StarRocks before any snapshot (or slot) is taken for a target we cannot load; the
+        // Routine Load is rendered for the version the FE reports.
         if self.load_starrocks {
-            control.guard(check_starrocks(&mapper)).await?;
-            let probe = mapper.clone().with_run_id("preflight").build()?;
-            match control.guard(async { Ok(probe.server_version().await) }).await? {
-                Ok(text) => {
-                    let v: StarRocksVersion = text
-                        .parse()
-                        .map_err(|e| refused(format!("the FE's current_version(): {e}")))?;
-                    v.check_supported().map_err(|e| refused(e.to_string()))?;
-                    if version.is_some_and(|given| given != v) {
-                        warnings.push(format!(
-                            "the StarRocks version given ({}) differs from the FE's {v}: rendering for {v}",
-                            version.map(|x| x.to_string()).unwrap_or_default()
-                        ));
-                    }
-                    version = Some(v);
-                }
-                Err(pgsnap_sink_starrocks::Error::Config(_)) if version.is_some() => {}
-                Err(pgsnap_sink_starrocks::Error::Config(_)) => warnings.push(
-                    "the StarRocks version cannot be read without SQL through the FE: give it to \
-                     render the Routine Load"
-                        .into(),
-                ),
-                Err(e) => {
-                    return Err(refused(format!("reading the StarRocks version: {e}")));
-                }
-            }
+            let probe = control.guard(check_starrocks(&mapper)).await?;
+            let read = control.guard(async { Ok(probe.server_version().await) }).await?;
+            version = fe_version(read, version, &mut warnings)?;
         }
         // Running/time: the connector's own settings decide its encodings.
         if let (None, Some(client), Some(name)) = (&encoding, &self.connect, &self.connector) {
@@ -499,34 +476,13 @@ impl HandoffJob {
             }
         }
         // The parity table per table, before any row is copied.
-        let mut cdc: BTreeMap<TableName, CdcPlan> = BTreeMap::new();
-        for t in &opened.manifest.tables {
-            let mapped = match &sr_sink {
-                Some(s) => s
-                    .target(&t.schema.name)
-                    .map(|a| (*a).clone())
-                    .ok_or_else(|| "not prepared".to_owned()),
-                None => mapper.map_table(&t.schema).map_err(|e| e.to_string()),
-            };
-            let plan = match mapped {
-                Ok(target) => {
-                    warnings.extend(
-                        caveats(&target).into_iter().map(|c| format!("{}: {c}", t.schema.name)),
-                    );
-                    let columns = match &encoding {
-                        Some(e) => cdc_columns(&target, e).map_err(|e| e.to_string()),
-                        None => Err("the connector's encodings are unknown".to_owned()),
-                    };
-                    CdcPlan { table: target.name.clone(), key_model: target.key_model, columns }
-                }
-                Err(e) => CdcPlan {
-                    table: mapper.target_name(&t.schema.name),
-                    key_model: KeyModel::Duplicate,
-                    columns: Err(e.to_string()),
-                },
-            };
-            cdc.insert(t.schema.name.clone(), plan);
-        }
+        let cdc = cdc_plans(
+            &opened.manifest,
+            sr_sink.as_deref(),
+            &mapper,
+            encoding.as_ref(),
+            &mut warnings,
+        );
         if self.strict && encoding.is_some() {
             let refused: Vec<String> = cdc
                 .iter()
@@ -567,7 +523,7 @@ impl HandoffJob {
         let mut offsets = OffsetMap::default();
         if snapshot_ok && !existing.is_empty() {
             let mode = match self.mode {
-                HandoffMode::SlotFirst => ResolverMode::SlotFirst { recorded: captured.clone() },
+                HandoffMode::SlotFirst => ResolverMode::SlotFirst { recorded: captured },
                 HandoffMode::Running => ResolverMode::Running,
                 HandoffMode::Time { skew } => ResolverMode::Time { skew },
             };
@@ -809,6 +765,39 @@ impl HandoffJob {
     }
 }
 
+/// The StarRocks version to render for, from what the FE answered to `current_version()`
+/// (`given`: the caller's, if any; a difference is a warning, the FE wins).
+fn fe_version(
+    read: std::result::Result<String, pgsnap_sink_starrocks::Error>,
+    given: Option<StarRocksVersion>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<StarRocksVersion>> {
+    let text = match read {
+        Ok(text) => text,
+        // No SQL through the FE: the given version, if any.
+        Err(pgsnap_sink_starrocks::Error::Config(_)) => {
+            if given.is_none() {
+                warnings.push(
+                    "the StarRocks version cannot be read without SQL through the FE: give it to \
+                     render the Routine Load"
+                        .into(),
+                );
+            }
+            return Ok(given);
+        }
+        Err(e) => return Err(refused(format!("reading the StarRocks version: {e}"))),
+    };
+    let v: StarRocksVersion =
+        text.parse().map_err(|e| refused(format!("the FE's current_version(): {e}")))?;
+    v.check_supported().map_err(|e| refused(e.to_string()))?;
+    if let Some(given) = given.filter(|g| *g != v) {
+        warnings.push(format!(
+            "the StarRocks version given ({given}) differs from the FE's {v}: rendering for {v}"
+        ));
+    }
+    Ok(Some(v))
+}
+
 /// A rendered Routine Load: the statement, where each column comes from, warnings.
 type Rendered = (String, Vec<(String, RenderedColumn)>, Vec<String>);
 
@@ -820,6 +809,46 @@ fn refused(reason: impl Into<String>) -> JobError {
 /// A refusal of strict mode.
 fn refused_strict(reason: impl Into<String>) -> JobError {
     JobError::Refused { reason: reason.into(), strict: true }
+}
+
+/// Per table, how Routine Load fills its StarRocks table: mapped against the prepared target
+/// (`sink`, when StarRocks is loaded) or `mapper`'s mapping, for `encoding`.
+fn cdc_plans(
+    manifest: &pgsnap_core::Manifest,
+    sink: Option<&pgsnap_sink_starrocks::StarRocksSink>,
+    mapper: &StarRocksSinkBuilder,
+    encoding: Option<&DebeziumEncoding>,
+    warnings: &mut Vec<String>,
+) -> BTreeMap<TableName, CdcPlan> {
+    let mut cdc = BTreeMap::new();
+    for t in &manifest.tables {
+        let mapped = match sink {
+            Some(s) => s
+                .target(&t.schema.name)
+                .map(|a| (*a).clone())
+                .ok_or_else(|| "not prepared".to_owned()),
+            None => mapper.map_table(&t.schema).map_err(|e| e.to_string()),
+        };
+        let plan = match mapped {
+            Ok(target) => {
+                warnings.extend(
+                    caveats(&target).into_iter().map(|c| format!("{}: {c}", t.schema.name)),
+                );
+                let columns = match encoding {
+                    Some(e) => cdc_columns(&target, e).map_err(|e| e.to_string()),
+                    None => Err("the connector's encodings are unknown".to_owned()),
+                };
+                CdcPlan { table: target.name.clone(), key_model: target.key_model, columns }
+            }
+            Err(e) => CdcPlan {
+                table: mapper.target_name(&t.schema.name),
+                key_model: KeyModel::Duplicate,
+                columns: Err(e),
+            },
+        };
+        cdc.insert(t.schema.name.clone(), plan);
+    }
+    cdc
 }
 
 /// A parity decision turned into the renderer's column.

@@ -191,11 +191,12 @@ impl MigrateJob {
     }
 }
 
-/// Checks the FE, the credentials and the database before anything else.
-pub(crate) async fn check_starrocks(b: &StarRocksSinkBuilder) -> Result<()> {
+/// Checks the FE, the credentials and the database before anything else; returns the
+/// probe sink that checked them (for further questions, never for loading).
+pub(crate) async fn check_starrocks(b: &StarRocksSinkBuilder) -> Result<StarRocksSink> {
     let probe = b.clone().with_run_id("preflight").build()?;
     probe.check_connection().await?;
-    Ok(())
+    Ok(probe)
 }
 
 /// `SELECT COUNT(*)` per target table (only for tables whose load completed).
