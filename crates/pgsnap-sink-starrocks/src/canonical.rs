@@ -13,8 +13,6 @@
 //! These are hand-written rather than taken from a crate: they reproduce one Java program's
 //! output digit for digit, which no general-purpose crate does.
 
-use std::borrow::Cow;
-
 /// `numeric` as text (unbounded `numeric`, or a `numeric` primary key kept as `VARCHAR`):
 /// PostgreSQL's text, except the special values, which Debezium's `decimal.handling.mode=string`
 /// prints as the names of its `SpecialValueDecimal` constants (`SpecialValueDecimal.fromLogical`
@@ -29,11 +27,11 @@ use std::borrow::Cow;
 /// assert_eq!(numeric_text(b"-Infinity").unwrap(), "NEGATIVE_INFINITY");
 /// assert!(numeric_text(b"1e5").is_err());
 /// ```
-pub fn numeric_text(v: &[u8]) -> Result<Cow<'_, str>, String> {
+pub fn numeric_text(v: &[u8]) -> Result<&str, String> {
     match v {
-        b"NaN" => return Ok(Cow::Borrowed("NAN")),
-        b"Infinity" => return Ok(Cow::Borrowed("POSITIVE_INFINITY")),
-        b"-Infinity" => return Ok(Cow::Borrowed("NEGATIVE_INFINITY")),
+        b"NaN" => return Ok("NAN"),
+        b"Infinity" => return Ok("POSITIVE_INFINITY"),
+        b"-Infinity" => return Ok("NEGATIVE_INFINITY"),
         _ => {}
     }
     let digits = v.strip_prefix(b"-").unwrap_or(v);
@@ -47,7 +45,7 @@ pub fn numeric_text(v: &[u8]) -> Result<Cow<'_, str>, String> {
     if !ok {
         return Err("not a numeric as PostgreSQL prints it".into());
     }
-    Ok(Cow::Borrowed(std::str::from_utf8(v).expect("ASCII checked above")))
+    Ok(std::str::from_utf8(v).expect("ASCII checked above"))
 }
 
 /// `bytea` as Debezium's `binary.handling.mode=hex` sends it: lowercase hex digits without
@@ -117,12 +115,13 @@ pub fn money_plain(v: &str) -> Result<String, String> {
         Some((i, f)) => (i, Some(f)),
         None => (body, None),
     };
-    let groups: Vec<&str> = int.split(',').collect();
-    let grouped = groups.iter().enumerate().all(|(i, g)| {
-        let len_ok =
-            if i == 0 { (1..=3).contains(&g.len()) || groups.len() == 1 } else { g.len() == 3 };
-        len_ok && !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit())
-    });
+    // Digits, or with `,` separators: 1 to 3 digits, then groups of 3.
+    let digits = |g: &str| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit());
+    let mut groups = int.split(',');
+    let first = groups.next().unwrap_or_default();
+    let grouped = digits(first)
+        && (!int.contains(',') || first.len() <= 3)
+        && groups.all(|g| g.len() == 3 && digits(g));
     if !grouped || frac.is_some_and(|f| f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit())) {
         return Err(why());
     }
@@ -317,15 +316,11 @@ pub fn interval_iso(v: &str) -> Result<String, String> {
 
 /// Debezium's text for the seconds `whole.micros` (see [`interval_iso`]).
 fn java_seconds(negative: bool, whole: u64, micros: u64) -> String {
-    let exact = if micros == 0 {
+    let text = if micros == 0 {
         whole.to_string()
     } else {
         let f = format!("{micros:06}");
-        format!("{whole}.{}", f.trim_end_matches('0'))
-    };
-    let text = if micros == 0 {
-        exact
-    } else {
+        let exact = format!("{whole}.{}", f.trim_end_matches('0'));
         // Java: `wholeSeconds + (double) microSeconds / MICROS_IN_SECOND`.
         let d = whole as f64 + micros as f64 / 1_000_000.0;
         let reads_back = exact.parse::<f64>().is_ok_and(|e| e == d);

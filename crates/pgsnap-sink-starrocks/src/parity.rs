@@ -160,7 +160,9 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::mapping::{Encoding, KeyModel, PgType, Scalar, TargetColumn, TargetTable, TextForm};
+use crate::mapping::{
+    Encoding, KeyModel, PgType, Scalar, SrType, TargetColumn, TargetTable, TextForm,
+};
 
 /// The expression that turns Debezium's `json`/`jsonb` string into the JSON value: wrapping the
 /// text in an object makes `parse_json` parse every top-level value (on its own it stores
@@ -333,14 +335,6 @@ impl DebeziumEncoding {
             blockers,
             warnings,
         }
-    }
-
-    fn isostring(&self) -> bool {
-        self.time_precision_mode == "isostring"
-    }
-
-    fn decimal_string(&self) -> bool {
-        self.decimal_handling_mode == "string"
     }
 }
 
@@ -546,11 +540,16 @@ pub fn cdc_columns(
 
 type Decision = Result<Option<String>, (String, String)>;
 
-fn needs(setting: &str, value: &str, actual: &str, why: &str) -> (String, String) {
-    (
+/// Direct when `ok`, else refused: the connector's `setting` is `actual`, which `why`; the fix
+/// sets it to `value`.
+fn needs(ok: bool, setting: &str, value: &str, actual: &str, why: &str) -> Decision {
+    if ok {
+        return Ok(None);
+    }
+    Err((
         format!("the connector's {setting}={actual} {why}"),
         format!("set {setting}={value} on the connector"),
-    )
+    ))
 }
 
 fn as_text_fix(c: &TargetColumn) -> String {
@@ -564,38 +563,48 @@ fn as_text_fix(c: &TargetColumn) -> String {
 /// The parity table for one column: `Ok(None)` direct, `Ok(Some(expr))` an expression,
 /// `Err((reason, fix))` refused.
 fn decide(c: &TargetColumn, e: &DebeziumEncoding, model: KeyModel) -> Decision {
-    let time = |what: &str| -> Decision {
-        if e.isostring() {
-            Ok(None)
-        } else {
-            Err(needs(
-                "time.precision.mode",
-                "isostring",
-                &e.time_precision_mode,
-                &format!(
-                    "sends {what} as epoch numbers, which only an expression can convert, and \
-                     that expression turns Debezium's infinity sentinels into NULL or dates \
-                     (isostring needs Debezium 3.1 or later)"
-                ),
-            ))
-        }
+    let time = |what: &str| {
+        needs(
+            e.time_precision_mode == "isostring",
+            "time.precision.mode",
+            "isostring",
+            &e.time_precision_mode,
+            &format!(
+                "sends {what} as epoch numbers, which only an expression can convert, and that \
+                 expression turns Debezium's infinity sentinels into NULL or dates (isostring \
+                 needs Debezium 3.1 or later)"
+            ),
+        )
     };
-    let decimal = |what: &str| -> Decision {
-        if e.decimal_string() {
-            Ok(None)
-        } else {
-            Err(needs(
-                "decimal.handling.mode",
-                "string",
-                &e.decimal_handling_mode,
-                &format!("sends {what} as base64 bytes or doubles"),
-            ))
-        }
+    let decimal = |what: &str| {
+        needs(
+            e.decimal_handling_mode == "string",
+            "decimal.handling.mode",
+            "string",
+            &e.decimal_handling_mode,
+            &format!("sends {what} as base64 bytes or doubles"),
+        )
+    };
+    // `timestamptz`/`timetz`: `ZonedTimestamp`/`ZonedTime` strings in every mode but
+    // `structured`.
+    let zoned = || {
+        needs(
+            e.time_precision_mode != "structured",
+            "time.precision.mode",
+            "isostring",
+            "structured",
+            "sends zoned values as structs",
+        )
+    };
+    // The StarRocks type of the value, or of an array's elements.
+    let value_type = match &c.sr_type {
+        SrType::Array(t) => &**t,
+        t => t,
     };
     match (c.encoding, &c.pg) {
         (Encoding::Scalar(Scalar::Int | Scalar::Bool), _) => Ok(None),
         (Encoding::Scalar(Scalar::Float { .. }), PgType::Float4)
-            if matches!(c.sr_type, crate::mapping::SrType::Double) =>
+            if *value_type == SrType::Double =>
         {
             Err((
                 "Debezium prints real with Java's Float.toString, whose digits (before Java 19) \
@@ -618,36 +627,26 @@ fn decide(c: &TargetColumn, e: &DebeziumEncoding, model: KeyModel) -> Decision {
         (Encoding::Scalar(Scalar::Money { .. }), _) => decimal("money"),
         (Encoding::Scalar(Scalar::Date), _) => time("dates"),
         (Encoding::Scalar(Scalar::DateTime { tz: false }), _) => time("timestamps"),
-        (Encoding::Scalar(Scalar::DateTime { tz: true }), _) => zoned(e),
+        (Encoding::Scalar(Scalar::DateTime { tz: true }), _) => zoned(),
         (Encoding::Scalar(Scalar::Form { form, .. }), _) => match form {
             TextForm::Numeric => decimal("numeric"),
             TextForm::Money => decimal("money"),
             TextForm::Time => time("times"),
-            TextForm::TimeTz => zoned(e),
-            TextForm::Bytea => {
-                if e.binary_handling_mode == "hex" {
-                    Ok(None)
-                } else {
-                    Err(needs(
-                        "binary.handling.mode",
-                        "hex",
-                        &e.binary_handling_mode,
-                        "sends bytea in another form than the snapshot's lowercase hex",
-                    ))
-                }
-            }
-            TextForm::Interval => {
-                if e.interval_handling_mode == "string" {
-                    Ok(None)
-                } else {
-                    Err(needs(
-                        "interval.handling.mode",
-                        "string",
-                        &e.interval_handling_mode,
-                        "sends intervals as microseconds with 30.4375-day months (lossy)",
-                    ))
-                }
-            }
+            TextForm::TimeTz => zoned(),
+            TextForm::Bytea => needs(
+                e.binary_handling_mode == "hex",
+                "binary.handling.mode",
+                "hex",
+                &e.binary_handling_mode,
+                "sends bytea in another form than the snapshot's lowercase hex",
+            ),
+            TextForm::Interval => needs(
+                e.interval_handling_mode == "string",
+                "interval.handling.mode",
+                "string",
+                &e.interval_handling_mode,
+                "sends intervals as microseconds with 30.4375-day months (lossy)",
+            ),
         },
         (Encoding::Scalar(Scalar::Text { .. }), pg) => match pg {
             PgType::Text
@@ -706,12 +705,10 @@ fn decide(c: &TargetColumn, e: &DebeziumEncoding, model: KeyModel) -> Decision {
         },
         (Encoding::Array(elem), PgType::Array(pg_elem)) => match (elem, &**pg_elem) {
             (Scalar::Int | Scalar::Bool | Scalar::Text { .. }, _) => Ok(None),
-            (Scalar::Float { .. }, PgType::Float4) if matches!(c.sr_type, crate::mapping::SrType::Array(ref t) if **t == crate::mapping::SrType::Double) => {
-                Err((
-                    "real elements as DOUBLE may change digits (Java's Float.toString)".into(),
-                    "keep real[] as ARRAY<FLOAT>".into(),
-                ))
-            }
+            (Scalar::Float { .. }, PgType::Float4) if *value_type == SrType::Double => Err((
+                "real elements as DOUBLE may change digits (Java's Float.toString)".into(),
+                "keep real[] as ARRAY<FLOAT>".into(),
+            )),
             (Scalar::Float { .. }, _) => Ok(None),
             _ => Err((
                 "StarRocks turns an array element it cannot convert (infinity, BC, NaN) into a \
@@ -784,21 +781,6 @@ pub fn caveats(table: &TargetTable) -> Vec<String> {
         }
     }
     out
-}
-
-/// `timestamptz`/`timetz`: `ZonedTimestamp`/`ZonedTime` strings in every mode but
-/// `structured`.
-fn zoned(e: &DebeziumEncoding) -> Decision {
-    if e.time_precision_mode == "structured" {
-        Err(needs(
-            "time.precision.mode",
-            "isostring",
-            "structured",
-            "sends zoned values as structs",
-        ))
-    } else {
-        Ok(None)
-    }
 }
 
 #[cfg(test)]

@@ -103,6 +103,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 
 use bytes::{BufMut, BytesMut};
@@ -737,30 +738,19 @@ fn form_text<'a>(
     form: TextForm,
     limit: u32,
     scratch: &'a mut Vec<u8>,
-) -> Result<std::borrow::Cow<'a, [u8]>, Fail> {
-    use std::borrow::Cow;
+) -> Result<Cow<'a, [u8]>, Fail> {
     let val: &[u8] = if memchr(b'\\', v).is_some() {
         copy_unescape(v, scratch)?;
         scratch
     } else {
         v
     };
-    check_utf8(val, v)?;
-    let text = std::str::from_utf8(val).unwrap_or_default();
-    let fail = |why: String| {
-        let mut f = unrep(v, why);
-        if form == TextForm::Money {
-            f.hint = Hint::Data;
-        }
-        f
-    };
+    let text = utf8(val, v)?;
+    let fail = |why: String| unrep(v, why);
     let out: Cow<'a, [u8]> = match form {
-        TextForm::Numeric => {
-            let t = canonical::numeric_text(val).map_err(fail)?;
-            if t.as_bytes() == val { Cow::Borrowed(val) } else { Cow::Owned(t.as_bytes().to_vec()) }
-        }
+        TextForm::Numeric => Cow::Borrowed(canonical::numeric_text(val).map_err(fail)?.as_bytes()),
         TextForm::Bytea => Cow::Borrowed(canonical::bytea_hex(val).map_err(fail)?),
-        TextForm::Money => Cow::Owned(canonical::money_plain(text).map_err(fail)?.into_bytes()),
+        TextForm::Money => Cow::Owned(money_plain(text, v)?.into_bytes()),
         TextForm::Interval => Cow::Owned(canonical::interval_iso(text).map_err(fail)?.into_bytes()),
         TextForm::Time => Cow::Owned(canonical::time_iso(text).map_err(fail)?.into_bytes()),
         TextForm::TimeTz => Cow::Owned(canonical::timetz_iso(text).map_err(fail)?.into_bytes()),
@@ -772,12 +762,18 @@ fn form_text<'a>(
 /// `money` text as a plain decimal that fits `DECIMAL(precision, scale)`.
 fn money(v: &[u8], precision: u8, scale: u8) -> Result<Vec<u8>, Fail> {
     let text = std::str::from_utf8(v).map_err(|_| unrep(v, "not UTF-8"))?;
-    let plain = canonical::money_plain(text).map_err(|why| Fail {
-        kind: TranscodeErrorKind::Unrepresentable { value_preview: preview(v), why },
-        hint: Hint::Data,
-    })?;
+    let plain = money_plain(text, v)?;
     check_decimal_fits(plain.as_bytes(), precision, scale)?;
     Ok(plain.into_bytes())
+}
+
+/// [`canonical::money_plain`]; a form it refuses is a data problem (`lc_monetary`), previewing
+/// `raw`.
+fn money_plain(text: &str, raw: &[u8]) -> Result<String, Fail> {
+    canonical::money_plain(text).map_err(|why| Fail {
+        kind: TranscodeErrorKind::Unrepresentable { value_preview: preview(raw), why },
+        hint: Hint::Data,
+    })
 }
 
 #[inline]
@@ -799,13 +795,18 @@ fn check_len(len: usize, limit: u32) -> Result<(), Fail> {
 }
 
 fn check_utf8(val: &[u8], raw: &[u8]) -> Result<(), Fail> {
-    if !val.is_ascii() && std::str::from_utf8(val).is_err() {
-        return Err(Fail {
-            kind: TranscodeErrorKind::InvalidUtf8 { value_preview: preview(raw) },
-            hint: Hint::Data,
-        });
+    if !val.is_ascii() {
+        utf8(val, raw)?;
     }
     Ok(())
+}
+
+/// `val` as text, or [`TranscodeErrorKind::InvalidUtf8`] previewing `raw`.
+fn utf8<'a>(val: &'a [u8], raw: &[u8]) -> Result<&'a str, Fail> {
+    std::str::from_utf8(val).map_err(|_| Fail {
+        kind: TranscodeErrorKind::InvalidUtf8 { value_preview: preview(raw) },
+        hint: Hint::Data,
+    })
 }
 
 /// A COPY-escaped text value, unescaped and checked (UTF-8, the VARCHAR byte limit, and not

@@ -283,6 +283,28 @@ impl PgCluster {
         client
     }
 
+    /// Exports a snapshot of `dbname` from a new session and keeps it importable:
+    /// `BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT pg_export_snapshot()`, left
+    /// open. Returns the session (the snapshot lives until it commits or is dropped) and the
+    /// snapshot's name.
+    ///
+    /// # Panics
+    ///
+    /// If a statement fails, or when called outside a tokio runtime.
+    pub async fn hold_snapshot(&self, dbname: &str) -> (tokio_postgres::Client, String) {
+        let client = self.connect(dbname).await;
+        client
+            .batch_execute(
+                "SET idle_in_transaction_session_timeout = 0; \
+                 BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            )
+            .await
+            .expect("begin");
+        let name: String =
+            client.query_one("SELECT pg_export_snapshot()", &[]).await.expect("export").get(0);
+        (client, name)
+    }
+
     /// Creates the database `name` (quoted as an identifier, so any name
     /// works).
     ///

@@ -30,8 +30,8 @@ use pgsnap_test_support::{shared_cluster, unique_db};
 use serde_json::Value;
 
 use crate::support::{
-    MIGRATE_TO_STARROCKS, Output, PASSWORD, PASSWORD_VAR, SR_DB, Sr, USER, arg, example_command,
-    out_dir, run_cmd, source, sql,
+    MIGRATE_TO_STARROCKS, PASSWORD, PASSWORD_VAR, SR_DB, Sr, USER, arg, example_command, out_dir,
+    run_cmd, source, sql, strings,
 };
 
 /// Tables of every type group. `arrays` needs JSON bodies (CSV keeps arrays as text, which no
@@ -350,7 +350,7 @@ fn twin_diff(table: &str, c: &Cells) -> Vec<String> {
 
 /// Runs `handoff` with the StarRocks flags of `sr`, then `rest`; returns its JSON report.
 fn handoff(sr: &Sr, src: &str, out: &Path, brokers: &str, prefix: &str, rest: &[&str]) -> Value {
-    let mut args: Vec<String> = [
+    let mut args = strings(&[
         "--source",
         src,
         "--out",
@@ -363,12 +363,9 @@ fn handoff(sr: &Sr, src: &str, out: &Path, brokers: &str, prefix: &str, rest: &[
         "--jobs",
         "2",
         "--create-tables",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    ]);
     args.extend(sr.args());
-    args.extend(rest.iter().map(|s| (*s).to_owned()));
+    args.extend(strings(rest));
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut cmd = example_command("handoff", &argv);
     cmd.env(PASSWORD_VAR, PASSWORD);
@@ -381,19 +378,13 @@ fn handoff(sr: &Sr, src: &str, out: &Path, brokers: &str, prefix: &str, rest: &[
 fn oracle(sr: &Sr, src: &str, database: &str) {
     sr.double.create_database(database);
     let (_tmp, state) = out_dir();
-    let mut args = sr.args();
+    let mut args = sr.job_args(src, &state, &["--create-tables", "--format", "json"]);
     let at = args.iter().position(|a| a == "--database").unwrap();
     args[at + 1] = database.to_owned();
-    args.extend(
-        ["--source", src, "--state", arg(&state), "--json", "--create-tables", "--format", "json"]
-            .iter()
-            .map(|s| (*s).to_owned()),
-    );
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut cmd = example_command(MIGRATE_TO_STARROCKS, &argv);
     cmd.env(PASSWORD_VAR, PASSWORD);
-    let out: Output = run_cmd(cmd);
-    out.expect_code(0);
+    run_cmd(cmd).expect_code(0);
 }
 
 /// Creates the rendered Routine Load jobs through the double's MySQL front.
@@ -570,12 +561,12 @@ impl Cdc<'_> {
         assert_exact(self.sr, continued, oracle_db);
         dbz
     }
+}
 
-    /// Stops the connector and drops its `slot`.
-    fn stop(&self, mut dbz: Debezium, slot: &str) {
-        dbz.stop();
-        sql(self.db, &format!("SELECT pg_drop_replication_slot('{slot}')"));
-    }
+/// Stops the connector and drops its `slot` in `db`.
+fn stop_connector(mut dbz: Debezium, db: &str, slot: &str) {
+    dbz.stop();
+    sql(db, &format!("SELECT pg_drop_replication_slot('{slot}')"));
 }
 
 fn topics_of(prefix: &str) -> Vec<String> {
@@ -638,7 +629,7 @@ fn slot_first_csv_cdc_equals_a_fresh_snapshot() {
     assert_eq!(job.filtered_rows, 1, "{job:?}");
     assert!(job.errors.iter().any(|e| e.contains("ts6")), "{job:?}");
     assert!(!cells(&sr, SR_DB, "times").1.contains_key("8888888"));
-    cdc.stop(dbz, &slot);
+    stop_connector(dbz, &db, &slot);
 }
 
 /// Running mode, JSON bodies: Debezium already streams (its own slot, pgsnap's encodings set by
@@ -699,7 +690,7 @@ fn running_json_cdc_equals_a_fresh_snapshot() {
     assert!(warnings.iter().any(|w| w.contains("\"tsarr\"") && w.contains("column \"ats\"")));
     let cdc = Cdc { sr: &sr, db: &db, src: &src, brokers: &brokers, prefix };
     let dbz = cdc.finish(&doc, &continued, writers, dbz, "oracle_run");
-    cdc.stop(dbz, &slot);
+    stop_connector(dbz, &db, &slot);
 }
 
 /// A deliberately wrong mapping must make the comparison fail, naming exactly the cells it
@@ -737,15 +728,14 @@ fn parity_bites() {
             opts = opts.with_property(k, v);
         }
     }
-    let mut dbz = Debezium::start(opts);
+    let dbz = Debezium::start(opts);
     create_routine_loads(&sr, &[wrong]);
     let continued = vec!["bite".to_owned()];
     insert_twins(&db, &continued);
     insert_markers(&db, &["bite"]);
     catch_up(&sr, &brokers, prefix, &continued, &dbz);
     let named = twin_diff("bite", &cells(&sr, SR_DB, "bite"));
-    dbz.stop();
-    sql(&db, &format!("SELECT pg_drop_replication_slot('{slot}')"));
+    stop_connector(dbz, &db, &slot);
     // Exactly the 14 timestamp cells, nothing else.
     assert_eq!(named.len(), 14, "{named:#?}");
     assert!(named.iter().all(|n| n.starts_with("bite column ts: ")), "{named:#?}");

@@ -572,19 +572,7 @@ impl HeldSnapshot {
     /// `BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT pg_export_snapshot()`, kept open.
     pub(crate) fn export(db: &str) -> HeldSnapshot {
         let rt = runtime();
-        let (client, name) = rt.block_on(async {
-            let client = shared_cluster().connect(db).await;
-            client
-                .batch_execute(
-                    "SET idle_in_transaction_session_timeout = 0; \
-                     BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-                )
-                .await
-                .expect("begin");
-            let name: String =
-                client.query_one("SELECT pg_export_snapshot()", &[]).await.expect("export").get(0);
-            (client, name)
-        });
+        let (client, name) = rt.block_on(shared_cluster().hold_snapshot(db));
         HeldSnapshot { name, client: Some(client), rt }
     }
 

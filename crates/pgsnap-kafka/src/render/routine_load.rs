@@ -435,10 +435,10 @@ pub fn render_routine_load(spec: &RoutineLoadSpec) -> Result<RenderedRoutineLoad
     let root = if spec.schemas_enabled { "$.payload" } else { "$" };
     let mut warnings = Vec::new();
 
-    // Source columns (jsonpath order): `sources`; derived columns: `derived`.
+    // Source columns (jsonpath order): `sources`; each target column's path and expression
+    // (the derived columns are those with one): `report`.
     let mut paths: Vec<String> = Vec::new();
     let mut sources: Vec<String> = Vec::new();
-    let mut derived: Vec<(String, String)> = Vec::new();
     let mut report: Vec<(String, RenderedColumn)> = Vec::new();
     let op_col = format!("{TEMP_PREFIX}op");
     let b = |c: &str| quote_ident(&format!("{TEMP_PREFIX}b_{c}"));
@@ -470,26 +470,19 @@ pub fn render_routine_load(spec: &RoutineLoadSpec) -> Result<RenderedRoutineLoad
             (None, quote_ident(&c.column))
         };
         sources.push(source);
-        if let Some(e) = &expression {
-            derived.push((c.column.clone(), e.clone()));
-        }
         report.push((c.column.clone(), RenderedColumn { path: after, expression }));
     }
     if let (Some(first_key), false) = (spec.key_columns.first(), guards.is_empty()) {
-        let guarded = |e: &str| format!("if({}, {e}, NULL)", guards.join(" AND "));
-        for (name, e) in &mut derived {
-            if name == first_key {
-                *e = guarded(e);
-            }
-        }
-        for (name, r) in &mut report {
-            if name == first_key {
-                r.expression = r.expression.as_deref().map(guarded);
-            }
-        }
+        let (_, r) = report.iter_mut().find(|(name, _)| name == first_key).expect("validated");
+        r.expression =
+            r.expression.take().map(|e| format!("if({}, {e}, NULL)", guards.join(" AND ")));
     }
     let mut items: Vec<String> = sources;
-    items.extend(derived.iter().map(|(c, e)| format!("{} = {e}", quote_ident(c))));
+    items.extend(
+        report.iter().filter_map(|(c, r)| {
+            r.expression.as_ref().map(|e| format!("{} = {e}", quote_ident(c)))
+        }),
+    );
     if pk {
         items.push(format!("{} = if({} = 'd', 1, 0)", quote_ident("__op"), quote_ident(&op_col)));
     } else {

@@ -163,6 +163,17 @@ pub struct Database {
 }
 
 impl Database {
+    /// The table named exactly `name`: tables are keyed by lower-cased name, but names are
+    /// case-sensitive (StarRocks' `lower_case_table_names = 0`).
+    pub(crate) fn table(&self, name: &str) -> Option<&TableDef> {
+        self.tables.get(&name.to_lowercase()).filter(|t| t.name == name)
+    }
+
+    /// [`Database::table`], mutably.
+    pub(crate) fn table_mut(&mut self, name: &str) -> Option<&mut TableDef> {
+        self.tables.get_mut(&name.to_lowercase()).filter(|t| t.name == name)
+    }
+
     /// The non-aborted transaction holding `label`, if any.
     pub fn active_txn(&self, label: &str) -> Option<&Txn> {
         self.txns.values().find(|t| t.label == label && t.state != TxnState::Aborted)

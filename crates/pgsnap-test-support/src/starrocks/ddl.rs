@@ -46,6 +46,10 @@ pub(crate) const ER_PARSE_ERROR: u16 = 1064;
 pub(crate) const ER_NOT_SUPPORTED_YET: u16 = 1235;
 /// MySQL error code for duplicate column names.
 pub(crate) const ER_DUP_FIELDNAME: u16 = 1060;
+/// MySQL error code "No database selected".
+pub(crate) const ER_NO_DB_ERROR: u16 = 1046;
+/// MySQL error code for an unknown database.
+pub(crate) const ER_BAD_DB_ERROR: u16 = 1049;
 
 /// An error to send to the client as a MySQL error packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +78,16 @@ impl SqlError {
     /// Something StarRocks accepts but the double does not model (1235).
     pub(crate) fn not_modelled(what: impl std::fmt::Display) -> Self {
         SqlError::new(ER_NOT_SUPPORTED_YET, format!("test double: {what} not modelled"))
+    }
+
+    /// `No database selected` (1046): an unqualified name without a current database.
+    pub(crate) fn no_database() -> Self {
+        SqlError::new(ER_NO_DB_ERROR, "No database selected")
+    }
+
+    /// `Unknown database '<db>'` (1049).
+    pub(crate) fn unknown_database(db: &str) -> Self {
+        SqlError::new(ER_BAD_DB_ERROR, format!("Unknown database '{db}'"))
     }
 
     /// A statement shape the double does not recognise at all (1235).

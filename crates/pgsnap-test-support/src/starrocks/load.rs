@@ -933,15 +933,6 @@ fn finish_row(
 // Each sourced rule lives in `value.rs` (shared with Routine Load); this path adds the
 // Stream Load double's documented extra strictness on top (module doc of `starrocks`).
 
-fn int_text(ty: &SrType, s: &str) -> Result<String, String> {
-    let (min, max, name) = value::int_range(ty).expect("an integer type");
-    match value::string_to_int(s, min, max) {
-        Ok(v) => Ok(v.to_string()),
-        Err(value::IntError::Invalid) => Err(format!("not a valid {name}")),
-        Err(value::IntError::Overflow) => Err(format!("out of range for {name}")),
-    }
-}
-
 /// DECIMAL from text: StarRocks' `string_to_decimal`, but the double's Stream Load refuses
 /// values StarRocks would round and exponent notation.
 fn parse_decimal(s: &str, p: u8, scale: u8) -> Result<String, String> {
@@ -973,7 +964,7 @@ pub(crate) fn convert_text(ty: &SrType, s: &str) -> Result<String, String> {
             .map(|b| if b { "1" } else { "0" }.to_owned())
             .ok_or_else(|| "not a valid BOOLEAN".to_owned()),
         SrType::TinyInt | SrType::SmallInt | SrType::Int | SrType::BigInt | SrType::LargeInt => {
-            int_text(ty, s)
+            value::int_text(ty, s)
         }
         SrType::Float | SrType::Double => {
             let is_float = *ty == SrType::Float;

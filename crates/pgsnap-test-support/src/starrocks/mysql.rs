@@ -94,7 +94,7 @@ use tokio::io::AsyncWrite;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::Shared;
-use super::catalog::{Catalog, CatalogState, Cell, KeysType, SrType, TableDef};
+use super::catalog::{Catalog, CatalogState, Cell, KeysType, SrType};
 use super::ddl::{self, InfoQuery, SelectExpr, SqlError, Statement};
 use super::routine_load::{self, StarRocksVersion};
 
@@ -104,8 +104,6 @@ fn server_version(version: &StarRocksVersion) -> &'static str {
 }
 
 const ER_ACCESS_DENIED_ERROR: u16 = 1045;
-const ER_NO_DB_ERROR: u16 = 1046;
-const ER_BAD_DB_ERROR: u16 = 1049;
 const ER_TABLE_EXISTS_ERROR: u16 = 1050;
 const ER_BAD_TABLE_ERROR: u16 = 1051;
 const ER_DB_CREATE_EXISTS: u16 = 1007;
@@ -400,7 +398,7 @@ impl Session {
     fn resolve_db(&self, db: Option<&str>) -> Result<String, SqlError> {
         match db.or(self.current_db.as_deref()) {
             Some(db) => Ok(db.to_owned()),
-            None => Err(SqlError::new(ER_NO_DB_ERROR, "No database selected")),
+            None => Err(SqlError::no_database()),
         }
     }
 
@@ -493,7 +491,7 @@ impl Session {
             }
             Statement::Use(db) => {
                 if !self.catalog.lock().databases.contains_key(&db) {
-                    return Err(SqlError::new(ER_BAD_DB_ERROR, format!("Unknown database '{db}'")));
+                    return Err(SqlError::unknown_database(&db));
                 }
                 self.current_db = Some(db);
                 Ok(Response::Ok)
@@ -506,9 +504,9 @@ impl Session {
                 let db = self.resolve_db(db.as_deref())?;
                 let state = self.catalog.lock();
                 let Some(database) = state.databases.get(&db) else {
-                    return Err(SqlError::new(ER_BAD_DB_ERROR, format!("Unknown database '{db}'")));
+                    return Err(SqlError::unknown_database(&db));
                 };
-                let Some(t) = find_table(&database.tables, &table) else {
+                let Some(t) = database.table(&table) else {
                     return Err(SqlError::analysis(format!("Unknown table '{db}.{table}'")));
                 };
                 let count = t.rows.len().to_string();
@@ -549,7 +547,7 @@ impl Session {
                 let db = self.resolve_db(create.db.as_deref())?;
                 let mut state = self.catalog.lock();
                 let Some(database) = state.databases.get_mut(&db) else {
-                    return Err(SqlError::new(ER_BAD_DB_ERROR, format!("Unknown database '{db}'")));
+                    return Err(SqlError::unknown_database(&db));
                 };
                 let key = create.name.to_lowercase();
                 if let Some(existing) = database.tables.get(&key) {
@@ -578,7 +576,7 @@ impl Session {
                 let db = self.resolve_db(db.as_deref())?;
                 let mut state = self.catalog.lock();
                 let Some(database) = state.databases.get_mut(&db) else {
-                    return Err(SqlError::new(ER_BAD_DB_ERROR, format!("Unknown database '{db}'")));
+                    return Err(SqlError::unknown_database(&db));
                 };
                 let key = table.to_lowercase();
                 if database.tables.get(&key).is_some_and(|t| t.name == table) {
@@ -599,14 +597,6 @@ impl Session {
             slot.1 = value;
         }
     }
-}
-
-/// Looks a table up by its exact (case-sensitive) name.
-fn find_table<'a>(
-    tables: &'a std::collections::BTreeMap<String, TableDef>,
-    name: &str,
-) -> Option<&'a TableDef> {
-    tables.get(&name.to_lowercase()).filter(|t| t.name == name)
 }
 
 /// Answers an `information_schema` query from the catalog.
@@ -885,7 +875,7 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Session {
         } else {
             writer
                 .error(
-                    ErrorKind::from(ER_BAD_DB_ERROR),
+                    ErrorKind::from(ddl::ER_BAD_DB_ERROR),
                     format!("Unknown database '{db}'").as_bytes(),
                 )
                 .await

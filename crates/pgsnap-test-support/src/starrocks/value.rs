@@ -50,6 +50,21 @@ pub(crate) fn int_range(ty: &SrType) -> Option<(i128, i128, &'static str)> {
     })
 }
 
+/// An integer column's canonical text of `s` by [`string_to_int`], with the error message
+/// naming the type (`not a valid INT`, `out of range for INT`).
+///
+/// # Panics
+///
+/// If `ty` is not an integer type ([`int_range`]).
+pub(crate) fn int_text(ty: &SrType, s: &str) -> Result<String, String> {
+    let (min, max, name) = int_range(ty).expect("an integer type");
+    match string_to_int(s, min, max) {
+        Ok(v) => Ok(v.to_string()),
+        Err(IntError::Invalid) => Err(format!("not a valid {name}")),
+        Err(IntError::Overflow) => Err(format!("out of range for {name}")),
+    }
+}
+
 /// `[+-]? digits [. digits] [e [+-] digits]` with at least one digit in the mantissa.
 fn is_float_text(s: &str) -> bool {
     let b = s.as_bytes();
@@ -159,6 +174,7 @@ pub(crate) fn string_to_decimal(s: &str, p: u8, scale: u8) -> Result<DecimalText
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
+    let exponent = body.contains(['e', 'E']);
     let (mantissa, exp) = match body.find(['e', 'E']) {
         Some(i) => {
             let e = &body[i + 1..];
@@ -184,11 +200,7 @@ pub(crate) fn string_to_decimal(s: &str, p: u8, scale: u8) -> Result<DecimalText
     if digits.iter().all(|&d| d == 0) {
         let text =
             if scale == 0 { "0".to_owned() } else { format!("0.{}", "0".repeat(scale.into())) };
-        return Ok(DecimalText {
-            text,
-            rounded: false,
-            exponent: exp != 0 || body.contains(['e', 'E']),
-        });
+        return Ok(DecimalText { text, rounded: false, exponent });
     }
     // The position of the decimal point within `digits`.
     let point = int_part.len() as i64 + exp;
@@ -234,7 +246,7 @@ pub(crate) fn string_to_decimal(s: &str, p: u8, scale: u8) -> Result<DecimalText
     } else {
         format!("{sign}{int_text}.{}", to_text(frac_digits))
     };
-    Ok(DecimalText { text, rounded, exponent: body.contains(['e', 'E']) })
+    Ok(DecimalText { text, rounded, exponent })
 }
 
 /// A DATE/DATETIME value parsed by [`parse_timestamp`].
@@ -437,12 +449,7 @@ pub(crate) fn cast_varchar(ty: &SrType, s: &str) -> Result<String, CastError> {
     let null = |m: String| Err(CastError::Null(m));
     match ty {
         SrType::TinyInt | SrType::SmallInt | SrType::Int | SrType::BigInt | SrType::LargeInt => {
-            let (min, max, name) = int_range(ty).expect("an integer type");
-            match string_to_int(s, min, max) {
-                Ok(v) => Ok(v.to_string()),
-                Err(IntError::Invalid) => null(format!("not a valid {name}")),
-                Err(IntError::Overflow) => null(format!("out of range for {name}")),
-            }
+            int_text(ty, s).map_err(CastError::Null)
         }
         SrType::Float | SrType::Double => match string_to_float(s) {
             Some(v) if v.is_finite() => {

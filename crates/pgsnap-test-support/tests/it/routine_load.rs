@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::starrocks_mysql::server_error;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Error, OptsBuilder, Row};
+use mysql_async::{Conn, OptsBuilder, Row};
 use pgsnap_test_support::kafka::{Record, Tansu};
 use pgsnap_test_support::starrocks::{
     KeysType, MessageOutcome, RoutineLoadDef, RoutineLoadState, StarRocksDouble, StarRocksOptions,
@@ -552,20 +553,7 @@ fn mapping_errors_against_the_table() {
 // Over the MySQL front
 
 fn opts(double: &StarRocksDouble, db: Option<&str>) -> OptsBuilder {
-    OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(double.mysql_addr().port())
-        .user(Some("root"))
-        .pass(Some(""))
-        .db_name(db)
-        .prefer_socket(false)
-}
-
-fn server_error<T: std::fmt::Debug>(result: Result<T, Error>) -> (u16, String) {
-    match result {
-        Err(Error::Server(e)) => (e.code, e.message),
-        other => panic!("expected a server error, got {other:?}"),
-    }
+    super::starrocks_mysql::opts(double.mysql_addr().port(), "root", "", db)
 }
 
 /// SHOW ROUTINE LOAD as maps of column → value.

@@ -28,7 +28,8 @@ async fn start(user: &str, password: &str) -> Front {
     Front { port, catalog, task }
 }
 
-fn opts(port: u16, user: &str, password: &str, db: Option<&str>) -> OptsBuilder {
+/// Connection options for the front on `port` (also used by the Routine Load tests).
+pub(crate) fn opts(port: u16, user: &str, password: &str, db: Option<&str>) -> OptsBuilder {
     OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
         .tcp_port(port)
@@ -44,7 +45,7 @@ async fn connect(front: &Front, db: Option<&str>) -> Conn {
 }
 
 /// The server error (code, message) of a failed call.
-fn server_error<T: std::fmt::Debug>(result: Result<T, Error>) -> (u16, String) {
+pub(crate) fn server_error<T: std::fmt::Debug>(result: Result<T, Error>) -> (u16, String) {
     match result {
         Err(Error::Server(e)) => (e.code, e.message),
         other => panic!("expected a server error, got {other:?}"),

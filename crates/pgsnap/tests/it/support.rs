@@ -42,16 +42,7 @@ pub(crate) struct HeldSnapshot {
 
 impl HeldSnapshot {
     pub(crate) async fn export(db: &str) -> HeldSnapshot {
-        let client = shared_cluster().connect(db).await;
-        client
-            .batch_execute(
-                "SET idle_in_transaction_session_timeout = 0; \
-                 BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-            )
-            .await
-            .expect("begin");
-        let name: String =
-            client.query_one("SELECT pg_export_snapshot()", &[]).await.expect("export").get(0);
+        let (client, name) = shared_cluster().hold_snapshot(db).await;
         HeldSnapshot { name, _client: client }
     }
 }

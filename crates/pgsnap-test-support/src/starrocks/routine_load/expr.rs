@@ -11,8 +11,9 @@
 
 use serde_json::Value as Json;
 
-use super::super::ddl::{Cursor, ER_NOT_SUPPORTED_YET, SqlError, Tok};
+use super::super::ddl::{Cursor, SqlError, Tok};
 use super::super::value;
+use super::not_modelled;
 
 /// A JSON path of `json_query`: `$`, `$.a.b`, `$[0]`, `$.a[1]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +108,8 @@ pub(crate) enum Ty {
 }
 
 impl Ty {
-    fn name(self) -> &'static str {
+    /// The SQL type's name.
+    pub(super) fn name(self) -> &'static str {
         match self {
             Ty::Null => "NULL",
             Ty::Varchar => "VARCHAR",
@@ -131,10 +133,6 @@ pub(crate) enum Val {
     Bool(bool),
     /// JSON (JSON `null` is `Json::Null`, distinct from SQL NULL).
     Json(Json),
-}
-
-fn not_modelled(what: impl std::fmt::Display) -> SqlError {
-    SqlError::new(ER_NOT_SUPPORTED_YET, format!("test double: {what} is not modelled"))
 }
 
 /// Parses one expression at the cursor (up to a `,` or `)` that ends it).
@@ -309,10 +307,6 @@ fn parse_call(c: &mut Cursor<'_>, name: &str) -> Result<Expr, SqlError> {
     Ok(Expr::Call(func, args))
 }
 
-fn type_error(what: impl std::fmt::Display) -> SqlError {
-    not_modelled(what)
-}
-
 /// The common type of several branches (`coalesce`, `if`): all non-NULL ones must agree.
 fn common(tys: &[Ty], what: &str) -> Result<Ty, SqlError> {
     let mut out = Ty::Null;
@@ -321,7 +315,7 @@ fn common(tys: &[Ty], what: &str) -> Result<Ty, SqlError> {
             continue;
         }
         if out != Ty::Null && out != t {
-            return Err(type_error(format!(
+            return Err(not_modelled(format!(
                 "{what} mixing {} and {} (StarRocks' implicit cast)",
                 out.name(),
                 t.name()
@@ -345,7 +339,7 @@ impl Expr {
                     || tb == Ty::Null
                     || (ta == tb && matches!(ta, Ty::Varchar | Ty::Int));
                 if !ok {
-                    return Err(type_error(format!(
+                    return Err(not_modelled(format!(
                         "comparing {} = {} (StarRocks' implicit cast)",
                         ta.name(),
                         tb.name()
@@ -360,7 +354,7 @@ impl Expr {
             Expr::And(a, b) | Expr::Or(a, b) => {
                 for t in [a.ty()?, b.ty()?] {
                     if !matches!(t, Ty::Bool | Ty::Null) {
-                        return Err(type_error(format!("AND/OR of a {} operand", t.name())));
+                        return Err(not_modelled(format!("AND/OR of a {} operand", t.name())));
                     }
                 }
                 Ty::Bool
@@ -371,7 +365,7 @@ impl Expr {
                     Func::Coalesce => common(&tys, "coalesce")?,
                     Func::If => {
                         if !matches!(tys[0], Ty::Bool | Ty::Null) {
-                            return Err(type_error(format!(
+                            return Err(not_modelled(format!(
                                 "if() with a {} condition",
                                 tys[0].name()
                             )));
@@ -382,13 +376,16 @@ impl Expr {
                         if let Some(t) =
                             tys.iter().find(|t| !matches!(t, Ty::Varchar | Ty::Int | Ty::Null))
                         {
-                            return Err(type_error(format!("concat() of a {} argument", t.name())));
+                            return Err(not_modelled(format!(
+                                "concat() of a {} argument",
+                                t.name()
+                            )));
                         }
                         Ty::Varchar
                     }
                     Func::ParseJson => {
                         if !matches!(tys[0], Ty::Varchar | Ty::Int | Ty::Null) {
-                            return Err(type_error(format!(
+                            return Err(not_modelled(format!(
                                 "parse_json() of a {} argument",
                                 tys[0].name()
                             )));
@@ -397,7 +394,7 @@ impl Expr {
                     }
                     Func::JsonQuery(_) => {
                         if !matches!(tys[0], Ty::Json | Ty::Null) {
-                            return Err(type_error(format!(
+                            return Err(not_modelled(format!(
                                 "json_query() of a {} argument (StarRocks' implicit cast)",
                                 tys[0].name()
                             )));

@@ -14,15 +14,11 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
 use super::super::catalog::Cell;
-use super::super::ddl::{ER_NOT_SUPPORTED_YET, SqlError};
+use super::super::ddl::{ER_NOT_SUPPORTED_YET, ER_PARSE_ERROR, SqlError};
 use super::super::{Shared, txn};
 use super::sql::{RlStatement, parse_statement};
 use super::{KafkaOffset, MessageOutcome, RoutineLoadDef, RoutineLoadState, RoutineLoadStatus};
 
-/// MySQL error for an unknown database.
-const ER_BAD_DB_ERROR: u16 = 1049;
-/// MySQL error for "No database selected".
-const ER_NO_DB_ERROR: u16 = 1046;
 /// At most this many messages per batch.
 const MAX_BATCH_MESSAGES: usize = 100_000;
 /// How often LatestSourcePosition is refreshed.
@@ -57,7 +53,7 @@ pub(crate) struct Job {
 
 #[derive(Debug, Default)]
 struct JobStatus {
-    state: Option<RoutineLoadState>,
+    state: RoutineLoadState,
     reason: Option<String>,
     pause_time: Option<SystemTime>,
     end_time: Option<SystemTime>,
@@ -83,16 +79,12 @@ struct JobStatus {
 }
 
 impl JobStatus {
-    fn state(&self) -> RoutineLoadState {
-        self.state.unwrap_or(RoutineLoadState::NeedSchedule)
-    }
-
     /// PAUSED with `reason` (not from STOPPED/CANCELLED, which are final).
     fn pause(&mut self, reason: String) {
-        if self.state().is_final() {
+        if self.state.is_final() {
             return;
         }
-        self.state = Some(RoutineLoadState::Paused);
+        self.state = RoutineLoadState::Paused;
         self.reason = Some(reason);
         self.pause_time = Some(SystemTime::now());
         self.window_total = 0;
@@ -106,6 +98,12 @@ impl Job {
         self.status.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Changes the status, then wakes the job's thread.
+    fn update(&self, change: impl FnOnce(&mut JobStatus)) {
+        change(&mut self.lock());
+        self.wake.notify_all();
+    }
+
     fn status(&self) -> RoutineLoadStatus {
         let st = self.lock();
         RoutineLoadStatus {
@@ -113,7 +111,7 @@ impl Job {
             db: self.db.clone(),
             name: self.def.name.clone(),
             table: self.def.table.clone(),
-            state: st.state(),
+            state: st.state,
             reason: st.reason.clone(),
             progress: st.next.clone(),
             latest_source_position: st.latest.clone(),
@@ -150,8 +148,7 @@ impl Manager {
         self.shut_down.store(true, Ordering::SeqCst);
         let jobs = self.jobs();
         for job in &jobs {
-            job.lock().shutdown = true;
-            job.wake.notify_all();
+            job.update(|st| st.shutdown = true);
         }
         for job in &jobs {
             let handle = job.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -166,7 +163,7 @@ impl Manager {
         self.jobs()
             .into_iter()
             .rev()
-            .find(|j| j.db == db && j.def.name == name && !j.lock().state().is_final())
+            .find(|j| j.db == db && j.def.name == name && !j.lock().state.is_final())
             .ok_or_else(|| no_such_job(db, name, false))
     }
 }
@@ -188,9 +185,7 @@ pub(crate) fn execute(
 ) -> Result<Option<ShowRows>, SqlError> {
     let manager = &shared.routine_loads;
     let resolve_db = |db: Option<&str>| -> Result<String, SqlError> {
-        db.or(current_db)
-            .map(str::to_owned)
-            .ok_or_else(|| SqlError::new(ER_NO_DB_ERROR, "No database selected"))
+        db.or(current_db).map(str::to_owned).ok_or_else(SqlError::no_database)
     };
     match parse_statement(sql, &shared.options.version)? {
         RlStatement::Create(def) => {
@@ -199,35 +194,29 @@ pub(crate) fn execute(
             Ok(None)
         }
         RlStatement::Pause(db, name) => {
-            let job = manager.live_job(&resolve_db(db.as_deref())?, &name)?;
-            let mut st = job.lock();
-            if st.state() != RoutineLoadState::Paused {
-                let msg = format!("User {} pauses routine load job", shared.options.user);
-                st.pause(error_reason(100, &msg));
-            }
-            drop(st);
-            job.wake.notify_all();
+            let user = &shared.options.user;
+            manager.live_job(&resolve_db(db.as_deref())?, &name)?.update(|st| {
+                if st.state != RoutineLoadState::Paused {
+                    st.pause(error_reason(100, &format!("User {user} pauses routine load job")));
+                }
+            });
             Ok(None)
         }
         RlStatement::Resume(db, name) => {
-            let job = manager.live_job(&resolve_db(db.as_deref())?, &name)?;
-            let mut st = job.lock();
-            if st.state() == RoutineLoadState::Paused {
-                st.state = Some(RoutineLoadState::NeedSchedule);
-                st.reason = None;
-                st.reseek = true;
-            }
-            drop(st);
-            job.wake.notify_all();
+            manager.live_job(&resolve_db(db.as_deref())?, &name)?.update(|st| {
+                if st.state == RoutineLoadState::Paused {
+                    st.state = RoutineLoadState::NeedSchedule;
+                    st.reason = None;
+                    st.reseek = true;
+                }
+            });
             Ok(None)
         }
         RlStatement::Stop(db, name) => {
-            let job = manager.live_job(&resolve_db(db.as_deref())?, &name)?;
-            let mut st = job.lock();
-            st.state = Some(RoutineLoadState::Stopped);
-            st.end_time = Some(SystemTime::now());
-            drop(st);
-            job.wake.notify_all();
+            manager.live_job(&resolve_db(db.as_deref())?, &name)?.update(|st| {
+                st.state = RoutineLoadState::Stopped;
+                st.end_time = Some(SystemTime::now());
+            });
             Ok(None)
         }
         RlStatement::Show { all, name, from } => {
@@ -237,14 +226,14 @@ pub(crate) fn execute(
             };
             let db = resolve_db(qualifier.as_deref().or(from.as_deref()))?;
             if !shared.catalog.lock().databases.contains_key(&db) {
-                return Err(SqlError::new(ER_BAD_DB_ERROR, format!("Unknown database '{db}'")));
+                return Err(SqlError::unknown_database(&db));
             }
             let jobs: Vec<Arc<Job>> = manager
                 .jobs()
                 .into_iter()
                 .filter(|j| j.db == db)
                 .filter(|j| name.as_deref().is_none_or(|n| j.def.name == n))
-                .filter(|j| all || !j.lock().state().is_final())
+                .filter(|j| all || !j.lock().state.is_final())
                 .collect();
             if let Some(n) = &name
                 && jobs.is_empty()
@@ -261,15 +250,14 @@ fn create(shared: &Arc<Shared>, db: String, def: RoutineLoadDef) -> Result<(), S
     {
         let cat = shared.catalog.lock();
         let Some(database) = cat.databases.get(&db) else {
-            return Err(SqlError::new(ER_BAD_DB_ERROR, format!("Unknown database '{db}'")));
+            return Err(SqlError::unknown_database(&db));
         };
-        let Some(table) =
-            database.tables.get(&def.table.to_lowercase()).filter(|t| t.name == def.table)
-        else {
+        let Some(table) = database.table(&def.table) else {
             return Err(SqlError::analysis(format!("Unknown table '{}'", def.table)));
         };
         def.check_table(table).map_err(|m| {
-            let code = if m.starts_with("test double:") { ER_NOT_SUPPORTED_YET } else { 1064 };
+            let code =
+                if m.starts_with("test double:") { ER_NOT_SUPPORTED_YET } else { ER_PARSE_ERROR };
             SqlError::new(code, m)
         })?;
     }
@@ -280,7 +268,7 @@ fn create(shared: &Arc<Shared>, db: String, def: RoutineLoadDef) -> Result<(), S
             "test double: the double is shutting down",
         ));
     }
-    if jobs.iter().any(|j| j.db == db && j.def.name == def.name && !j.lock().state().is_final()) {
+    if jobs.iter().any(|j| j.db == db && j.def.name == def.name && !j.lock().state.is_final()) {
         return Err(SqlError::analysis(format!("Name {} already used in db {db}", def.name)));
     }
     let id = 10_000 + manager.next_id.fetch_add(1, Ordering::SeqCst);
@@ -302,11 +290,7 @@ fn create(shared: &Arc<Shared>, db: String, def: RoutineLoadDef) -> Result<(), S
         db,
         def,
         created: SystemTime::now(),
-        status: Mutex::new(JobStatus {
-            state: Some(RoutineLoadState::NeedSchedule),
-            next,
-            ..JobStatus::default()
-        }),
+        status: Mutex::new(JobStatus { next, ..JobStatus::default() }),
         wake: Condvar::new(),
         thread: Mutex::new(None),
     });
@@ -378,7 +362,7 @@ fn progress_text(next: i64) -> String {
 fn show_row(job: &Job) -> Vec<Cell> {
     let st = job.lock();
     let def = &job.def;
-    let state = st.state();
+    let state = st.state;
     let mut props: BTreeMap<&str, String> = BTreeMap::new();
     props.insert("format", "json".into());
     props.insert("jsonpaths", serde_json::to_string(&def.jsonpaths).unwrap_or_default());
@@ -482,16 +466,16 @@ impl Job {
     /// What the thread should do now; waits a little while the job is paused.
     fn control(&self) -> Control {
         let mut st = self.lock();
-        if st.shutdown || st.state().is_final() {
+        if st.shutdown || st.state.is_final() {
             return Control::Exit;
         }
-        if st.state() == RoutineLoadState::Paused {
+        if st.state == RoutineLoadState::Paused {
             let (st2, _) = self
                 .wake
                 .wait_timeout(st, Duration::from_millis(200))
                 .unwrap_or_else(|e| e.into_inner());
             st = st2;
-            if st.shutdown || st.state().is_final() {
+            if st.shutdown || st.state.is_final() {
                 return Control::Exit;
             }
             return Control::Paused;
@@ -504,7 +488,7 @@ impl Job {
     fn interrupted(&self) -> bool {
         let st = self.lock();
         st.shutdown
-            || !matches!(st.state(), RoutineLoadState::Running | RoutineLoadState::NeedSchedule)
+            || !matches!(st.state, RoutineLoadState::Running | RoutineLoadState::NeedSchedule)
     }
 
     fn set_other(&self, msg: String) {
@@ -576,8 +560,8 @@ fn run(shared: &Arc<Shared>, job: &Arc<Job>) {
         }
         {
             let mut st = job.lock();
-            if st.state() == RoutineLoadState::NeedSchedule {
-                st.state = Some(RoutineLoadState::Running);
+            if st.state == RoutineLoadState::NeedSchedule {
+                st.state = RoutineLoadState::Running;
             }
         }
         if last_watermarks.is_none_or(|t| t.elapsed() >= WATERMARK_EVERY) {
@@ -696,18 +680,14 @@ fn process(shared: &Arc<Shared>, job: &Job, batch: Vec<Msg>) -> bool {
     let msgs: Vec<&Msg>;
     {
         let mut cat = shared.catalog.lock();
-        let table = cat
-            .databases
-            .get_mut(&job.db)
-            .and_then(|d| d.tables.get_mut(&job.def.table.to_lowercase()))
-            .filter(|t| t.name == job.def.table);
+        let table = cat.databases.get_mut(&job.db).and_then(|d| d.table_mut(&job.def.table));
         let Some(table) = table else {
             drop(cat);
             let mut st = job.lock();
-            if st.state().is_final() {
+            if st.state.is_final() {
                 return true;
             }
-            st.state = Some(RoutineLoadState::Cancelled);
+            st.state = RoutineLoadState::Cancelled;
             st.end_time = Some(SystemTime::now());
             st.reason = Some(error_reason(
                 100,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::super::ddl::{Cursor, ER_NOT_SUPPORTED_YET, SqlError};
 use super::expr;
-use super::{ColumnItem, KafkaOffset, RoutineLoadDef, StarRocksVersion};
+use super::{ColumnItem, KafkaOffset, RoutineLoadDef, StarRocksVersion, not_modelled};
 
 /// A parsed Routine Load statement.
 #[derive(Debug, Clone)]
@@ -27,10 +27,6 @@ pub(crate) enum RlStatement {
         /// `FROM db`.
         from: Option<String>,
     },
-}
-
-fn not_modelled(what: impl std::fmt::Display) -> SqlError {
-    SqlError::new(ER_NOT_SUPPORTED_YET, format!("test double: {what} is not modelled"))
 }
 
 /// Parses a Routine Load statement; `version` decides which job properties exist.
