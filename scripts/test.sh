@@ -6,13 +6,16 @@
 # 1. scripts/setup.sh --kafka installs the binaries the tests need, including
 #                             the tansu broker venv (idempotent; well under 2 s
 #                             when everything is already there)
-# 2. cargo fmt --check          \
-# 3. cargo clippy -D warnings    > skipped with PGSNAP_TEST_SKIP_LINT=1
-# 4. cargo doc, warnings denied  /
-# 5. the files-only build of the pgsnap command pulls in neither librdkafka
+# 2. cargo fmt --check                                  \
+# 3. cargo clippy -D warnings                            |
+# 4. cargo doc, warnings denied                          | skipped with
+# 5. cargo deny check bans licenses sources (deny.toml)  | PGSNAP_TEST_SKIP_LINT=1
+# 6. cargo package of every published crate, each        |
+#    holding only src/, README.md and LICENSE           /
+# 7. the files-only build of the pgsnap command pulls in neither librdkafka
 #    nor the MySQL client nor the test support crate (cargo tree), and lints
-# 6. cargo test (all targets, then doc tests)
-# 7. the examples' black-box tests again, through `pgsnap <subcommand>`
+# 8. cargo test (all targets, then doc tests)
+# 9. the examples' black-box tests again, through `pgsnap <subcommand>`
 #    (PGSNAP_FRONT=cli): one test list for both command-line fronts
 #
 # Tests start their own throwaway PostgreSQL clusters and tansu (Kafka)
@@ -97,17 +100,67 @@ cargo_test() {
     cargo test "$@" 2>&1 | tee "$log"
 }
 
+# Dependencies: licenses, sources and duplicate versions (deny.toml). No
+# advisories: they need the RustSec database from the network. Needs no network
+# once cargo has every crate of Cargo.lock (a fresh machine downloads the few
+# that only other platforms build).
+deny_check() {
+    cargo deny --locked check --hide-inclusion-graph bans licenses sources
+}
+
+# Every published crate packages (as `cargo publish` would, without the
+# verifying build), and its .crate holds only what a user needs.
+package_crates() {
+    # (A step runs in an `||` list, where `set -e` does not apply: every
+    # failure returns explicitly.)
+    local meta target_dir crates=()
+    meta=$(cargo metadata --no-deps --locked --format-version 1) || return 1
+    target_dir=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])' <<<"$meta") || return 1
+    # "name version" of each member without `publish = false`.
+    mapfile -t crates < <(python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["packages"]:
+    if p["publish"] != []:
+        print(p["name"], p["version"])' <<<"$meta") || return 1
+    local args=() c
+    for c in "${crates[@]}"; do args+=(-p "${c% *}"); done
+    # Offline first (the index cache is normally complete after a build);
+    # online if the cache lacks an entry. Cargo warns, once per target, that
+    # tests and benches are left out: that is the point, so those lines go.
+    local quiet='^warning: ignoring (test|benchmark|example) '
+    if ! cargo package --offline --no-verify --allow-dirty "${args[@]}" 2>&1 | grep -Ev "$quiet"; then
+        echo "    retrying online"
+        cargo package --no-verify --allow-dirty "${args[@]}" 2>&1 | grep -Ev "$quiet" || return 1
+    fi
+    local allowed='^[^/]+/(src/.*\.rs|Cargo\.toml|Cargo\.toml\.orig|Cargo\.lock|README\.md|LICENSE|\.cargo_vcs_info\.json)$'
+    local name version file extra
+    for c in "${crates[@]}"; do
+        name=${c% *} version=${c#* }
+        file="$target_dir/package/$name-$version.crate"
+        [ -f "$file" ] || { echo "$file is missing after cargo package"; return 1; }
+        extra=$(tar -tzf "$file" | grep -Ev "$allowed" || true)
+        if [ -n "$extra" ]; then
+            echo "$name: the package holds files a user does not need (set \`include\` in its Cargo.toml):"
+            echo "$extra"
+            return 1
+        fi
+        printf '    %-22s %3d files, %6s KiB\n' "$name" "$(tar -tzf "$file" | wc -l)" "$(($(stat -c %s "$file") / 1024))"
+    done
+}
+
 TOTAL_START=$EPOCHREALTIME
 
 step setup bash scripts/setup.sh --kafka
 
 if [ "${PGSNAP_TEST_SKIP_LINT:-0}" = "1" ]; then
     echo
-    echo "==> fmt, clippy: skipped (PGSNAP_TEST_SKIP_LINT=1)"
+    echo "==> fmt, clippy, docs, deny, package: skipped (PGSNAP_TEST_SKIP_LINT=1)"
 else
     step fmt cargo fmt --all --check
     step clippy cargo clippy --workspace --all-targets -- -D warnings
     step docs env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --quiet
+    step deny deny_check
+    step package package_crates
 fi
 
 # The files-only command must not build what it does not use.
