@@ -20,6 +20,7 @@ pub const MANIFEST_VERSION: u32 = 1;
 /// Overall state of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RunStatus {
     /// Chunks remain to be copied (a run in progress, or one that was interrupted).
     Running,
@@ -46,6 +47,7 @@ impl RunStatus {
 /// State of one table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TableStatus {
     /// Chunks remain.
     Pending,
@@ -119,6 +121,14 @@ pub struct ManifestChunk {
     /// What a loading sink's target reported for this chunk (absent for file output).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub load: Option<crate::LoadReceipt>,
+    /// Attempts the chunk took in the run that copied it (0 in manifests written before
+    /// pgsnap recorded it).
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One table in the manifest.
@@ -258,6 +268,7 @@ impl Manifest {
                         done: false,
                         snapshot: None,
                         load: None,
+                        attempts: 0,
                     })
                     .collect(),
                 status: if t.chunks.is_empty() { TableStatus::Ok } else { TableStatus::Pending },
@@ -305,8 +316,9 @@ impl Manifest {
     /// as its `compression`: it is accepted when that equals `sink`.
     ///
     /// # Errors
-    /// [`Error::ResumeMismatch`](crate::Error::ResumeMismatch) naming the option;
-    /// [`Error::Config`](crate::Error::Config) for a manifest from a newer pgsnap.
+    /// [`ErrorKind::ResumeMismatch`](crate::ErrorKind::ResumeMismatch) naming the option
+    /// ([`Error::context`](crate::Error::context) `option`, `was`, `now`);
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) for a manifest from a newer pgsnap.
     pub fn check_resume(
         &self,
         options: &PlanOptions,
@@ -315,10 +327,10 @@ impl Manifest {
         sink: Option<&str>,
     ) -> crate::Result<()> {
         let mismatch = |option: &'static str, was: String, now: String| {
-            Err(crate::Error::ResumeMismatch { option, was, now })
+            Err(crate::Error::resume_mismatch(option, was, now))
         };
         if self.version > MANIFEST_VERSION {
-            return Err(crate::Error::Config(format!(
+            return Err(crate::Error::config(format!(
                 "the manifest was written by a newer pgsnap (manifest version {}, this build reads up to {MANIFEST_VERSION})",
                 self.version
             )));

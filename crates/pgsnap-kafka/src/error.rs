@@ -202,6 +202,6 @@ pub enum ResolveError {
 
 impl From<ResolveError> for pgsnap_core::Error {
     fn from(e: ResolveError) -> Self {
-        pgsnap_core::Error::Backend { backend: "kafka", source: Box::new(e) }
+        pgsnap_core::Error::from_backend(pgsnap_core::ErrorKind::Offsets, "kafka", e)
     }
 }

@@ -112,7 +112,7 @@ impl KafkaOffsetResolver {
 }
 
 fn backend(e: impl std::error::Error + Send + Sync + 'static) -> pgsnap_core::Error {
-    pgsnap_core::Error::Backend { backend: "kafka", source: Box::new(e) }
+    pgsnap_core::Error::from_backend(pgsnap_core::ErrorKind::Offsets, "kafka", e)
 }
 
 /// Milliseconds since the Unix epoch of pgsnap's `taken_at` (`YYYY-MM-DDTHH:MM:SS[.f]Z`,
@@ -165,7 +165,7 @@ impl OffsetResolver for KafkaOffsetResolver {
                 HandoffMode::Running => resolve_running(&refs, &pg()?, &self.options).await?,
                 HandoffMode::Time { skew } => {
                     let at = taken_at_ms(&snapshot.taken_at).ok_or_else(|| {
-                        pgsnap_core::Error::Config(format!(
+                        pgsnap_core::Error::config(format!(
                             "snapshot taken_at {:?} is not a UTC time like 2026-01-01T00:00:00Z",
                             snapshot.taken_at
                         ))

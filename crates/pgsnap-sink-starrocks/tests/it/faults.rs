@@ -319,7 +319,9 @@ async fn input_cut_short_commits_nothing() {
     let data = pgsnap_core::Source::read_chunk(&source, &chunk, pgsnap_core::DataFormat::Text)
         .await
         .unwrap();
-    let err = pgsnap_core::Sink::write_chunk(sink.as_ref(), &chunk, data).await.unwrap_err();
+    let err = pgsnap_core::Sink::write_chunk(sink.as_ref(), &chunk, data, &Default::default())
+        .await
+        .unwrap_err();
     assert!(pgsnap_core::error_chain(&err).contains("cut short"), "{err:?}");
     assert!(d.rows(DB, "t").is_empty(), "a short part was committed: {:?}", d.rows(DB, "t"));
     assert!(d.loads().iter().all(|l| l.status != "Success"), "{:?}", d.loads());
