@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use pgsnap::postgres::parse_size;
 use pgsnap::{Connection, SnapshotMode, SnapshotOptions, SplitBy};
 
 /// Why the flags cannot make a job (exit 2); the message names the flag.
@@ -98,6 +97,49 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("{s:?} is not a number of jobs: use a whole number of at least 1")),
     }
+}
+
+/// Parses a size flag such as `--chunk-size`: `64MB` (10^6), `64MiB` (2^20), `1GB`, `512kB`,
+/// `1000` (bytes).
+///
+/// # Example
+/// ```
+/// use pgsnap_cli::args::parse_size;
+/// assert_eq!(parse_size("64MB").unwrap(), 64_000_000);
+/// assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+/// assert!(parse_size("64 parsecs").is_err());
+/// ```
+///
+/// # Errors
+/// A message naming the accepted units.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| {
+        format!("invalid size {s:?}: expected a number and a unit like 64MB or 64MiB")
+    })?;
+    let mult: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "kB" | "KB" | "k" => 1e3,
+        "MB" | "M" => 1e6,
+        "GB" | "G" => 1e9,
+        "TB" => 1e12,
+        "KiB" => 1024.0,
+        "MiB" => 1_048_576.0,
+        "GiB" => 1_073_741_824.0,
+        "TiB" => 1_099_511_627_776.0,
+        u => {
+            return Err(format!(
+                "invalid size unit {u:?} in {s:?}: use B, kB, MB, GB, TB (powers of 10) or KiB, MiB, GiB, TiB (powers of 2)"
+            ));
+        }
+    };
+    let v = (n * mult).round();
+    if !(1.0..=1e18).contains(&v) {
+        return Err(format!("size {s:?} out of range"));
+    }
+    Ok(v as u64)
 }
 
 impl SnapshotArgs {
@@ -233,7 +275,7 @@ mod starrocks {
         /// Create missing tables (Primary Key tables for sources with a primary key).
         #[arg(long)]
         pub create_tables: bool,
-        /// Body format: csv (streamed by StarRocks) or json (carries arrays and `\N` strings).
+        /// Body format: csv (streamed by StarRocks; refuses a text value that is exactly `\N`) or json (carries arrays, and text that is exactly `\N`).
         #[arg(id = "load_format", long = "format", value_name = "FORMAT", default_value = "csv")]
         pub format: LoadFormat,
         /// Types StarRocks cannot hold exactly (interval, time, unbounded numeric, bytea, ...): varchar (keep PostgreSQL's text) or error.
@@ -255,7 +297,7 @@ mod starrocks {
         #[arg(long, default_value = "pgsnap")]
         pub label_prefix: String,
         /// Split a chunk into several loads past this many body bytes (default 96MiB json, 4GiB csv).
-        #[arg(long, value_parser = pgsnap::postgres::parse_size)]
+        #[arg(long, value_parser = super::parse_size)]
         pub max_load_bytes: Option<u64>,
         /// Loads in flight at once.
         #[arg(long, default_value_t = 8)]
@@ -581,5 +623,19 @@ mod handoff {
             }
             Ok(job)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("1.5MB").unwrap(), 1_500_000);
+        assert_eq!(parse_size("64kB").unwrap(), 64_000);
+        assert!(parse_size("").is_err());
+        assert!(parse_size("0MB").is_err());
     }
 }

@@ -56,7 +56,7 @@
 //! # drop(client); Ok(()) }
 //! ```
 
-use std::fmt;
+use std::borrow::Cow;
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -64,12 +64,15 @@ use std::str::FromStr;
 
 use tokio_postgres::config::{Host, SslMode};
 
+pub use crate::tls::TlsMode;
+use crate::tls::{self, MakeTls, TlsError};
+
 /// The default Unix socket directory of Debian/Ubuntu builds of libpq.
 const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
-/// The default port.
-const DEFAULT_PORT: u16 = 5432;
-/// The default `application_name`.
-const DEFAULT_APPLICATION_NAME: &str = "pgsnap";
+/// The port used when neither the connection nor the environment sets one (libpq's).
+pub(crate) const DEFAULT_PORT: u16 = 5432;
+/// The `application_name` sent when neither the connection nor the environment sets one.
+pub(crate) const DEFAULT_APPLICATION_NAME: &str = "pgsnap";
 /// What [`redacted`] writes in place of a password.
 const MASK: &str = "********";
 /// Appended to syntax errors.
@@ -99,85 +102,10 @@ impl ConnSpec {
     ///
     /// # Errors
     ///
-    /// See [`crate::tls::client_config`].
-    pub fn make_tls(&self) -> Result<crate::tls::MakeTls, crate::tls::TlsError> {
-        let cfg = crate::tls::client_config(self.tls, self.sslrootcert.as_deref())?;
-        Ok(crate::tls::make_tls_connect(cfg))
-    }
-}
-
-/// The libpq `sslmode`, with libpq's meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum TlsMode {
-    /// No TLS.
-    Disable,
-    /// TLS if the server supports it, else plain. The certificate is not
-    /// verified (unless an `sslrootcert` is given explicitly).
-    #[default]
-    Prefer,
-    /// TLS required. The certificate is not verified, unless a root
-    /// certificate file is available: then the chain is verified (as
-    /// [`VerifyCa`](Self::VerifyCa)).
-    Require,
-    /// TLS required, the certificate chain is verified against
-    /// `sslrootcert`, the host name is not checked.
-    VerifyCa,
-    /// TLS required, the chain is verified against `sslrootcert` (or the
-    /// bundled Mozilla roots) and the certificate must name the host.
-    VerifyFull,
-}
-
-impl TlsMode {
-    /// The libpq spelling: `disable`, `prefer`, `require`, `verify-ca` or
-    /// `verify-full`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TlsMode::Disable => "disable",
-            TlsMode::Prefer => "prefer",
-            TlsMode::Require => "require",
-            TlsMode::VerifyCa => "verify-ca",
-            TlsMode::VerifyFull => "verify-full",
-        }
-    }
-
-    /// The tokio-postgres `SslMode` that makes the same negotiation.
-    fn ssl_mode(self) -> SslMode {
-        match self {
-            TlsMode::Disable => SslMode::Disable,
-            TlsMode::Prefer => SslMode::Prefer,
-            TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
-        }
-    }
-}
-
-impl fmt::Display for TlsMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for TlsMode {
-    type Err = ConnInfoError;
-
-    /// Parses a libpq `sslmode`; `allow` is taken as `prefer`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "disable" => TlsMode::Disable,
-            // libpq's `allow` tries plain first, then TLS; tokio-postgres
-            // cannot, and `prefer` connects to every server `allow` does.
-            "allow" | "prefer" => TlsMode::Prefer,
-            "require" => TlsMode::Require,
-            "verify-ca" => TlsMode::VerifyCa,
-            "verify-full" => TlsMode::VerifyFull,
-            other => {
-                return Err(ConnInfoError::Invalid {
-                    reason: format!(
-                        "invalid sslmode `{other}`; expected disable, allow, prefer, require, \
-                         verify-ca or verify-full"
-                    ),
-                });
-            }
-        })
+    /// See [`tls::client_config`].
+    pub fn make_tls(&self) -> Result<MakeTls, TlsError> {
+        let cfg = tls::client_config(self.tls, self.sslrootcert.as_deref())?;
+        Ok(tls::make_tls_connect(cfg))
     }
 }
 
@@ -609,14 +537,14 @@ fn resolve_tls(
     let system_roots = rootcert.as_deref() == Some("system");
 
     let mode = match (&ext.sslmode, sys.var("PGSSLMODE")) {
-        (Some(mode), _) => Some(mode.parse::<TlsMode>()?),
-        (None, Some(mode)) => Some(mode.parse::<TlsMode>().map_err(|e| ConnInfoError::Env {
-            var: "PGSSLMODE",
-            reason: match e {
-                ConnInfoError::Invalid { reason } => reason,
-                other => other.to_string(),
-            },
-        })?),
+        (Some(mode), _) => Some(
+            mode.parse::<TlsMode>()
+                .map_err(|e| ConnInfoError::Invalid { reason: e.to_string() })?,
+        ),
+        (None, Some(mode)) => Some(
+            mode.parse::<TlsMode>()
+                .map_err(|e| ConnInfoError::Env { var: "PGSSLMODE", reason: e.to_string() })?,
+        ),
         (None, None) => None,
     };
 
@@ -844,28 +772,13 @@ fn url_query_start(body: &str) -> Option<usize> {
     body[after_creds..].find('?').map(|i| after_creds + i)
 }
 
-/// Percent-decodes a URL component (no `+` to space, like tokio-postgres).
+/// Percent-decodes a URL component (no `+` to space, like tokio-postgres). A `%` not
+/// followed by two hex digits is kept as it is.
 fn percent_decode(s: &str) -> Result<String, ConnInfoError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
+    percent_encoding::percent_decode_str(s).decode_utf8().map(Cow::into_owned).map_err(|_| {
+        ConnInfoError::Syntax {
+            reason: "a URL parameter is not valid UTF-8 after percent-decoding".to_owned(),
         }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| ConnInfoError::Syntax {
-        reason: "a URL parameter is not valid UTF-8 after percent-decoding".to_owned(),
     })
 }
 
@@ -1022,50 +935,11 @@ fn redact_url_body(body: &str) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod test_util {
-    //! A self-deleting temporary directory (the crate has no `tempfile`
-    //! dev-dependency).
-
-    use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A directory under the system temp dir, removed on drop.
-    #[derive(Debug)]
-    pub(crate) struct TempDir(PathBuf);
-
-    impl TempDir {
-        pub(crate) fn new() -> TempDir {
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            let path = std::env::temp_dir().join(format!(
-                "pgsnap-source-test-{}-{}-{nanos}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&path).expect("create temp dir");
-            TempDir(path)
-        }
-
-        pub(crate) fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::test_util::TempDir;
     use super::*;
     use std::collections::HashMap;
     use std::time::Duration;
+    use tempfile::TempDir;
 
     /// Resolves with exactly the given environment, no default socket dir
     /// and no OS user.
@@ -1120,7 +994,7 @@ mod tests {
 
     #[test]
     fn default_host_is_the_socket_dir_when_it_exists() {
-        let dir = TempDir::new();
+        let dir = TempDir::new().unwrap();
         let spec = resolve_sys("", &[U], Some(dir.path())).unwrap();
         assert_eq!(spec.config.get_hosts(), [Host::Unix(dir.path().to_path_buf())]);
         // No TLS over Unix sockets, as in libpq.
@@ -1336,7 +1210,7 @@ mod tests {
 
     #[test]
     fn default_root_crt_is_used_for_require_but_not_prefer() {
-        let home = TempDir::new();
+        let home = TempDir::new().unwrap();
         let dir = home.path().join(".postgresql");
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("root.crt"), "x").unwrap();
@@ -1486,7 +1360,7 @@ trail:5432:*:*:pw:ignored
 
     #[test]
     fn pgpass_is_used_only_without_a_password() {
-        let dir = TempDir::new();
+        let dir = TempDir::new().unwrap();
         let file = write_pgpass(&dir, "*:*:*:*:frompgpass\n", 0o600);
         assert_eq!(pw_with_file("host=h", &file, &[]).as_deref(), Some("frompgpass"));
         assert_eq!(pw_with_file("host=h password=given", &file, &[]).as_deref(), Some("given"));
@@ -1498,7 +1372,7 @@ trail:5432:*:*:pw:ignored
 
     #[test]
     fn pgpass_matches_resolved_user_db_and_port() {
-        let dir = TempDir::new();
+        let dir = TempDir::new().unwrap();
         let file =
             write_pgpass(&dir, "h:6000:envdb:envuser:one\nh:5432:osuser:osuser:two\n", 0o600);
         let env = [("PGPORT", "6000"), ("PGUSER", "envuser"), ("PGDATABASE", "envdb")];
@@ -1508,7 +1382,7 @@ trail:5432:*:*:pw:ignored
 
     #[test]
     fn pgpass_localhost_matches_unix_sockets() {
-        let dir = TempDir::new();
+        let dir = TempDir::new().unwrap();
         let file = write_pgpass(&dir, "localhost:5432:*:*:sockpw\n", 0o600);
         assert_eq!(pw_with_file("host=/run/pg", &file, &[]).as_deref(), Some("sockpw"));
         assert_eq!(pw_with_file("host=localhost", &file, &[]).as_deref(), Some("sockpw"));
@@ -1517,7 +1391,7 @@ trail:5432:*:*:pw:ignored
 
     #[test]
     fn pgpass_multi_host_uses_each_port() {
-        let dir = TempDir::new();
+        let dir = TempDir::new().unwrap();
         let file = write_pgpass(&dir, "b:6001:*:*:bpw\na:6001:*:*:wrongport\n", 0o600);
         assert_eq!(pw_with_file("host=a,b port=6000,6001", &file, &[]).as_deref(), Some("bpw"));
         assert_eq!(
@@ -1530,7 +1404,7 @@ trail:5432:*:*:pw:ignored
 
     #[test]
     fn pgpass_with_group_or_world_access_is_ignored() {
-        let dir = TempDir::new();
+        let dir = TempDir::new().unwrap();
         for (mode, expect) in
             [(0o600, Some("pw")), (0o400, Some("pw")), (0o640, None), (0o604, None), (0o660, None)]
         {
@@ -1541,7 +1415,7 @@ trail:5432:*:*:pw:ignored
 
     #[test]
     fn pgpass_location() {
-        let home = TempDir::new();
+        let home = TempDir::new().unwrap();
         let file = home.path().join(".pgpass");
         fs::write(&file, "*:*:*:*:homepw\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -1550,7 +1424,7 @@ trail:5432:*:*:pw:ignored
         let spec = resolve_env("host=h", &[("HOME", h), U]).unwrap();
         assert_eq!(password(&spec).as_deref(), Some("homepw"));
 
-        let other = TempDir::new();
+        let other = TempDir::new().unwrap();
         let alt = write_pgpass(&other, "*:*:*:*:altpw\n", 0o600);
         let alt = alt.to_str().unwrap();
         let kv = format!("host=h passfile='{alt}'");
@@ -1599,17 +1473,12 @@ trail:5432:*:*:pw:ignored
     }
 
     #[test]
-    fn tls_mode_round_trips() {
-        for m in [
-            TlsMode::Disable,
-            TlsMode::Prefer,
-            TlsMode::Require,
-            TlsMode::VerifyCa,
-            TlsMode::VerifyFull,
-        ] {
-            assert_eq!(m.to_string().parse::<TlsMode>().unwrap(), m);
-        }
-        assert_eq!(TlsMode::default(), TlsMode::Prefer);
+    fn conn_spec_make_tls_follows_the_mode() {
+        let env = |_: &str| None;
+        let spec = resolve_with_env("host=h user=u sslmode=disable", &env).unwrap();
+        assert!(!spec.make_tls().unwrap().is_enabled());
+        let spec = resolve_with_env("host=h user=u sslmode=verify-full", &env).unwrap();
+        assert!(spec.make_tls().unwrap().is_enabled());
     }
 
     #[test]
@@ -1619,5 +1488,8 @@ trail:5432:*:*:pw:ignored
         assert_eq!(percent_decode("%zz").unwrap(), "%zz");
         assert_eq!(percent_decode("%C3%A9").unwrap(), "é");
         assert!(percent_decode("%FF").is_err());
+        assert_eq!(percent_decode("%4").unwrap(), "%4");
+        assert_eq!(percent_decode("%%41").unwrap(), "%A");
+        assert_eq!(percent_decode("a+b").unwrap(), "a+b");
     }
 }

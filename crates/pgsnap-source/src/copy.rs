@@ -76,9 +76,10 @@ impl Pool {
             .await
             .map_err(|e| match e {
                 ReplicationError::Config(m) => Error::Config(m),
-                e => {
-                    Error::Connect { target: crate::target(&self.spec.config), source: Box::new(e) }
-                }
+                e => Error::Connect {
+                    target: crate::client::target(&self.spec.config),
+                    source: Box::new(e),
+                },
             })?;
         crate::snapshot::import_into(&mut conn, &self.snapshot).await?;
         Ok(Worker { conn, locked: HashSet::new() })

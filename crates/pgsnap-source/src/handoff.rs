@@ -122,7 +122,7 @@ pub async fn handoff_preflight(
     tables: &[TableName],
 ) -> Result<HandoffPreflight> {
     let spec = connection.into().resolve()?;
-    let client = crate::connect(&spec).await?;
+    let client = crate::client::connect(&spec).await?;
     handoff_preflight_with(&client, tables).await
 }
 
@@ -139,7 +139,7 @@ pub async fn handoff_preflight_selected(
     exclude: &[String],
 ) -> Result<HandoffPreflight> {
     let spec = connection.into().resolve()?;
-    let client = crate::connect(&spec).await?;
+    let client = crate::client::connect(&spec).await?;
     let selected = crate::catalog::select(&client, include, exclude).await?;
     let names: Vec<TableName> = selected.into_iter().map(|(_, n, _, _)| n).collect();
     handoff_preflight_with(&client, &names).await

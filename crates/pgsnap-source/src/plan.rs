@@ -9,6 +9,7 @@ use crate::catalog::CatalogTable;
 
 /// How tables are split into chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum SplitBy {
     /// ctid ranges on PostgreSQL 14 and later (TID range scans), integer primary-key ranges
     /// before, one chunk per relation when neither applies.
@@ -47,48 +48,6 @@ impl FromStr for SplitBy {
             o => Err(format!("unknown split {o:?}: expected auto, ctid or pk")),
         }
     }
-}
-
-/// Parses a size such as `64MB` (10^6), `64MiB` (2^20), `1GB`, `512kB`, `1000` (bytes).
-///
-/// # Example
-/// ```
-/// use pgsnap_source::parse_size;
-/// assert_eq!(parse_size("64MB").unwrap(), 64_000_000);
-/// assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
-/// assert!(parse_size("64 parsecs").is_err());
-/// ```
-///
-/// # Errors
-/// A message naming the accepted units.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| {
-        format!("invalid size {s:?}: expected a number and a unit like 64MB or 64MiB")
-    })?;
-    let mult: f64 = match unit.trim() {
-        "" | "B" => 1.0,
-        "kB" | "KB" | "k" => 1e3,
-        "MB" | "M" => 1e6,
-        "GB" | "G" => 1e9,
-        "TB" => 1e12,
-        "KiB" => 1024.0,
-        "MiB" => 1_048_576.0,
-        "GiB" => 1_073_741_824.0,
-        "TiB" => 1_099_511_627_776.0,
-        u => {
-            return Err(format!(
-                "invalid size unit {u:?} in {s:?}: use B, kB, MB, GB, TB (powers of 10) or KiB, MiB, GiB, TiB (powers of 2)"
-            ));
-        }
-    };
-    let v = (n * mult).round();
-    if !(1.0..=1e18).contains(&v) {
-        return Err(format!("size {s:?} out of range"));
-    }
-    Ok(v as u64)
 }
 
 /// Key bounds of a relation under the snapshot, for key-range splitting.
@@ -609,14 +568,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
-        assert_eq!(parse_size("1.5MB").unwrap(), 1_500_000);
-        assert_eq!(parse_size("64kB").unwrap(), 64_000);
-        assert!(parse_size("").is_err());
-        assert!(parse_size("0MB").is_err());
     }
 }

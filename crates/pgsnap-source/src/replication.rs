@@ -1,8 +1,8 @@
 //! A minimal PostgreSQL replication-protocol connection (`replication=database`).
 //!
-//! tokio-postgres cannot open walsender connections, so this module speaks the
-//! frontend/backend protocol itself, on top of [`postgres_protocol`]. It supports what
-//! pgsnap needs to take a consistent snapshot:
+//! tokio-postgres cannot open walsender connections, so this runs on pgsnap's own client
+//! for the frontend/backend protocol (built on [`postgres_protocol`]; see the crate's
+//! layering). It supports what pgsnap needs to take a consistent snapshot:
 //!
 //! * connecting over TCP or a Unix socket, optionally with TLS (rustls),
 //! * trust, cleartext, MD5 and SCRAM-SHA-256 authentication,
@@ -21,123 +21,13 @@
 //! connection untouched until every worker has imported the snapshot.
 
 use std::fmt;
-use std::io;
 use std::sync::Arc;
 
-use fallible_iterator::FallibleIterator;
-use postgres_protocol::message::backend;
+use crate::wire::{Connection, SessionKind};
 
-use crate::wire::{Connection, Endpoint, SessionKind};
-
+/// Obtained from [`ReplicationConnection::cancel_handle`].
 pub use crate::wire::CancelHandle;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Errors of the replication connection.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReplicationError {
-    /// Reading from or writing to the server failed.
-    #[error("I/O error on {endpoint}: {source}")]
-    Io {
-        /// The server (`host:port` or Unix socket path) the error happened on.
-        endpoint: String,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-    /// TLS could not be set up (server refused it while required, or the handshake failed).
-    #[error("TLS error on {endpoint}: {source}")]
-    Tls {
-        /// The server (`host:port`) the error happened on.
-        endpoint: String,
-        /// The underlying error.
-        #[source]
-        source: BoxError,
-    },
-    /// The server sent something this client did not expect.
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// Authentication could not be attempted or completed on the client side
-    /// (unsupported method, missing password, bad SCRAM exchange). Never contains the
-    /// password. A wrong password is reported by the server as
-    /// [`ReplicationError::Server`] with SQLSTATE `28P01`.
-    #[error("authentication failed: {message}")]
-    Auth {
-        /// What went wrong.
-        message: String,
-    },
-    /// The server answered with an `ErrorResponse`.
-    #[error(
-        "{message} (SQLSTATE {code}){}{}",
-        suffix("detail", detail.as_deref()),
-        suffix("hint", hint.as_deref())
-    )]
-    Server {
-        /// The SQLSTATE code, for example `42710`.
-        code: String,
-        /// The primary error message.
-        message: String,
-        /// The optional detail message.
-        detail: Option<String>,
-        /// The optional hint.
-        hint: Option<String>,
-    },
-    /// Connecting (or sending a cancel request) took longer than `connect_timeout`.
-    #[error("timed out connecting to the server")]
-    Timeout,
-    /// The server closed the connection, or an earlier failure left it unusable.
-    #[error("connection closed")]
-    Closed,
-    /// The connection configuration cannot be used (no host, no user, unsupported option).
-    #[error("invalid configuration: {0}")]
-    Config(String),
-}
-
-fn suffix(label: &str, value: Option<&str>) -> String {
-    value.map(|v| format!("; {label}: {v}")).unwrap_or_default()
-}
-
-impl ReplicationError {
-    /// The SQLSTATE code if the server reported this error.
-    pub fn sqlstate(&self) -> Option<&str> {
-        match self {
-            Self::Server { code, .. } => Some(code),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn io(endpoint: &Endpoint, source: io::Error) -> Self {
-        if source.kind() == io::ErrorKind::UnexpectedEof {
-            return Self::Closed;
-        }
-        Self::Io { endpoint: endpoint.to_string(), source }
-    }
-
-    pub(crate) fn from_fields(mut fields: backend::ErrorFields<'_>) -> Self {
-        let mut code = String::new();
-        let mut message = String::new();
-        let mut detail = None;
-        let mut hint = None;
-        loop {
-            match fields.next() {
-                Ok(Some(field)) => {
-                    let value = || String::from_utf8_lossy(field.value_bytes()).into_owned();
-                    match field.type_() {
-                        b'C' => code = value(),
-                        b'M' => message = value(),
-                        b'D' => detail = Some(value()),
-                        b'H' => hint = Some(value()),
-                        _ => {}
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => return Self::Protocol(format!("malformed ErrorResponse: {e}")),
-            }
-        }
-        Self::Server { code, message, detail, hint }
-    }
-}
+pub use crate::wire::{ReplicationError, SimpleRows};
 
 /// A replication-protocol (`replication=database`) connection to PostgreSQL.
 ///
@@ -180,30 +70,6 @@ pub struct SystemIdentity {
     pub xlogpos: String,
     /// The database connected to (`None` for physical replication connections).
     pub dbname: Option<String>,
-}
-
-/// Rows returned by [`ReplicationConnection::simple_query`], all values in text format.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SimpleRows {
-    /// Column names of the last statement that returned rows.
-    pub columns: Vec<String>,
-    /// Rows of the last statement that returned rows; `None` is SQL `NULL`.
-    pub rows: Vec<Vec<Option<String>>>,
-    /// The command tag of the last statement (for example `SELECT 1`).
-    pub command_tag: Option<String>,
-}
-
-impl SimpleRows {
-    /// The index of the column called `name`.
-    pub fn column(&self, name: &str) -> Option<usize> {
-        self.columns.iter().position(|c| c == name)
-    }
-
-    /// The value of column `name` in row `row` (`None` if absent or `NULL`).
-    pub fn value(&self, row: usize, name: &str) -> Option<&str> {
-        let idx = self.column(name)?;
-        self.rows.get(row)?.get(idx)?.as_deref()
-    }
 }
 
 impl ReplicationConnection {
@@ -379,26 +245,9 @@ impl ReplicationConnection {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn identifiers_are_quoted() {
         assert_eq!(pgsnap_core::quote_ident("slot"), "\"slot\"");
         assert_eq!(pgsnap_core::quote_ident("a\"b"), "\"a\"\"b\"");
-    }
-
-    #[test]
-    fn server_error_display() {
-        let e = ReplicationError::Server {
-            code: "42710".to_owned(),
-            message: "replication slot \"s\" already exists".to_owned(),
-            detail: None,
-            hint: Some("drop it".to_owned()),
-        };
-        assert_eq!(e.sqlstate(), Some("42710"));
-        assert_eq!(
-            e.to_string(),
-            "replication slot \"s\" already exists (SQLSTATE 42710); hint: drop it"
-        );
     }
 }

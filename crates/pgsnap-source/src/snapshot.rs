@@ -53,7 +53,7 @@ pub(crate) async fn take(
             create_slot(spec, control, req).await
         }
         SnapshotMode::Export => {
-            let client = crate::connect(spec).await?;
+            let client = crate::client::connect(spec).await?;
             client
                 .batch_execute(&format!(
                     "{} BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",

@@ -140,7 +140,7 @@ impl PgSourceBuilder {
     pub async fn open(self) -> Result<PgSource> {
         let spec = self.connection.resolve()?;
         crate::copy::check_spec(&spec)?;
-        let control = crate::connect(&spec).await?;
+        let control = crate::client::connect(&spec).await?;
         // No preflight statement may wait for a lock without bound (CREATE PUBLICATION
         // locks the tables it publishes).
         control
@@ -242,7 +242,7 @@ impl PgSourceBuilder {
     /// Imports the snapshot into the leader, reads the source's identity, selects, locks
     /// and describes the tables.
     async fn inspect(&self, spec: &ConnSpec, taken: &Taken, taken_at: String) -> Result<Opened> {
-        let leader = crate::connect(spec).await?;
+        let leader = crate::client::connect(spec).await?;
         snapshot::import(&leader, &taken.name).await?;
         let ident = leader
             .query_one(
@@ -736,7 +736,7 @@ pub async fn drop_slot(
     publication: Option<&str>,
 ) -> Result<()> {
     let spec = connection.into().resolve()?;
-    let client = crate::connect(&spec).await?;
+    let client = crate::client::connect(&spec).await?;
     client
         .batch_execute(&format!(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {}",

@@ -34,21 +34,110 @@ use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::conninfo::TlsMode;
+/// The libpq `sslmode`, with libpq's meaning.
+///
+/// Parsed from the libpq spelling with [`FromStr`]; [`Display`](fmt::Display) gives it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum TlsMode {
+    /// No TLS.
+    Disable,
+    /// TLS if the server supports it, else plain. The certificate is not
+    /// verified (unless an `sslrootcert` is given explicitly).
+    #[default]
+    Prefer,
+    /// TLS required. The certificate is not verified, unless a root
+    /// certificate file is available: then the chain is verified (as
+    /// [`VerifyCa`](Self::VerifyCa)).
+    Require,
+    /// TLS required, the certificate chain is verified against
+    /// `sslrootcert`, the host name is not checked.
+    VerifyCa,
+    /// TLS required, the chain is verified against `sslrootcert` (or the
+    /// bundled Mozilla roots) and the certificate must name the host.
+    VerifyFull,
+}
+
+impl TlsMode {
+    /// The libpq spelling: `disable`, `prefer`, `require`, `verify-ca` or
+    /// `verify-full`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Prefer => "prefer",
+            TlsMode::Require => "require",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// The tokio-postgres `SslMode` that makes the same negotiation.
+    pub(crate) fn ssl_mode(self) -> SslMode {
+        match self {
+            TlsMode::Disable => SslMode::Disable,
+            TlsMode::Prefer => SslMode::Prefer,
+            TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
+        }
+    }
+}
+
+impl fmt::Display for TlsMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TlsMode {
+    type Err = ParseTlsModeError;
+
+    /// Parses a libpq `sslmode`; `allow` is taken as `prefer`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "disable" => TlsMode::Disable,
+            // libpq's `allow` tries plain first, then TLS; tokio-postgres
+            // cannot, and `prefer` connects to every server `allow` does.
+            "allow" | "prefer" => TlsMode::Prefer,
+            "require" => TlsMode::Require,
+            "verify-ca" => TlsMode::VerifyCa,
+            "verify-full" => TlsMode::VerifyFull,
+            other => return Err(ParseTlsModeError { value: other.to_owned() }),
+        })
+    }
+}
+
+/// A string that is not a libpq `sslmode` (the error of [`TlsMode`]'s [`FromStr`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid sslmode `{value}`; expected disable, allow, prefer, require, verify-ca or \
+     verify-full"
+)]
+pub struct ParseTlsModeError {
+    value: String,
+}
+
+impl ParseTlsModeError {
+    /// The rejected value.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +151,16 @@ pub enum TlsError {
         /// The I/O error.
         #[source]
         source: io::Error,
+    },
+    /// The `sslrootcert` file is not well-formed PEM (a section without its end line, bad
+    /// base64).
+    #[error("sslrootcert file {} is not valid PEM: {source}", path.display())]
+    InvalidPem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: pem::Error,
     },
     /// The `sslrootcert` file holds no PEM certificate.
     #[error("sslrootcert file {} contains no PEM certificate", path.display())]
@@ -107,8 +206,7 @@ pub enum TlsError {
 /// # Example
 ///
 /// ```
-/// use pgsnap_source::conninfo::TlsMode;
-/// use pgsnap_source::tls::client_config;
+/// use pgsnap_source::tls::{TlsMode, client_config};
 ///
 /// assert!(client_config(TlsMode::Disable, None).unwrap().is_none());
 /// assert!(client_config(TlsMode::Require, None).unwrap().is_some());
@@ -147,7 +245,7 @@ pub fn client_config(
 /// [`tokio_postgres::Config::connect`]. `None` means no TLS.
 ///
 /// `None` must go with `SslMode::Disable` in the tokio-postgres config (as
-/// [`ConnSpec`](crate::conninfo::ConnSpec) arranges for `sslmode=disable`):
+/// `conninfo::ConnSpec` arranges for `sslmode=disable`):
 /// unlike `NoTls`, a `MakeTls` cannot tell tokio-postgres to skip TLS
 /// negotiation (that hook is private to tokio-postgres), so with `Prefer`
 /// and a server that offers TLS the connection fails with a clear error
@@ -157,8 +255,7 @@ pub fn client_config(
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use pgsnap_source::conninfo::TlsMode;
-/// use pgsnap_source::tls::{client_config, make_tls_connect};
+/// use pgsnap_source::tls::{TlsMode, client_config, make_tls_connect};
 ///
 /// let config: tokio_postgres::Config = "host=db1 user=app sslmode=require".parse()?;
 /// let tls = make_tls_connect(client_config(TlsMode::Require, None)?);
@@ -336,9 +433,10 @@ where
 fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let pem = std::fs::read(path)
         .map_err(|source| TlsError::ReadRootCert { path: path.to_owned(), source })?;
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
+    // Sections other than `CERTIFICATE` (a key, say) are skipped.
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
-        .map_err(|source| TlsError::ReadRootCert { path: path.to_owned(), source })?;
+        .map_err(|source| TlsError::InvalidPem { path: path.to_owned(), source })?;
     if certs.is_empty() {
         return Err(TlsError::NoRootCert { path: path.to_owned() });
     }
@@ -455,9 +553,7 @@ impl ServerCertVerifier for NoVerification {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conninfo::resolve_with_env;
-    use crate::conninfo::test_util::TempDir;
-    use pgsnap_test_support::{ClusterOptions, PgCluster, TestCerts};
+    use pgsnap_test_support::TestCerts;
 
     // --- configuration building ---
 
@@ -493,7 +589,7 @@ mod tests {
 
     #[test]
     fn bad_root_files_are_reported() {
-        let dir = TempDir::new();
+        let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.crt");
         let err = client_config(TlsMode::VerifyFull, Some(&missing)).unwrap_err();
         assert!(matches!(err, TlsError::ReadRootCert { .. }), "{err}");
@@ -509,15 +605,43 @@ mod tests {
             .unwrap();
         let err = client_config(TlsMode::VerifyCa, Some(&garbage)).unwrap_err();
         assert!(matches!(err, TlsError::BadRootCert { .. }), "{err}");
+
+        let unterminated = dir.path().join("unterminated.crt");
+        std::fs::write(&unterminated, "-----BEGIN CERTIFICATE-----\nAAAA\n").unwrap();
+        let err = client_config(TlsMode::VerifyFull, Some(&unterminated)).unwrap_err();
+        assert!(matches!(err, TlsError::InvalidPem { .. }), "{err}");
+        assert!(err.to_string().contains("unterminated.crt"), "{err}");
     }
 
     #[test]
-    fn conn_spec_make_tls_follows_the_mode() {
-        let env = |_: &str| None;
-        let spec = resolve_with_env("host=h user=u sslmode=disable", &env).unwrap();
-        assert!(!spec.make_tls().unwrap().is_enabled());
-        let spec = resolve_with_env("host=h user=u sslmode=verify-full", &env).unwrap();
-        assert!(spec.make_tls().unwrap().is_enabled());
+    fn root_file_with_a_key_and_two_certificates() {
+        // Only the CERTIFICATE sections count; other sections are skipped.
+        let certs = certs();
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle.crt");
+        let ca = std::fs::read_to_string(&certs.ca_cert).unwrap();
+        let other = std::fs::read_to_string(&certs.other_ca_cert).unwrap();
+        let key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        std::fs::write(&bundle, format!("{key}{ca}\n{other}")).unwrap();
+        assert_eq!(load_roots(&bundle).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn tls_mode_parses_the_libpq_spellings() {
+        for m in [
+            TlsMode::Disable,
+            TlsMode::Prefer,
+            TlsMode::Require,
+            TlsMode::VerifyCa,
+            TlsMode::VerifyFull,
+        ] {
+            assert_eq!(m.to_string().parse::<TlsMode>().unwrap(), m);
+        }
+        assert_eq!("allow".parse::<TlsMode>().unwrap(), TlsMode::Prefer);
+        assert_eq!(TlsMode::default(), TlsMode::Prefer);
+        let err = "sometimes".parse::<TlsMode>().unwrap_err();
+        assert_eq!(err.value(), "sometimes");
+        assert!(err.to_string().starts_with("invalid sslmode `sometimes`; expected"), "{err}");
     }
 
     #[test]
@@ -535,143 +659,7 @@ mod tests {
         assert_send(&fut);
     }
 
-    // --- live servers ---
-
     fn certs() -> TestCerts {
         TestCerts::generate(&["localhost", "127.0.0.1"])
-    }
-
-    /// Connection options for the superuser on `pg`, followed by `extra`.
-    fn conninfo(pg: &PgCluster, extra: &str) -> String {
-        format!("port={} user=postgres dbname=postgres connect_timeout=20 {extra}", pg.port())
-    }
-
-    /// Connects through [`ConnSpec::make_tls`](crate::conninfo::ConnSpec::make_tls)
-    /// and reports whether the session is encrypted, or the error chain.
-    async fn connect(conninfo: &str) -> Result<bool, String> {
-        let spec = resolve_with_env(conninfo, &|_| None).map_err(|e| e.to_string())?;
-        let tls = spec.make_tls().map_err(|e| e.to_string())?;
-        let (client, connection) = spec.config.connect(tls).await.map_err(|e| {
-            let mut msg = e.to_string();
-            let mut source = e.source();
-            while let Some(s) = source {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                source = s.source();
-            }
-            msg
-        })?;
-        let task = tokio::spawn(connection);
-        let row = client
-            .query_one(
-                "SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
-                &[],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        drop(client);
-        let _ = task.await;
-        Ok(row.get(0))
-    }
-
-    #[tokio::test]
-    async fn plain_server_prefer_falls_back_and_require_fails() {
-        let pg = PgCluster::start();
-
-        let encrypted = connect(&conninfo(&pg, "host=127.0.0.1 sslmode=prefer")).await.unwrap();
-        assert!(!encrypted);
-
-        let err = connect(&conninfo(&pg, "host=127.0.0.1 sslmode=require")).await.unwrap_err();
-        assert!(err.contains("server does not support TLS"), "{err}");
-
-        let err = connect(&conninfo(&pg, "host=127.0.0.1 sslmode=verify-full")).await.unwrap_err();
-        assert!(err.contains("server does not support TLS"), "{err}");
-
-        let encrypted = connect(&conninfo(&pg, "host=127.0.0.1 sslmode=disable")).await.unwrap();
-        assert!(!encrypted);
-
-        // Unix sockets never use TLS (libpq), even with sslmode=require, and
-        // the empty server name tokio-postgres passes for them is no error.
-        let socket = format!("host={} sslmode=require", pg.socket_dir().display());
-        assert!(!connect(&conninfo(&pg, &socket)).await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn tls_server_modes() {
-        let certs = certs();
-        let pg = PgCluster::start_with(ClusterOptions::default().with_tls(&certs));
-        let ca = certs.ca_cert.display().to_string();
-        let other = certs.other_ca_cert.display().to_string();
-        let ok = |s: Result<bool, String>, what: &str| {
-            assert_eq!(s.as_ref().map_err(String::as_str), Ok(&true), "{what}");
-        };
-
-        ok(connect(&conninfo(&pg, "host=127.0.0.1 sslmode=prefer")).await, "prefer");
-        ok(connect(&conninfo(&pg, "host=127.0.0.1 sslmode=require")).await, "require");
-        ok(
-            connect(&conninfo(
-                &pg,
-                &format!("host=localhost sslmode=verify-full sslrootcert={ca}"),
-            ))
-            .await,
-            "verify-full by name",
-        );
-        ok(
-            connect(&conninfo(
-                &pg,
-                &format!("host=127.0.0.1 sslmode=verify-full sslrootcert={ca}"),
-            ))
-            .await,
-            "verify-full by IP",
-        );
-
-        // The certificate does not name `wrong.invalid`: only verify-full cares.
-        let wrong = |mode: &str, root: &str| {
-            conninfo(
-                &pg,
-                &format!("host=wrong.invalid hostaddr=127.0.0.1 sslmode={mode} sslrootcert={root}"),
-            )
-        };
-        ok(connect(&wrong("verify-ca", &ca)).await, "verify-ca, other name");
-        ok(connect(&wrong("require", &ca)).await, "require with root, other name");
-        let err = connect(&wrong("verify-full", &ca)).await.unwrap_err();
-        assert!(err.contains("error performing TLS handshake"), "{err}");
-        assert!(err.to_lowercase().contains("not valid for name"), "{err}");
-
-        // A root that did not sign the server certificate fails every
-        // verifying mode, including require (libpq's root.crt rule).
-        for mode in ["verify-ca", "verify-full", "require"] {
-            let s = conninfo(&pg, &format!("host=localhost sslmode={mode} sslrootcert={other}"));
-            let err = connect(&s).await.unwrap_err();
-            assert!(err.contains("UnknownIssuer"), "{mode}: {err}");
-        }
-
-        // verify-full without a root file uses the public roots, which do
-        // not know the test CA.
-        let err = connect(&conninfo(&pg, "host=localhost sslmode=verify-full")).await.unwrap_err();
-        assert!(err.contains("UnknownIssuer"), "{err}");
-
-        // A hand-made connection over a plain TcpStream (as the replication
-        // connection does) with `connect_raw`.
-        let mut make =
-            make_tls_connect(client_config(TlsMode::VerifyFull, Some(&certs.ca_cert)).unwrap());
-        let connector =
-            MakeTlsConnect::<tokio::net::TcpStream>::make_tls_connect(&mut make, "localhost")
-                .unwrap();
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", pg.port())).await.unwrap();
-        let mut config: tokio_postgres::Config = "user=postgres dbname=postgres".parse().unwrap();
-        config.ssl_mode(tokio_postgres::config::SslMode::Require);
-        let (client, connection) = config.connect_raw(tcp, connector).await.unwrap();
-        let task = tokio::spawn(connection);
-        let row = client
-            .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
-            .await
-            .unwrap();
-        assert!(row.get::<_, bool>(0));
-        drop(client);
-        let _ = task.await;
-
-        // sslmode=disable still connects in the clear.
-        assert!(!connect(&conninfo(&pg, "host=127.0.0.1 sslmode=disable")).await.unwrap());
     }
 }

@@ -3,16 +3,36 @@
 //! One connection type, [`Connection`], serves two kinds of session:
 //!
 //! * the replication session (`replication=database`) behind
-//!   [`ReplicationConnection`](crate::replication::ReplicationConnection), which tokio-postgres
-//!   cannot open;
-//! * the worker sessions that import the snapshot and stream `COPY ... TO STDOUT`
-//!   ([`crate::copy`]). tokio-postgres hands COPY data on as one `Bytes` per row (the server
-//!   sends one `CopyData` message per row) and reads the socket 8 KiB at a time; here
+//!   `replication::ReplicationConnection`, which tokio-postgres cannot open;
+//! * the worker sessions that import the snapshot and stream `COPY ... TO STDOUT` (module
+//!   `copy`). tokio-postgres hands COPY data on as one `Bytes` per row (the server sends one
+//!   `CopyData` message per row) and reads the socket 8 KiB at a time; here
 //!   [`Connection::poll_copy_out`] reads the socket in large pieces and gathers the rows'
 //!   payloads into large buffers, with no allocation per row.
 //!
 //! Both are built on [`postgres_protocol`]: TCP or Unix socket, TLS (rustls), trust,
-//! cleartext, MD5 and SCRAM-SHA-256 authentication, simple queries, cancel requests.
+//! cleartext, MD5 and SCRAM-SHA-256 authentication, simple queries, cancel requests. The
+//! rest of the crate (catalog, locks, the leader session) uses tokio-postgres.
+//!
+//! # Why hand-written, and when to revisit
+//!
+//! - **Replication mode.** `CREATE_REPLICATION_SLOT ... LOGICAL pgoutput (SNAPSHOT 'export')`
+//!   (`EXPORT_SNAPSHOT` before PostgreSQL 15) is a walsender command: it runs only on a
+//!   connection started with `replication=database`. tokio-postgres 0.7 has no such startup
+//!   parameter (its `Config` parser rejects `replication` as an unknown option). Upstream:
+//!   <https://github.com/rust-postgres/rust-postgres/issues/116> ("Streaming replication
+//!   protocol", open since 2015); the attempt to add a replication mode to `Config`,
+//!   <https://github.com/rust-postgres/rust-postgres/pull/752>, was closed unmerged, and
+//!   <https://github.com/rust-postgres/rust-postgres/pull/1182> (a start on it) is still
+//!   open. Revisit when a tokio-postgres release can open a `replication=database`
+//!   connection.
+//! - **COPY throughput.** Measured with `benches/e2e.sh` (pgbench scale 50, 508 MB of COPY
+//!   text, 2 jobs, client and server on the same 2 cores; `BENCHMARKS.md`, "How it got
+//!   there", and commit `5b0424f`): the whole run took 1.45 s with tokio-postgres'
+//!   `copy_out` stream (single-threaded runtime) and 1.12 s with this reader, against
+//!   1.03-1.04 s for two raw `psql` COPYs. Revisit if tokio-postgres gains large socket
+//!   reads or a way to take COPY data in bigger pieces than one `Bytes` per row; re-run
+//!   `benches/e2e.sh` with its `copy_out` before switching the workers back.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,12 +54,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_postgres::config::{Host, SslMode, SslNegotiation};
 
-use crate::replication::{ReplicationError, SimpleRows};
+use crate::conninfo::{DEFAULT_APPLICATION_NAME, DEFAULT_PORT};
 
-/// Application name sent when the configuration does not set one.
-const DEFAULT_APPLICATION_NAME: &str = "pgsnap";
-/// Port used when the configuration does not set one.
-const DEFAULT_PORT: u16 = 5432;
 /// Size of the read buffer reserved before each socket read, outside COPY.
 const READ_CHUNK: usize = 8 * 1024;
 /// Free space reserved in the read buffer before each socket read during COPY: one read
@@ -50,6 +66,140 @@ pub(crate) const COPY_READ_BYTES: usize = 1024 * 1024;
 pub(crate) const COPY_BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// How long gathered rows may wait for more while the socket is quiet.
 pub(crate) const COPY_FLUSH_AFTER: Duration = Duration::from_millis(100);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Errors of pgsnap's own protocol client: the replication connection and the worker
+/// connections (snapshot import, `COPY`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicationError {
+    /// Reading from or writing to the server failed.
+    #[error("I/O error on {endpoint}: {source}")]
+    Io {
+        /// The server (`host:port` or Unix socket path) the error happened on.
+        endpoint: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// TLS could not be set up (server refused it while required, or the handshake failed).
+    #[error("TLS error on {endpoint}: {source}")]
+    Tls {
+        /// The server (`host:port`) the error happened on.
+        endpoint: String,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+    /// The server sent something this client did not expect.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// Authentication could not be attempted or completed on the client side
+    /// (unsupported method, missing password, bad SCRAM exchange). Never contains the
+    /// password. A wrong password is reported by the server as
+    /// [`ReplicationError::Server`] with SQLSTATE `28P01`.
+    #[error("authentication failed: {message}")]
+    Auth {
+        /// What went wrong.
+        message: String,
+    },
+    /// The server answered with an `ErrorResponse`.
+    #[error(
+        "{message} (SQLSTATE {code}){}{}",
+        suffix("detail", detail.as_deref()),
+        suffix("hint", hint.as_deref())
+    )]
+    Server {
+        /// The SQLSTATE code, for example `42710`.
+        code: String,
+        /// The primary error message.
+        message: String,
+        /// The optional detail message.
+        detail: Option<String>,
+        /// The optional hint.
+        hint: Option<String>,
+    },
+    /// Connecting (or sending a cancel request) took longer than `connect_timeout`.
+    #[error("timed out connecting to the server")]
+    Timeout,
+    /// The server closed the connection, or an earlier failure left it unusable.
+    #[error("connection closed")]
+    Closed,
+    /// The connection configuration cannot be used (no host, no user, unsupported option).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+fn suffix(label: &str, value: Option<&str>) -> String {
+    value.map(|v| format!("; {label}: {v}")).unwrap_or_default()
+}
+
+impl ReplicationError {
+    /// The SQLSTATE code if the server reported this error.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Self::Server { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(endpoint: &Endpoint, source: io::Error) -> Self {
+        if source.kind() == io::ErrorKind::UnexpectedEof {
+            return Self::Closed;
+        }
+        Self::Io { endpoint: endpoint.to_string(), source }
+    }
+
+    pub(crate) fn from_fields(mut fields: backend::ErrorFields<'_>) -> Self {
+        let mut code = String::new();
+        let mut message = String::new();
+        let mut detail = None;
+        let mut hint = None;
+        loop {
+            match fields.next() {
+                Ok(Some(field)) => {
+                    let value = || String::from_utf8_lossy(field.value_bytes()).into_owned();
+                    match field.type_() {
+                        b'C' => code = value(),
+                        b'M' => message = value(),
+                        b'D' => detail = Some(value()),
+                        b'H' => hint = Some(value()),
+                        _ => {}
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Self::Protocol(format!("malformed ErrorResponse: {e}")),
+            }
+        }
+        Self::Server { code, message, detail, hint }
+    }
+}
+
+/// Rows returned by a simple query (`ReplicationConnection::simple_query`), all values in
+/// text format.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimpleRows {
+    /// Column names of the last statement that returned rows.
+    pub columns: Vec<String>,
+    /// Rows of the last statement that returned rows; `None` is SQL `NULL`.
+    pub rows: Vec<Vec<Option<String>>>,
+    /// The command tag of the last statement (for example `SELECT 1`).
+    pub command_tag: Option<String>,
+}
+
+impl SimpleRows {
+    /// The index of the column called `name`.
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c == name)
+    }
+
+    /// The value of column `name` in row `row` (`None` if absent or `NULL`).
+    pub fn value(&self, row: usize, name: &str) -> Option<&str> {
+        let idx = self.column(name)?;
+        self.rows.get(row)?.get(idx)?.as_deref()
+    }
+}
 
 /// Which kind of session a [`Connection`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,13 +365,9 @@ impl CopyOut {
     }
 }
 
-/// Sends cancel requests for a [`ReplicationConnection`]'s running command.
+/// Sends cancel requests for a connection's running command.
 ///
-/// Obtained from [`ReplicationConnection::cancel_handle`]; cheap to clone and usable
-/// from any task while the connection runs a command.
-///
-/// [`ReplicationConnection`]: crate::replication::ReplicationConnection
-/// [`ReplicationConnection::cancel_handle`]: crate::replication::ReplicationConnection::cancel_handle
+/// Cheap to clone and usable from any task while the connection runs a command.
 #[derive(Clone)]
 pub struct CancelHandle {
     endpoint: Endpoint,
@@ -443,8 +589,7 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// The error of the last host tried; see
-    /// [`ReplicationConnection::connect`](crate::replication::ReplicationConnection::connect).
+    /// The error of the last host tried; `ReplicationConnection::connect` lists them.
     pub(crate) async fn connect(
         config: &tokio_postgres::Config,
         tls: Option<Arc<rustls::ClientConfig>>,
@@ -1633,5 +1778,20 @@ mod tests {
         conn.terminate_now();
         assert!(conn.is_broken());
         assert_eq!(client_message(&mut server).await, (b'X', vec![]));
+    }
+
+    #[test]
+    fn server_error_display() {
+        let e = ReplicationError::Server {
+            code: "42710".to_owned(),
+            message: "replication slot \"s\" already exists".to_owned(),
+            detail: None,
+            hint: Some("drop it".to_owned()),
+        };
+        assert_eq!(e.sqlstate(), Some("42710"));
+        assert_eq!(
+            e.to_string(),
+            "replication slot \"s\" already exists (SQLSTATE 42710); hint: drop it"
+        );
     }
 }

@@ -7,5 +7,6 @@ mod handoff;
 mod preflight;
 mod replication;
 mod snapshot;
+mod sslmode;
 mod tls;
 mod types;

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use pgsnap_source::replication::{ReplicationConnection, ReplicationError};
 use pgsnap_test_support::{ClusterOptions, PgCluster, TestCerts};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
 
@@ -54,9 +56,8 @@ async fn repl(cluster: &PgCluster) -> ReplicationConnection {
 }
 
 fn tls_config(ca: &Path) -> Arc<rustls::ClientConfig> {
-    let pem = std::fs::read(ca).unwrap();
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
