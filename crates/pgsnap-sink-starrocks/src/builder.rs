@@ -1,95 +1,19 @@
-//! [`StarRocksSinkBuilder`]: the sink's configuration.
+//! [`StarRocksSinkBuilder`]: the sink's configuration, checked, and the top layer: `build`
+//! makes the Stream Load client, the load options and the sink's own settings from it.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use pgsnap_core::{TableName, TableSchema};
 
+use crate::client::{ClientConfig, Secret, StreamLoadClient};
 use crate::error::{Error, Result};
-use crate::http::Endpoint;
+use crate::http::{self, Endpoint};
 use crate::label::Labeler;
-use crate::mapping::{self, LoadFormat, MappingOptions, TargetTable, Unrepresentable};
-use crate::sink::StarRocksSink;
-
-/// How the sink retries a load that failed before any data was sent (busy BE, connection
-/// refused, FE unavailable) and how long it waits for an earlier load holding the same label.
-///
-/// A failure after data was sent is returned to the coordinator as transient; it re-reads
-/// the chunk from the snapshot and loads it again under the same label.
-///
-/// # Example
-/// ```
-/// use std::time::Duration;
-/// use pgsnap_sink_starrocks::RetryPolicy;
-/// let p = RetryPolicy::default().with_max_retries(2).with_initial_backoff(Duration::from_millis(10));
-/// assert_eq!(p.max_retries(), 2);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
-    max_retries: u32,
-    initial_backoff: Duration,
-    max_backoff: Duration,
-    label_wait: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_retries: 5,
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(10),
-            label_wait: Duration::from_secs(60),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// Retries of a load refused before its data was sent (default 5).
-    pub fn with_max_retries(mut self, n: u32) -> Self {
-        self.max_retries = n;
-        self
-    }
-    /// The first backoff, doubled on each retry (default 500 ms).
-    pub fn with_initial_backoff(mut self, d: Duration) -> Self {
-        self.initial_backoff = d;
-        self
-    }
-    /// The longest backoff (default 10 s).
-    pub fn with_max_backoff(mut self, d: Duration) -> Self {
-        self.max_backoff = d;
-        self
-    }
-    /// How long to poll `get_load_state` for an earlier load holding a label (default 60 s,
-    /// as the Flink SDK).
-    pub fn with_label_wait(mut self, d: Duration) -> Self {
-        self.label_wait = d;
-        self
-    }
-    /// Retries of a load refused before its data was sent.
-    pub fn max_retries(&self) -> u32 {
-        self.max_retries
-    }
-    /// The backoff before retry `n` (0-based).
-    pub fn backoff(&self, n: u32) -> Duration {
-        self.initial_backoff.saturating_mul(1u32 << n.min(16)).min(self.max_backoff)
-    }
-    /// How long to wait for an earlier load holding a label.
-    pub fn label_wait(&self) -> Duration {
-        self.label_wait
-    }
-}
-
-/// A password that never appears in `Debug` output or logs.
-#[derive(Clone, Default)]
-pub(crate) struct Secret(pub(crate) String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "<redacted>" })
-    }
-}
+use crate::load::LoadOptions;
+use crate::mapping::{LoadFormat, TargetTable, Unrepresentable};
+use crate::sink::{SinkConfig, SqlLogin, StarRocksSink, Targets};
 
 /// Configuration of a [`StarRocksSink`]. `Debug` never shows the password.
 ///
@@ -110,35 +34,33 @@ impl fmt::Debug for Secret {
 /// ```
 #[derive(Debug, Clone)]
 pub struct StarRocksSinkBuilder {
-    pub(crate) fe_urls: Vec<String>,
-    pub(crate) be_urls: Vec<String>,
-    pub(crate) fe_sql: Option<String>,
-    pub(crate) sql_enabled: bool,
-    pub(crate) user: String,
-    pub(crate) password: Secret,
-    pub(crate) database: String,
-    pub(crate) format: LoadFormat,
-    pub(crate) unrepresentable: Unrepresentable,
-    pub(crate) table_mapping: BTreeMap<TableName, String>,
-    pub(crate) column_types: BTreeMap<(TableName, String), String>,
-    pub(crate) max_concurrent_loads: usize,
-    pub(crate) max_load_bytes: Option<u64>,
-    pub(crate) transactions: bool,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) io_timeout: Duration,
-    pub(crate) continue_timeout: Duration,
-    pub(crate) load_timeout: Duration,
-    pub(crate) transaction_timeout: Duration,
-    pub(crate) max_filter_ratio: f64,
-    pub(crate) strict_mode: bool,
-    pub(crate) label_prefix: String,
-    pub(crate) run_id: Option<String>,
-    pub(crate) retry: RetryPolicy,
-    pub(crate) allow_insecure_redirect: bool,
-    pub(crate) ca_file: Option<PathBuf>,
-    pub(crate) create_tables: bool,
-    pub(crate) table_properties: Vec<(String, String)>,
-    pub(crate) allow_existing_rows: bool,
+    fe_urls: Vec<String>,
+    be_urls: Vec<String>,
+    fe_sql: Option<String>,
+    sql_enabled: bool,
+    user: String,
+    password: Secret,
+    database: String,
+    /// Target names and column types (with the body format).
+    targets: Targets,
+    max_concurrent_loads: usize,
+    max_load_bytes: Option<u64>,
+    transactions: bool,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+    continue_timeout: Duration,
+    load_timeout: Duration,
+    transaction_timeout: Duration,
+    max_filter_ratio: f64,
+    strict_mode: bool,
+    label_prefix: String,
+    run_id: Option<String>,
+    label_wait: Duration,
+    allow_insecure_redirect: bool,
+    ca_file: Option<PathBuf>,
+    create_tables: bool,
+    table_properties: Vec<(String, String)>,
+    allow_existing_rows: bool,
 }
 
 impl StarRocksSinkBuilder {
@@ -153,10 +75,12 @@ impl StarRocksSinkBuilder {
             user: "root".into(),
             password: Secret::default(),
             database: database.into(),
-            format: LoadFormat::Csv,
-            unrepresentable: Unrepresentable::Varchar,
-            table_mapping: BTreeMap::new(),
-            column_types: BTreeMap::new(),
+            targets: Targets {
+                format: LoadFormat::Csv,
+                unrepresentable: Unrepresentable::Varchar,
+                table_mapping: BTreeMap::new(),
+                column_types: BTreeMap::new(),
+            },
             max_concurrent_loads: 8,
             max_load_bytes: None,
             transactions: false,
@@ -169,7 +93,7 @@ impl StarRocksSinkBuilder {
             strict_mode: true,
             label_prefix: "pgsnap".into(),
             run_id: None,
-            retry: RetryPolicy::default(),
+            label_wait: Duration::from_secs(60),
             allow_insecure_redirect: false,
             ca_file: None,
             create_tables: false,
@@ -224,20 +148,20 @@ impl StarRocksSinkBuilder {
     /// ```
     pub fn identity(&self) -> String {
         let mut maps: Vec<String> =
-            self.table_mapping.iter().map(|(t, target)| format!("{t}={target}")).collect();
+            self.targets.table_mapping.iter().map(|(t, target)| format!("{t}={target}")).collect();
         maps.sort();
         let mut types: Vec<String> =
-            self.column_types.iter().map(|((t, c), ty)| format!("{t}.{c}={ty}")).collect();
+            self.targets.column_types.iter().map(|((t, c), ty)| format!("{t}.{c}={ty}")).collect();
         types.sort();
         format!(
             "starrocks format={} transactions={} max_load_bytes={} database={} label_prefix={} \
              unrepresentable={} table_map=[{}] column_type=[{}]",
-            self.format,
+            self.targets.format,
             self.transactions,
             self.max_load_bytes.map(|n| n.to_string()).unwrap_or_else(|| "default".into()),
             self.database,
             self.label_prefix,
-            self.unrepresentable,
+            self.targets.unrepresentable,
             maps.join(","),
             types.join(","),
         )
@@ -257,14 +181,7 @@ impl StarRocksSinkBuilder {
     /// assert_eq!(b.target_name(&TableName::new("public", "items")), "items");
     /// ```
     pub fn target_name(&self, table: &TableName) -> String {
-        if let Some(t) = self.table_mapping.get(table) {
-            return t.clone();
-        }
-        if table.schema == "public" {
-            table.name.clone()
-        } else {
-            format!("{}_{}", table.schema, table.name)
-        }
+        self.targets.target_name(table)
     }
 
     /// Maps a source table the way the sink will load it (target name, body format, policy
@@ -275,15 +192,7 @@ impl StarRocksSinkBuilder {
     /// # Errors
     /// [`Error::Mapping`] for a type, override or name that cannot be mapped.
     pub fn map_table(&self, schema: &TableSchema) -> Result<TargetTable> {
-        let mut options = MappingOptions::default()
-            .with_format(self.format)
-            .with_unrepresentable(self.unrepresentable);
-        for ((t, column), ty) in &self.column_types {
-            if t == &schema.name {
-                options = options.with_column_type(column.clone(), ty.clone());
-            }
-        }
-        Ok(mapping::map_table(schema, &self.target_name(&schema.name), &options)?)
+        self.targets.map_table(schema)
     }
 
     /// Adds another FE address; loads start at the FEs in turn, and move to the next one
@@ -328,21 +237,21 @@ impl StarRocksSinkBuilder {
 
     /// The body format (default CSV; see [`LoadFormat`] for what each carries).
     pub fn with_format(mut self, format: LoadFormat) -> Self {
-        self.format = format;
+        self.targets.format = format;
         self
     }
 
     /// What to do with PostgreSQL types StarRocks cannot hold exactly (default: keep them
     /// as VARCHAR text; see [`crate::mapping`]).
     pub fn with_unrepresentable(mut self, policy: Unrepresentable) -> Self {
-        self.unrepresentable = policy;
+        self.targets.unrepresentable = policy;
         self
     }
 
     /// Loads `table` into the StarRocks table `target` instead of the default name
     /// (`public.t` → `t`, `s.t` → `s_t`).
     pub fn with_table_mapping(mut self, table: TableName, target: impl Into<String>) -> Self {
-        self.table_mapping.insert(table, target.into());
+        self.targets.table_mapping.insert(table, target.into());
         self
     }
 
@@ -354,7 +263,7 @@ impl StarRocksSinkBuilder {
         column: impl Into<String>,
         sr_type: impl Into<String>,
     ) -> Self {
-        self.column_types.insert((table, column.into()), sr_type.into());
+        self.targets.column_types.insert((table, column.into()), sr_type.into());
         self
     }
 
@@ -458,9 +367,13 @@ impl StarRocksSinkBuilder {
         self
     }
 
-    /// The retry policy.
-    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
+    /// How long to poll `get_load_state` for an earlier load holding a chunk's label before
+    /// giving up on the chunk (default 60 s, as the Flink SDK). Retries themselves follow
+    /// the run's [`RetryPolicy`](pgsnap_core::RetryPolicy): the sink retries on its own only
+    /// what it can replay without the chunk's data, taking attempts from the chunk's budget
+    /// ([`WriteContext`](pgsnap_core::WriteContext)).
+    pub fn with_label_wait(mut self, wait: Duration) -> Self {
+        self.label_wait = wait;
         self
     }
 
@@ -540,7 +453,7 @@ impl StarRocksSinkBuilder {
         }
         let needs_tls = fes.iter().chain(&bes).any(|e| e.https);
         let tls = if needs_tls || self.ca_file.is_some() {
-            Some(crate::http::tls_config(self.ca_file.as_deref())?)
+            Some(http::tls_config(self.ca_file.as_deref())?)
         } else {
             None
         };
@@ -553,7 +466,47 @@ impl StarRocksSinkBuilder {
         } else {
             None
         };
-        Ok(StarRocksSink::new(self, fes, bes, tls, labeler, sql))
+        let identity = self.identity();
+        let client = StreamLoadClient::new(ClientConfig {
+            fes,
+            bes,
+            tls,
+            database: self.database.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            label_prefix: self.label_prefix,
+            labeler,
+            connect_timeout: self.connect_timeout,
+            io_timeout: self.io_timeout,
+            allow_insecure_redirect: self.allow_insecure_redirect,
+            label_wait: self.label_wait,
+        });
+        let load = LoadOptions {
+            format: self.targets.format,
+            max_load_bytes: self.max_load_bytes,
+            continue_timeout: self.continue_timeout,
+            load_timeout: self.load_timeout,
+            transaction_timeout: self.transaction_timeout,
+            max_filter_ratio: self.max_filter_ratio,
+            strict_mode: self.strict_mode,
+        };
+        let config = SinkConfig {
+            database: self.database,
+            targets: self.targets,
+            identity,
+            transactions: self.transactions,
+            max_concurrent_loads: self.max_concurrent_loads,
+            sql: sql.map(|(host, port)| SqlLogin {
+                host,
+                port,
+                user: self.user,
+                password: self.password,
+            }),
+            create_tables: self.create_tables,
+            table_properties: self.table_properties,
+            allow_existing_rows: self.allow_existing_rows,
+        };
+        Ok(StarRocksSink::new(client, load, config))
     }
 }
 
@@ -600,10 +553,14 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_and_is_capped() {
-        let p = RetryPolicy::default();
-        assert_eq!(p.backoff(0), Duration::from_millis(500));
-        assert_eq!(p.backoff(1), Duration::from_secs(1));
-        assert_eq!(p.backoff(30), Duration::from_secs(10));
+    fn default_target_names() {
+        let sink = StarRocksSinkBuilder::new("http://fe:8030", "db")
+            .with_run_id("r")
+            .with_table_mapping(TableName::new("s", "x"), "y")
+            .build()
+            .unwrap();
+        assert_eq!(sink.target_name(&TableName::new("public", "t")), "t");
+        assert_eq!(sink.target_name(&TableName::new("sales", "t")), "sales_t");
+        assert_eq!(sink.target_name(&TableName::new("s", "x")), "y");
     }
 }

@@ -1,12 +1,36 @@
-//! A small HTTP/1.1 client for Stream Load.
+//! A small HTTP/1.1 client for Stream Load: the bottom layer, HTTP and TLS only (nothing of
+//! labels, loads or retries).
 //!
-//! Common HTTP clients send a request body without waiting for `100 Continue` (or after a
-//! short fixed delay), and they drop `Authorization` on cross-host redirects and cannot
-//! replay a streamed body. Stream Load needs all three handled exactly (spec §1.1): the FE
-//! answers `307` before any body byte and closes the connection, and the BE validates the
-//! label and the headers before it sends `100 Continue`. So this module speaks HTTP/1.1
-//! itself: it writes the request head, waits for either `100 Continue` or a final answer,
-//! and only then streams the body with chunked transfer encoding.
+//! # Why it is hand-written
+//!
+//! Stream Load needs the request head sent alone, with `Expect: 100-continue`, and the body
+//! only after the answer (spec §1.1): the FE answers `307` before any body byte and closes
+//! the connection, and the BE checks the label and the headers before it answers
+//! `100 Continue`, or refuses the load, and then no body byte may go. The FE's `307` must be
+//! followed keeping `Authorization`, and a streamed body cannot be replayed, so it must not
+//! have started before the redirect. The Rust HTTP clients do not do this (when this was
+//! written):
+//!
+//! - hyper's client writes the body right after the head whatever `Expect` says:
+//!   [hyperium/hyper#3833](https://github.com/hyperium/hyper/issues/3833) (open). The fixes
+//!   proposed: a body wrapper released by the `on_informational` hook,
+//!   [hyperium/hyper-util#321](https://github.com/hyperium/hyper-util/pull/321) (open), and
+//!   in hyper itself [hyperium/hyper#3472](https://github.com/hyperium/hyper/pull/3472)
+//!   (open) and [hyperium/hyper#4182](https://github.com/hyperium/hyper/pull/4182) (closed
+//!   without merging).
+//! - reqwest, built on hyper, has no `Expect: 100-continue` either:
+//!   [seanmonstar/reqwest#2845](https://github.com/seanmonstar/reqwest/issues/2845) (open).
+//!   It also drops `Authorization` on a redirect to another host, by design
+//!   ([seanmonstar/reqwest#2113](https://github.com/seanmonstar/reqwest/issues/2113), closed
+//!   as not planned), so the `307` would have to be followed by hand anyway.
+//!
+//! Revisit when one of these ships: a hyper HTTP/1 connection with the body held back until
+//! `100 Continue`, and redirects followed by hand, could then replace [`Conn`]; the layers
+//! above (the Stream Load client and the load paths) would not change.
+//!
+//! So this module speaks HTTP/1.1 itself: it writes the request head, waits for either
+//! `100 Continue` or a final answer, and only then streams the body with chunked transfer
+//! encoding.
 //!
 //! One request per connection (`Connection: close` is what the FE forces anyway, and a BE
 //! load is long), plain TCP or rustls.
@@ -19,7 +43,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use rustls::pki_types::ServerName;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -130,7 +155,7 @@ pub(crate) fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientCon
             Error::Config(format!("cannot read the CA file {}: {e}", path.display()))
         })?;
         let mut found = 0;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        for cert in CertificateDer::pem_slice_iter(&pem) {
             let cert = cert.map_err(|e| {
                 Error::Config(format!("CA file {}: invalid PEM: {e}", path.display()))
             })?;
@@ -464,6 +489,42 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `tls_config`'s error for a CA file holding `contents`; asserts that it names the file.
+    fn ca_file_error(name: &str, contents: &[u8]) -> String {
+        let path = std::env::temp_dir().join(format!("pgsnap-sr-{}-{name}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        let e = tls_config(Some(&path)).unwrap_err().to_string();
+        std::fs::remove_file(&path).ok();
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        e
+    }
+
+    #[test]
+    fn bad_ca_files_are_named() {
+        let e = ca_file_error("none.pem", b"not a certificate\n");
+        assert!(e.contains("holds no PEM certificate"), "{e}");
+        let e = ca_file_error(
+            "key.pem",
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        );
+        assert!(e.contains("holds no PEM certificate"), "{e}");
+        let e = ca_file_error(
+            "base64.pem",
+            b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        );
+        assert!(e.contains("invalid PEM"), "{e}");
+        let e = ca_file_error("cut.pem", b"-----BEGIN CERTIFICATE-----\nAAAA\n");
+        assert!(e.contains("invalid PEM"), "{e}");
+        let e = ca_file_error(
+            "der.pem",
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        );
+        assert!(e.contains("unusable certificate"), "{e}");
+        let missing = std::env::temp_dir().join("pgsnap-sr-no-such-ca.pem");
+        let e = tls_config(Some(&missing)).unwrap_err().to_string();
+        assert!(e.contains("cannot read the CA file") && e.contains("no-such-ca.pem"), "{e}");
+    }
 
     #[test]
     fn endpoints_parse() {

@@ -1,5 +1,4 @@
-//! StarRocks sink for pgsnap: Stream Load over HTTP with idempotent labels, exact
-//! PostgreSQL → StarRocks type mapping, and DDL over the FE's MySQL protocol.
+#![doc = include_str!("../README.md")]
 //!
 //! # How a chunk is loaded
 //! - Each chunk of the snapshot (PostgreSQL `COPY` text) is transcoded on the fly into a
@@ -24,31 +23,29 @@
 //!   of the Stream Load transaction interface (begin, a load per part, prepare, commit),
 //!   so a chunk split into parts becomes visible atomically; a failure rolls it back.
 //!
-//! # Example
-//! ```no_run
-//! # async fn demo(tables: Vec<pgsnap_core::TableSchema>) -> Result<(), Box<dyn std::error::Error>> {
-//! use pgsnap_sink_starrocks::{LoadFormat, StarRocksSinkBuilder};
+//! # Layering
 //!
-//! let sink = StarRocksSinkBuilder::new("http://fe1:8030", "analytics")
-//!     .with_user("loader")
-//!     .with_password(std::env::var("STARROCKS_PASSWORD")?)
-//!     .with_format(LoadFormat::Json)
-//!     .with_create_tables(true)
-//!     .build()?;
-//! // What the targets will be, checked (or created) ahead of a run:
-//! for t in sink.prepare_tables(&tables).await? {
-//!     println!("{} -> {}", t.source, t.target.name);
-//! }
-//! // Then hand `Arc::new(sink)` to the pgsnap_core::Coordinator as its Sink: it calls
-//! // `Sink::prepare` before any chunk, which prepares the tables, takes the run's id for the
-//! // labels and refuses a new run into a Duplicate Key table that already holds rows. (The
-//! // `pgsnap` crate's MigrateJob does all of it, with the resume rules.)
-//! # Ok(()) }
-//! ```
+//! Lowest layer first; a module imports only from the layers to its left:
+//!
+//! `http` (the HTTP/1.1 client: `Expect: 100-continue`, TLS) ← `client` (the Stream Load
+//! client: endpoints, auth, TLS config, labels, the per-request retry (from the chunk's
+//! [`RetryBudget`](pgsnap_core::RetryBudget)),
+//! label-state polling) ← the load paths `load` (one Stream Load per part) and `txn_load`
+//! (one transaction per chunk, on `load`'s pieces), which take the client and the load
+//! options, never the sink ← `sink` ([`StarRocksSink`]) ← `builder`
+//! ([`StarRocksSinkBuilder`], which builds the client, the load options and the sink).
+//!
+//! Beside them, with no I/O: [`mapping`] (PostgreSQL → StarRocks types) ← [`transcode`]
+//! (COPY text → CSV/JSON bodies, in the [`canonical`] forms), used by the load paths;
+//! [`parity`] (snapshot vs CDC cells) builds on `mapping`. `fe_sql` (DDL and checks over the
+//! FE's MySQL port) serves the sink only. `label` and `response` (leaves) and `error` (which
+//! wraps `mapping`'s and `transcode`'s errors) are used by any layer.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 mod builder;
 pub mod canonical;
+mod client;
 mod error;
 mod fe_sql;
 mod http;
@@ -61,7 +58,7 @@ mod sink;
 pub mod transcode;
 mod txn_load;
 
-pub use builder::{RetryPolicy, StarRocksSinkBuilder};
+pub use builder::StarRocksSinkBuilder;
 pub use error::{Error, Result};
 pub use label::{MAX_LABEL_LEN, MAX_PREFIX_LEN};
 pub use mapping::{LoadFormat, TargetTable, Unrepresentable};

@@ -1,24 +1,52 @@
-//! One chunk through Stream Load: labels, the FE→BE redirect, `100 Continue`, streaming the
-//! transcoded body, and the status recipe of spec §1.4.
+//! One chunk through Stream Load: one load per part under the part's label, the body
+//! transcoded and streamed after `100 Continue`, and the status recipe of spec §1.4.
+//!
+//! A load path: it takes the Stream Load client ([`StreamLoadClient`]: endpoints, auth,
+//! labels, retries, label states) and the [`LoadOptions`], never the sink. The transaction
+//! path (`txn_load`) builds on the pieces here ([`Input`], [`pump`], [`stream_part`],
+//! [`classify_failure`], [`load_params`]).
 
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use pgsnap_core::{Chunk, ChunkReceipt, ChunkStream, LoadReceipt};
+use pgsnap_core::{Chunk, ChunkReceipt, ChunkStream, LoadReceipt, RetryBudget};
 
+use crate::client::{LabelFate, Opened, Request, Retries, StreamLoadClient};
 use crate::error::{Error, Result};
-use crate::http::{self, BodyFraming, Conn, Endpoint};
+use crate::http::{BodyFraming, Conn};
 use crate::mapping::{LoadFormat, TargetTable};
 use crate::response::{self, LoadResult};
-use crate::sink::StarRocksSink;
 use crate::transcode::Transcoder;
 
 /// Body bytes buffered before they are written to the connection.
 const FLUSH_BYTES: usize = 1 << 20;
-/// Redirects followed for one request.
-const MAX_REDIRECTS: usize = 4;
+
+/// How loads are made, the same for every chunk (set by the builder).
+#[derive(Debug, Clone)]
+pub(crate) struct LoadOptions {
+    /// The body format (decides the default part size).
+    pub(crate) format: LoadFormat,
+    /// The part size; `None` for the format's default.
+    pub(crate) max_load_bytes: Option<u64>,
+    /// How long to wait for the BE's `100 Continue`.
+    pub(crate) continue_timeout: Duration,
+    /// The Stream Load `timeout` header.
+    pub(crate) load_timeout: Duration,
+    /// The `timeout` sent on a transaction's `begin`.
+    pub(crate) transaction_timeout: Duration,
+    pub(crate) max_filter_ratio: f64,
+    pub(crate) strict_mode: bool,
+}
+
+/// What a load path works with: the Stream Load client and the load options.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Loader<'a> {
+    pub(crate) client: &'a StreamLoadClient,
+    pub(crate) options: &'a LoadOptions,
+    /// The chunk's retry budget, shared with the coordinator.
+    pub(crate) retry: &'a RetryBudget,
+}
 
 /// The chunk's COPY text, with what was read but not yet transcoded.
 pub(crate) struct Input {
@@ -66,23 +94,24 @@ impl From<Error> for PumpError {
     }
 }
 
+impl From<PumpError> for pgsnap_core::Error {
+    fn from(e: PumpError) -> Self {
+        match e {
+            PumpError::Source(e) => e,
+            PumpError::Sink(e) => e.into(),
+        }
+    }
+}
+
 /// How a part ended.
 struct PartOutcome {
     loaded: u64,
     filtered: u64,
 }
 
-/// What the first answer to a request said.
-pub(crate) enum Opened {
-    /// `100 Continue`: send the body on this connection.
-    Continue(Conn),
-    /// A final answer before any body byte.
-    Answer(LoadResult),
-}
-
 /// Loads one non-empty chunk (see `StarRocksSink::write_chunk`), one Stream Load per part.
 pub(crate) async fn load_chunk(
-    sink: &StarRocksSink,
+    loader: Loader<'_>,
     target: &TargetTable,
     chunk: &Chunk,
     mut input: Input,
@@ -92,10 +121,10 @@ pub(crate) async fn load_chunk(
     let mut part = 0u32;
     let mut stored = 0u64;
     loop {
-        let label = sink.labeler()?.label(&chunk.table, chunk.id, part);
+        let label = loader.client.labeler()?.label(&chunk.table, chunk.id, part);
         let rows_before = tc.rows();
         let outcome =
-            load_part(sink, target, chunk, &label, &mut input, &mut tc, &mut stored).await?;
+            load_part(loader, target, chunk, &label, &mut input, &mut tc, &mut stored).await?;
         tracing::debug!(
             table = %chunk.table, chunk = chunk.id.0, part, label = %label,
             rows = tc.rows() - rows_before, loaded = outcome.loaded, "part loaded"
@@ -113,8 +142,8 @@ pub(crate) async fn load_chunk(
     Ok(ChunkReceipt::new(first, stored).with_load(receipt))
 }
 
-fn max_part_bytes(sink: &StarRocksSink) -> u64 {
-    sink.config.max_load_bytes.unwrap_or(match sink.config.format {
+fn max_part_bytes(loader: Loader<'_>) -> u64 {
+    loader.options.max_load_bytes.unwrap_or(match loader.options.format {
         LoadFormat::Json => 96 << 20,
         _ => 4 << 30,
     })
@@ -123,7 +152,7 @@ fn max_part_bytes(sink: &StarRocksSink) -> u64 {
 /// Loads one part: opens the load (retrying refusals that come before the body), streams
 /// the body, and applies the status recipe.
 async fn load_part(
-    sink: &StarRocksSink,
+    loader: Loader<'_>,
     target: &TargetTable,
     chunk: &Chunk,
     label: &str,
@@ -131,27 +160,27 @@ async fn load_part(
     tc: &mut Transcoder,
     stored: &mut u64,
 ) -> pgsnap_core::Result<PartOutcome> {
-    let mut attempt = 0u32;
+    let retries = Retries::new(loader.retry);
     loop {
-        let opened = match open_load(sink, target, label).await {
+        let opened = match open_load(loader, target, label).await {
             Ok(o) => o,
-            Err(e) if e.is_retryable() && attempt < sink.config.retry.max_retries() => {
-                tracing::warn!(label, error = %e, "load not started; retrying");
-                tokio::time::sleep(sink.config.retry.backoff(attempt)).await;
-                attempt += 1;
-                continue;
+            Err(e) => {
+                if retries.back_off(e.is_retryable()).await {
+                    tracing::warn!(label, error = %e, "load not started; retried");
+                    continue;
+                }
+                return Err(e.into());
             }
-            Err(e) => return Err(e.into()),
         };
         match opened {
             Opened::Continue(conn) => {
-                let answer = match stream_part(sink, chunk, input, tc, conn, stored).await {
+                let answer = match stream_part(loader, chunk, input, tc, conn, stored).await {
                     Ok(a) => a,
                     Err(PumpError::Source(e)) => return Err(e),
                     Err(PumpError::Sink(e)) => return Err(e.into()),
                 };
                 if !answer.complete {
-                    classify_failure(sink, target, label, &answer.result)?;
+                    classify_failure(loader, target, label, &answer.result)?;
                     return Err(Error::LoadFailed {
                         table: target.name.clone(),
                         label: label.to_owned(),
@@ -160,15 +189,15 @@ async fn load_part(
                     }
                     .into());
                 }
-                return finish_sent(sink, target, label, answer.result, answer.rows)
+                return finish_sent(loader, target, label, answer.result, answer.rows)
                     .await
                     .map_err(Into::into);
             }
-            Opened::Answer(result) => match early_answer(sink, target, label, &result).await? {
+            Opened::Answer(result) => match early_answer(loader, target, label, &result).await? {
                 Early::AlreadyLoaded => {
                     // Skip this part's rows; they are in StarRocks under this label.
                     let rows_before = tc.rows();
-                    match pump(sink, chunk, input, tc, Out::Discard, stored).await {
+                    match pump(loader, chunk, input, tc, Out::Discard, stored).await {
                         Ok(()) => {}
                         Err(PumpError::Source(e)) => return Err(e),
                         Err(PumpError::Sink(e)) => return Err(e.into()),
@@ -178,7 +207,7 @@ async fn load_part(
                     return Ok(PartOutcome { loaded: rows, filtered: 0 });
                 }
                 Early::Retry => {
-                    if attempt >= sink.config.retry.max_retries() {
+                    if !retries.back_off(true).await {
                         return Err(Error::LoadFailed {
                             table: target.name.clone(),
                             label: label.to_owned(),
@@ -187,13 +216,11 @@ async fn load_part(
                         }
                         .into());
                     }
-                    tokio::time::sleep(sink.config.retry.backoff(attempt)).await;
-                    attempt += 1;
                 }
                 Early::RetryNow => {
                     // The earlier load holding the label was aborted: load again, but never
                     // spin if StarRocks keeps answering "label used" for a free label.
-                    if attempt >= sink.config.retry.max_retries() {
+                    if !retries.back_off(true).await {
                         return Err(Error::LabelBusy {
                             label: label.to_owned(),
                             state: "reported free, yet refused as used".into(),
@@ -201,8 +228,6 @@ async fn load_part(
                         }
                         .into());
                     }
-                    tokio::time::sleep(sink.config.retry.backoff(attempt)).await;
-                    attempt += 1;
                 }
             },
         }
@@ -222,7 +247,7 @@ pub(crate) struct PartAnswer {
 
 /// Streams one part's body on a connection that got `100 Continue`, then reads the answer.
 pub(crate) async fn stream_part(
-    sink: &StarRocksSink,
+    loader: Loader<'_>,
     chunk: &Chunk,
     input: &mut Input,
     tc: &mut Transcoder,
@@ -230,13 +255,13 @@ pub(crate) async fn stream_part(
     stored: &mut u64,
 ) -> std::result::Result<PartAnswer, PumpError> {
     let rows_before = tc.rows();
-    match pump(sink, chunk, input, tc, Out::Conn(&mut conn), stored).await {
+    match pump(loader, chunk, input, tc, Out::Conn(&mut conn), stored).await {
         Ok(()) => {}
         Err(PumpError::Sink(e @ Error::Io { .. })) => {
             // The BE may have answered and closed mid-body (a refused load): its answer
             // says why, where the write error only says "reset".
             let answer =
-                tokio::time::timeout(Duration::from_secs(2), read_final(sink, &mut conn)).await;
+                tokio::time::timeout(Duration::from_secs(2), read_final(loader, &mut conn)).await;
             if let Ok(Ok(result)) = answer {
                 return Ok(PartAnswer { result, rows: tc.rows() - rows_before, complete: false });
             }
@@ -245,14 +270,14 @@ pub(crate) async fn stream_part(
         Err(e) => return Err(e),
     }
     let rows = tc.rows() - rows_before;
-    let result = read_final(sink, &mut conn).await?;
+    let result = read_final(loader, &mut conn).await?;
     Ok(PartAnswer { result, rows, complete: true })
 }
 
 /// Reads the final answer of a load (skipping interim 1xx answers) and parses its JSON.
 /// A gateway's 5xx is transient (the label makes a retry safe).
-async fn read_final(sink: &StarRocksSink, conn: &mut Conn) -> Result<LoadResult> {
-    let wait = sink.config.load_timeout + sink.config.io_timeout;
+async fn read_final(loader: Loader<'_>, conn: &mut Conn) -> Result<LoadResult> {
+    let wait = loader.options.load_timeout + loader.client.io_timeout();
     let head = loop {
         let head = conn.read_head(wait).await?;
         if !(100..200).contains(&head.status) {
@@ -291,7 +316,7 @@ fn is_label_used(result: &LoadResult) -> bool {
 
 /// Interprets an answer that came before the body was sent.
 async fn early_answer(
-    sink: &StarRocksSink,
+    loader: Loader<'_>,
     target: &TargetTable,
     label: &str,
     result: &LoadResult,
@@ -301,18 +326,18 @@ async fn early_answer(
         {
             return Ok(Early::AlreadyLoaded);
         }
-        return match wait_for_label(sink, label).await? {
+        return match loader.client.wait_for_label(label).await? {
             LabelFate::Loaded => Ok(Early::AlreadyLoaded),
             LabelFate::Free => Ok(Early::RetryNow),
         };
     }
-    classify_failure(sink, target, label, result)?;
+    classify_failure(loader, target, label, result)?;
     Ok(Early::Retry)
 }
 
 /// Maps a failed result to an error, or `Ok(())` when retrying with the same label may help.
 pub(crate) fn classify_failure(
-    sink: &StarRocksSink,
+    loader: Loader<'_>,
     target: &TargetTable,
     label: &str,
     result: &LoadResult,
@@ -343,13 +368,13 @@ pub(crate) fn classify_failure(
         || (lower.contains("database[") && lower.contains("does not exist"))
     {
         return Err(Error::UnknownDatabase {
-            database: sink.config.database.clone(),
+            database: loader.client.database().to_owned(),
             message: msg.clone(),
         });
     }
     if lower.contains("unknown table") {
         return Err(Error::UnknownTable {
-            database: sink.config.database.clone(),
+            database: loader.client.database().to_owned(),
             table: target.name.clone(),
             message: msg.clone(),
         });
@@ -359,14 +384,14 @@ pub(crate) fn classify_failure(
         return Err(Error::LoadRefused {
             table: target.name.clone(),
             label: label.to_owned(),
-            message: format!("{msg} (grant INSERT on the table to {:?})", sink.config.user),
+            message: format!("{msg} (grant INSERT on the table to {:?})", loader.client.user()),
         });
     }
     if lower.contains("access denied")
         || lower.contains("no valid basic authorization")
         || lower.contains("need auth information")
     {
-        return Err(Error::Auth { user: sink.config.user.clone(), message: msg.clone() });
+        return Err(Error::Auth { user: loader.client.user().to_owned(), message: msg.clone() });
     }
     if lower.contains("no 100-continue header")
         || lower.contains("invalid timeout format")
@@ -386,7 +411,7 @@ pub(crate) fn classify_failure(
 
 /// Applies the recipe to the answer of a load whose body was sent.
 async fn finish_sent(
-    sink: &StarRocksSink,
+    loader: Loader<'_>,
     target: &TargetTable,
     label: &str,
     result: LoadResult,
@@ -410,7 +435,7 @@ async fn finish_sent(
         return Ok(PartOutcome { loaded: result.loaded_rows, filtered: result.filtered_rows });
     }
     if is_label_used(&result) {
-        return match wait_for_label(sink, label).await? {
+        return match loader.client.wait_for_label(label).await? {
             LabelFate::Loaded => Ok(PartOutcome { loaded: sent, filtered: 0 }),
             LabelFate::Free => Err(Error::LoadFailed {
                 table: target.name.clone(),
@@ -420,7 +445,7 @@ async fn finish_sent(
             }),
         };
     }
-    classify_failure(sink, target, label, &result)?;
+    classify_failure(loader, target, label, &result)?;
     Err(Error::LoadFailed {
         table: target.name.clone(),
         label: label.to_owned(),
@@ -429,140 +454,21 @@ async fn finish_sent(
     })
 }
 
-pub(crate) enum LabelFate {
-    /// COMMITTED or VISIBLE: the data is in.
-    Loaded,
-    /// ABORTED or unknown: the label is free again.
-    Free,
-}
-
-/// Polls `get_load_state` until the label's transaction settles (spec §1.4: 0,1,…,5 s
-/// sleeps, as the Flink SDK).
-pub(crate) async fn wait_for_label(sink: &StarRocksSink, label: &str) -> Result<LabelFate> {
-    let started = Instant::now();
-    let mut n = 0u64;
-    loop {
-        let state = get_load_state(sink, label).await?;
-        match state.as_str() {
-            "VISIBLE" | "COMMITTED" => return Ok(LabelFate::Loaded),
-            "ABORTED" | "UNKNOWN" => return Ok(LabelFate::Free),
-            _ => {}
-        }
-        if started.elapsed() >= sink.config.retry.label_wait() {
-            return Err(Error::LabelBusy {
-                label: label.to_owned(),
-                state,
-                waited_s: started.elapsed().as_secs(),
-            });
-        }
-        tokio::time::sleep(Duration::from_secs(n.min(5))).await;
-        n += 1;
-    }
-}
-
-/// Asks the FE for the state of a label no load uses: proves the HTTP port answers and
-/// accepts the credentials.
-pub(crate) async fn probe_label_state(sink: &StarRocksSink) -> Result<()> {
-    let label = format!("{}-probe", sink.config.label_prefix);
-    get_load_state(sink, &label).await.map(drop)
-}
-
-pub(crate) async fn get_load_state(sink: &StarRocksSink, label: &str) -> Result<String> {
-    let mut endpoint = pick(sink, &sink.fes).clone();
-    let mut path =
-        format!("/api/{}/get_load_state?label={}", encode(&sink.config.database), encode(label));
-    for _ in 0..MAX_REDIRECTS {
-        let mut conn = connect(sink, &endpoint).await?;
-        conn.send_head("GET", &path, &auth(sink), BodyFraming::Empty, false).await?;
-        let head = conn.read_head(sink.config.io_timeout).await?;
-        let body = conn.read_body(&head).await?;
-        match head.status {
-            200 => {
-                if let Some(state) = response::load_state(&body) {
-                    return Ok(state);
-                }
-                let message = response::rest_message(&body);
-                let lower = message.to_ascii_lowercase();
-                return Err(if lower.contains("unknown database") {
-                    Error::UnknownDatabase { database: sink.config.database.clone(), message }
-                } else if lower.contains("access denied") {
-                    Error::Auth { user: sink.config.user.clone(), message }
-                } else {
-                    Error::Protocol {
-                        address: endpoint.to_string(),
-                        message: format!("get_load_state: {message}"),
-                    }
-                });
-            }
-            301 | 302 | 307 | 308 => {
-                (endpoint, path) = follow(sink, &endpoint, &head)?;
-            }
-            401 => {
-                return Err(Error::Auth {
-                    user: sink.config.user.clone(),
-                    message: response::rest_message(&body),
-                });
-            }
-            s => {
-                return Err(Error::Protocol {
-                    address: endpoint.to_string(),
-                    message: format!(
-                        "get_load_state answered HTTP {s}: {}",
-                        response::rest_message(&body)
-                    ),
-                });
-            }
-        }
-    }
-    Err(Error::Protocol { address: endpoint.to_string(), message: "too many redirects".into() })
-}
-
-async fn connect(sink: &StarRocksSink, endpoint: &Endpoint) -> Result<Conn> {
-    http::connect(endpoint, sink.tls.as_ref(), sink.config.connect_timeout, sink.config.io_timeout)
-        .await
-}
-
-pub(crate) fn auth(sink: &StarRocksSink) -> Vec<(String, String)> {
-    vec![("Authorization".to_owned(), sink.auth_header.clone())]
-}
-
-/// Round-robin over a list of endpoints.
-pub(crate) fn pick<'a>(sink: &StarRocksSink, list: &'a [Endpoint]) -> &'a Endpoint {
-    let i = sink.next_endpoint.fetch_add(1, Ordering::Relaxed);
-    &list[i % list.len()]
-}
-
-/// Follows a redirect, refusing HTTPS → HTTP unless allowed.
-fn follow(sink: &StarRocksSink, from: &Endpoint, head: &http::Head) -> Result<(Endpoint, String)> {
-    let location = head.header("location").ok_or_else(|| Error::Protocol {
-        address: from.to_string(),
-        message: format!("HTTP {} without a Location", head.status),
-    })?;
-    let (to, path) = Endpoint::parse_location(location).map_err(|m| Error::Protocol {
-        address: from.to_string(),
-        message: format!("bad redirect: {m}"),
-    })?;
-    if from.https && !to.https && !sink.config.allow_insecure_redirect {
-        return Err(Error::InsecureRedirect { from: from.to_string(), to: to.to_string() });
-    }
-    Ok((to, path))
-}
-
 /// The headers of a Stream Load request.
-fn load_headers(sink: &StarRocksSink, target: &TargetTable, label: &str) -> Vec<(String, String)> {
-    let mut h = auth(sink);
+fn load_headers(loader: Loader<'_>, target: &TargetTable, label: &str) -> Vec<(String, String)> {
+    let mut h = loader.client.auth();
     h.push(("label".into(), label.to_owned()));
-    h.extend(load_params(sink, target));
+    h.extend(load_params(loader, target));
     h
 }
 
 /// The load parameters and format headers of a load (the same on every load of a table):
 /// `timeout`, `max_filter_ratio`, `strict_mode` and the transcoder's format headers.
-pub(crate) fn load_params(sink: &StarRocksSink, target: &TargetTable) -> Vec<(String, String)> {
+pub(crate) fn load_params(loader: Loader<'_>, target: &TargetTable) -> Vec<(String, String)> {
     let mut h = Vec::new();
-    h.push(("timeout".into(), sink.config.load_timeout.as_secs().to_string()));
-    h.push(("max_filter_ratio".into(), sink.config.max_filter_ratio.to_string()));
-    h.push(("strict_mode".into(), sink.config.strict_mode.to_string()));
+    h.push(("timeout".into(), loader.options.load_timeout.as_secs().to_string()));
+    h.push(("max_filter_ratio".into(), loader.options.max_filter_ratio.to_string()));
+    h.push(("strict_mode".into(), loader.options.strict_mode.to_string()));
     for (k, v) in Transcoder::new(target).headers() {
         h.push((k.to_owned(), v));
     }
@@ -576,108 +482,34 @@ pub(crate) fn load_params(sink: &StarRocksSink, target: &TargetTable) -> Vec<(St
 
 /// Sends the request head (to the FE, following its 307 to a BE, or straight to a BE) and
 /// waits for `100 Continue` or a final answer. No body byte is sent here.
-async fn open_load(sink: &StarRocksSink, target: &TargetTable, label: &str) -> Result<Opened> {
-    let headers = load_headers(sink, target, label);
-    let path =
-        format!("/api/{}/{}/_stream_load", encode(&sink.config.database), encode(&target.name));
-    let list = if sink.bes.is_empty() { &sink.fes } else { &sink.bes };
-    let endpoint = pick(sink, list).clone();
+async fn open_load(loader: Loader<'_>, target: &TargetTable, label: &str) -> Result<Opened> {
+    let headers = load_headers(loader, target, label);
+    let path = loader.client.stream_load_path(&target.name);
+    let endpoint = match loader.client.pick_be() {
+        Some(be) => be.clone(),
+        None => loader.client.pick_fe().clone(),
+    };
     let request = Request {
         method: "PUT",
         what: "Stream Load request",
         headers: &headers,
         framing: BodyFraming::Chunked,
         expect_continue: true,
-        wait: sink.config.continue_timeout,
+        wait: loader.options.continue_timeout,
     };
-    open_request(sink, endpoint, path, &request).await
-}
-
-/// How [`open_request`] sends a request.
-pub(crate) struct Request<'a> {
-    pub(crate) method: &'a str,
-    /// Names the request in errors ("Stream Load request").
-    pub(crate) what: &'a str,
-    pub(crate) headers: &'a [(String, String)],
-    pub(crate) framing: BodyFraming,
-    pub(crate) expect_continue: bool,
-    /// How long to wait for the first answer.
-    pub(crate) wait: Duration,
-}
-
-/// Sends a request head to `endpoint`, following redirects by hand (keeping every header,
-/// `Authorization` included), and returns the first answer: `100 Continue` (send the body
-/// on this connection) or a final JSON answer. No body byte is sent here: a redirect comes
-/// before any, and its connection is dropped.
-pub(crate) async fn open_request(
-    sink: &StarRocksSink,
-    mut endpoint: Endpoint,
-    mut path: String,
-    request: &Request<'_>,
-) -> Result<Opened> {
-    let what = request.what;
-    for _ in 0..MAX_REDIRECTS {
-        let mut conn = connect(sink, &endpoint).await?;
-        conn.send_head(
-            request.method,
-            &path,
-            request.headers,
-            request.framing,
-            request.expect_continue,
-        )
-        .await?;
-        let head = conn.read_head(request.wait).await?;
-        match head.status {
-            100 => return Ok(Opened::Continue(conn)),
-            301 | 302 | 307 | 308 => {
-                // The connection is dropped without a body byte (the FE closes it anyway).
-                (endpoint, path) = follow(sink, &endpoint, &head)?;
-            }
-            401 | 403 => {
-                let body = conn.read_body(&head).await.unwrap_or_default();
-                return Err(Error::Auth {
-                    user: sink.config.user.clone(),
-                    message: response::rest_message(&body),
-                });
-            }
-            200 => {
-                let body = conn.read_body(&head).await?;
-                return LoadResult::parse(&body).map(Opened::Answer).ok_or_else(|| {
-                    Error::Protocol {
-                        address: endpoint.to_string(),
-                        message: format!("unexpected answer: {}", response::rest_message(&body)),
-                    }
-                });
-            }
-            s if s >= 500 => {
-                return Err(Error::Io {
-                    address: endpoint.to_string(),
-                    what: format!("{what} answered HTTP {s}"),
-                    source: std::io::Error::other("server error"),
-                });
-            }
-            s => {
-                let body = conn.read_body(&head).await.unwrap_or_default();
-                return Err(Error::Protocol {
-                    address: endpoint.to_string(),
-                    message: format!("{what} answered HTTP {s}: {}", response::rest_message(&body)),
-                });
-            }
-        }
-    }
-    Err(Error::Protocol { address: endpoint.to_string(), message: "too many redirects".into() })
+    loader.client.open_request(endpoint, path, &request).await
 }
 
 /// Transcodes input into one part's body until the part is full or the input ends.
 pub(crate) async fn pump(
-    sink: &StarRocksSink,
+    loader: Loader<'_>,
     chunk: &Chunk,
     input: &mut Input,
     tc: &mut Transcoder,
     mut out: Out<'_>,
     stored: &mut u64,
 ) -> std::result::Result<(), PumpError> {
-    let limit = usize::try_from(max_part_bytes(sink)).unwrap_or(usize::MAX);
+    let limit = usize::try_from(max_part_bytes(loader)).unwrap_or(usize::MAX);
     let mut buf = BytesMut::with_capacity(FLUSH_BYTES + (64 << 10));
     let mut sent = 0u64;
     tc.begin(&mut buf);
@@ -716,28 +548,4 @@ pub(crate) async fn pump(
         *stored += sent;
     }
     Ok(())
-}
-
-/// Percent-encodes a path segment or query value (everything but unreserved characters).
-pub(crate) fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encode_path_segments() {
-        assert_eq!(encode("my db/ü"), "my%20db%2F%C3%BC");
-        assert_eq!(encode("a-b_c.d~"), "a-b_c.d~");
-    }
 }

@@ -1,7 +1,10 @@
 //! [`StarRocksSink`]: the [`Sink`] that loads chunks with Stream Load.
+//!
+//! The sink prepares the target tables (over the FE's MySQL port, `fe_sql`) and hands each
+//! chunk to a load path (`load`, or `txn_load` with transactions) with its Stream Load client
+//! and load options. It is built by the builder, which it never imports.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -11,12 +14,12 @@ use pgsnap_core::{
 };
 use tokio::sync::Semaphore;
 
-use crate::builder::StarRocksSinkBuilder;
+use crate::client::{Secret, StreamLoadClient};
 use crate::error::{Error, Result};
 use crate::fe_sql::{ExistingColumn, FeSql};
-use crate::http::Endpoint;
-use crate::label::Labeler;
-use crate::mapping::{LoadFormat, TargetTable};
+use crate::load::{Input, LoadOptions, Loader};
+use crate::mapping::{self, LoadFormat, MappingOptions, TargetTable, Unrepresentable};
+use crate::transcode::Transcoder;
 
 /// What [`StarRocksSink::prepare_tables`] decided for one source table.
 #[derive(Debug, Clone)]
@@ -44,22 +47,88 @@ pub struct ExistingTable {
     pub primary_key: bool,
 }
 
+/// How source tables become StarRocks tables: their names and column types. The builder
+/// collects it (and answers `target_name`/`map_table` from it); the sink applies it.
+#[derive(Debug, Clone)]
+pub(crate) struct Targets {
+    pub(crate) format: LoadFormat,
+    pub(crate) unrepresentable: Unrepresentable,
+    pub(crate) table_mapping: BTreeMap<TableName, String>,
+    pub(crate) column_types: BTreeMap<(TableName, String), String>,
+}
+
+impl Targets {
+    /// The StarRocks table name for a source table: the mapping set for it, else
+    /// `public.t` → `t` and `schema.t` → `schema_t`.
+    pub(crate) fn target_name(&self, table: &TableName) -> String {
+        if let Some(t) = self.table_mapping.get(table) {
+            return t.clone();
+        }
+        if table.schema == "public" {
+            table.name.clone()
+        } else {
+            format!("{}_{}", table.schema, table.name)
+        }
+    }
+
+    /// Maps a source table (target name, body format, policy for unrepresentable types,
+    /// column types).
+    pub(crate) fn map_table(&self, schema: &TableSchema) -> Result<TargetTable> {
+        let mut options = MappingOptions::default()
+            .with_format(self.format)
+            .with_unrepresentable(self.unrepresentable);
+        for ((t, column), ty) in &self.column_types {
+            if t == &schema.name {
+                options = options.with_column_type(column.clone(), ty.clone());
+            }
+        }
+        Ok(mapping::map_table(schema, &self.target_name(&schema.name), &options)?)
+    }
+}
+
+/// Where and as whom the sink runs SQL through the FE's MySQL port.
+#[derive(Debug, Clone)]
+pub(crate) struct SqlLogin {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) user: String,
+    pub(crate) password: Secret,
+}
+
+impl SqlLogin {
+    async fn connect(&self) -> Result<FeSql> {
+        FeSql::connect(&self.host, self.port, &self.user, &self.password.0).await
+    }
+}
+
+/// The sink's own settings (the builder checks them).
+#[derive(Debug)]
+pub(crate) struct SinkConfig {
+    /// The database loaded into.
+    pub(crate) database: String,
+    pub(crate) targets: Targets,
+    /// [`Sink::identity`], fixed at build.
+    pub(crate) identity: String,
+    /// Whether each chunk is one transaction (`txn_load`) instead of a load per part.
+    pub(crate) transactions: bool,
+    pub(crate) max_concurrent_loads: usize,
+    /// `None` when SQL through the FE is disabled.
+    pub(crate) sql: Option<SqlLogin>,
+    pub(crate) create_tables: bool,
+    pub(crate) table_properties: Vec<(String, String)>,
+    pub(crate) allow_existing_rows: bool,
+}
+
 /// Loads chunks into StarRocks with Stream Load (see the [crate docs](crate)).
 ///
 /// Call [`prepare`](Self::prepare) with the run's tables before the run: it maps names and
 /// types, checks or creates the target tables, and must succeed before any
 /// [`write_chunk`](Sink::write_chunk).
 pub struct StarRocksSink {
-    pub(crate) config: StarRocksSinkBuilder,
-    pub(crate) fes: Vec<Endpoint>,
-    pub(crate) bes: Vec<Endpoint>,
-    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
-    /// Set at build with a run id, else by [`prepare`](Sink::prepare) from the run's.
-    labeler: std::sync::OnceLock<Labeler>,
-    pub(crate) sql: Option<(String, u16)>,
-    pub(crate) next_endpoint: AtomicUsize,
-    pub(crate) loads: Semaphore,
-    pub(crate) auth_header: String,
+    client: StreamLoadClient,
+    load: LoadOptions,
+    config: SinkConfig,
+    loads: Semaphore,
     tables: RwLock<HashMap<TableName, Arc<TargetTable>>>,
     prepared: std::sync::Mutex<Vec<PreparedTable>>,
 }
@@ -67,41 +136,23 @@ pub struct StarRocksSink {
 impl std::fmt::Debug for StarRocksSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StarRocksSink")
-            .field("fe", &self.fes)
-            .field("be", &self.bes)
+            .field("fe", &self.client.fes())
+            .field("be", &self.client.bes())
             .field("database", &self.config.database)
-            .field("user", &self.config.user)
-            .field("format", &self.config.format)
+            .field("user", &self.client.user())
+            .field("format", &self.load.format)
             .finish_non_exhaustive()
     }
 }
 
 impl StarRocksSink {
-    pub(crate) fn new(
-        config: StarRocksSinkBuilder,
-        fes: Vec<Endpoint>,
-        bes: Vec<Endpoint>,
-        tls: Option<Arc<rustls::ClientConfig>>,
-        labeler: Option<Labeler>,
-        sql: Option<(String, u16)>,
-    ) -> Self {
-        use base64::Engine as _;
-        let auth_header = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", config.user, config.password.0))
-        );
+    pub(crate) fn new(client: StreamLoadClient, load: LoadOptions, config: SinkConfig) -> Self {
         let loads = Semaphore::new(config.max_concurrent_loads);
         Self {
+            client,
+            load,
             config,
-            fes,
-            bes,
-            tls,
-            labeler: labeler.map(std::sync::OnceLock::from).unwrap_or_default(),
-            sql,
-            next_endpoint: AtomicUsize::new(0),
             loads,
-            auth_header,
             tables: RwLock::new(HashMap::new()),
             prepared: std::sync::Mutex::new(Vec::new()),
         }
@@ -115,22 +166,12 @@ impl StarRocksSink {
     /// The run id the labels carry: the one given to the builder, else the run's the sink
     /// was [prepared](Sink::prepare) for; `None` before that.
     pub fn run_id(&self) -> Option<&str> {
-        self.labeler.get().map(Labeler::run_id)
-    }
-
-    /// The labeler, once the run id is known.
-    pub(crate) fn labeler(&self) -> Result<&Labeler> {
-        self.labeler.get().ok_or_else(|| {
-            Error::Config(
-                "the sink has no run id: build it with the manifest's run id, or prepare it for the run first"
-                    .into(),
-            )
-        })
+        self.client.labels().map(|l| l.run_id())
     }
 
     /// The body format.
     pub fn format(&self) -> LoadFormat {
-        self.config.format
+        self.load.format
     }
 
     /// What the last preparation ([`Sink::prepare`] or [`prepare_tables`](Self::prepare_tables))
@@ -140,15 +181,15 @@ impl StarRocksSink {
     }
 
     /// The StarRocks table name for a source table (see
-    /// [`StarRocksSinkBuilder::target_name`]).
+    /// [`StarRocksSinkBuilder::target_name`](crate::StarRocksSinkBuilder::target_name)).
     pub fn target_name(&self, table: &TableName) -> String {
-        self.config.target_name(table)
+        self.config.targets.target_name(table)
     }
 
     /// The label prefix shared by every load of `chunk` (`…-<chunk>-` followed by the part);
     /// `None` while the run id is unknown (see [`run_id`](Self::run_id)).
     pub fn chunk_label_prefix(&self, chunk: &Chunk) -> Option<String> {
-        self.labeler.get().map(|l| l.chunk_prefix(&chunk.table, chunk.id))
+        self.client.labels().map(|l| l.chunk_prefix(&chunk.table, chunk.id))
     }
 
     /// The prepared target of a source table.
@@ -179,10 +220,10 @@ impl StarRocksSink {
                     target: target_name,
                 });
             }
-            let target = self.config.map_table(schema)?;
+            let target = self.config.targets.map_table(schema)?;
             mapped.push((schema, target));
         }
-        for (t, column) in self.config.column_types.keys() {
+        for (t, column) in self.config.targets.column_types.keys() {
             if !tables.iter().any(|s| &s.name == t && s.columns.iter().any(|c| &c.name == column)) {
                 return Err(Error::Config(format!(
                     "a column type is set for {t} column {column:?}, which is not among the \
@@ -191,10 +232,8 @@ impl StarRocksSink {
             }
         }
         let mut out = Vec::with_capacity(mapped.len());
-        let mut sql = match &self.sql {
-            Some((host, port)) => {
-                Some(FeSql::connect(host, *port, &self.config.user, &self.config.password.0).await?)
-            }
+        let mut sql = match &self.config.sql {
+            Some(login) => Some(login.connect().await?),
             None => None,
         };
         if let Some(sql) = sql.as_mut()
@@ -271,10 +310,9 @@ impl StarRocksSink {
     /// [`Error::Connect`] (unreachable), [`Error::Auth`], [`Error::UnknownDatabase`],
     /// [`Error::Sql`], [`Error::Protocol`].
     pub async fn check_connection(&self) -> Result<()> {
-        crate::load::probe_label_state(self).await?;
-        if let Some((host, port)) = &self.sql {
-            let mut sql =
-                FeSql::connect(host, *port, &self.config.user, &self.config.password.0).await?;
+        self.client.probe().await?;
+        if let Some(login) = &self.config.sql {
+            let mut sql = login.connect().await?;
             let exists = sql.database_exists(&self.config.database).await;
             sql.close().await;
             if !exists? {
@@ -295,11 +333,10 @@ impl StarRocksSink {
     /// [`Error::Config`] when SQL is disabled, [`Error::Connect`], [`Error::Auth`],
     /// [`Error::Sql`].
     pub async fn server_version(&self) -> Result<String> {
-        let Some((host, port)) = &self.sql else {
+        let Some(login) = &self.config.sql else {
             return Err(Error::Config("SQL through the FE is disabled".into()));
         };
-        let mut sql =
-            FeSql::connect(host, *port, &self.config.user, &self.config.password.0).await?;
+        let mut sql = login.connect().await?;
         let v = sql.current_version().await;
         sql.close().await;
         v
@@ -310,11 +347,10 @@ impl StarRocksSink {
     /// # Errors
     /// [`Error::Config`] when SQL is disabled, [`Error::Sql`] when the query fails.
     pub async fn count_rows(&self, target: &str) -> Result<u64> {
-        let Some((host, port)) = &self.sql else {
+        let Some(login) = &self.config.sql else {
             return Err(Error::Config("SQL through the FE is disabled".into()));
         };
-        let mut sql =
-            FeSql::connect(host, *port, &self.config.user, &self.config.password.0).await?;
+        let mut sql = login.connect().await?;
         let n = sql.count(&self.config.database, target).await;
         sql.close().await;
         n
@@ -369,14 +405,14 @@ impl Sink for StarRocksSink {
     }
 
     fn identity(&self) -> Option<String> {
-        Some(self.config.identity())
+        Some(self.config.identity.clone())
     }
 
     async fn write_chunk(
         &self,
         chunk: &Chunk,
         data: ChunkStream,
-        _ctx: &pgsnap_core::WriteContext,
+        ctx: &pgsnap_core::WriteContext,
     ) -> pgsnap_core::Result<ChunkReceipt> {
         let target = self.target(&chunk.table).ok_or_else(|| {
             pgsnap_core::Error::config(format!(
@@ -385,17 +421,18 @@ impl Sink for StarRocksSink {
             ))
         })?;
         let _permit = self.loads.acquire().await.map_err(|_| pgsnap_core::Error::cancelled())?;
-        let mut input = crate::load::Input::new(data);
-        let mut tc = crate::transcode::Transcoder::new(&target);
+        let mut input = Input::new(data);
+        let mut tc = Transcoder::new(&target);
         if !input.has_more().await? {
             // An empty chunk: nothing to load, no label used.
             tc.finish().map_err(|e| Error::transcode(chunk, e))?;
             return Ok(ChunkReceipt::new(None, 0).with_load(pgsnap_core::LoadReceipt::default()));
         }
+        let loader = Loader { client: &self.client, options: &self.load, retry: ctx.retry() };
         if self.config.transactions {
-            crate::txn_load::load_chunk(self, &target, chunk, input, tc).await
+            crate::txn_load::load_chunk(loader, &target, chunk, input, tc).await
         } else {
-            crate::load::load_chunk(self, &target, chunk, input, tc).await
+            crate::load::load_chunk(loader, &target, chunk, input, tc).await
         }
     }
 }
@@ -406,14 +443,7 @@ impl StarRocksSink {
     /// labels, so it would add a second copy of anything loaded before) unless
     /// [`with_allow_existing_rows`](crate::StarRocksSinkBuilder::with_allow_existing_rows).
     async fn prepare_run(&self, ctx: &PrepareContext<'_>) -> pgsnap_core::Result<()> {
-        let labeler = match self.labeler.get() {
-            Some(l) => l,
-            None => {
-                let l =
-                    Labeler::new(&self.config.label_prefix, ctx.run_id).map_err(Error::Config)?;
-                self.labeler.get_or_init(|| l)
-            }
-        };
+        let labeler = self.client.labeler_for_run(ctx.run_id)?;
         if labeler.run_id() != ctx.run_id {
             return Err(Error::Config(format!(
                 "the sink labels loads of run {} but was prepared for run {}: build one sink per run",
@@ -461,23 +491,5 @@ impl StarRocksSink {
             );
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::builder::StarRocksSinkBuilder;
-
-    #[test]
-    fn default_target_names() {
-        let sink = StarRocksSinkBuilder::new("http://fe:8030", "db")
-            .with_run_id("r")
-            .with_table_mapping(TableName::new("s", "x"), "y")
-            .build()
-            .unwrap();
-        assert_eq!(sink.target_name(&TableName::new("public", "t")), "t");
-        assert_eq!(sink.target_name(&TableName::new("sales", "t")), "sales_t");
-        assert_eq!(sink.target_name(&TableName::new("s", "x")), "y");
     }
 }

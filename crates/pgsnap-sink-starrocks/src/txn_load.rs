@@ -22,29 +22,23 @@
 //! effort: a transaction left behind is rolled back by the next attempt's begin, or aborted
 //! by StarRocks' timeout) and returns the error: the source's unchanged, StarRocks' classified
 //! as with Stream Load.
+//!
+//! A load path, like `load` (whose pieces it reuses): it takes the Stream Load client and the
+//! load options ([`Loader`]), never the sink.
 
 use pgsnap_core::{Chunk, ChunkReceipt, LoadReceipt};
 
+use crate::client::{LabelFate, Opened, Request, Retries};
 use crate::error::{Error, Result};
 use crate::http::{BodyFraming, Endpoint};
-use crate::load::{self, Input, Opened, Out, PumpError, Request};
+use crate::load::{self, Input, Loader, Out, PumpError};
 use crate::mapping::TargetTable;
 use crate::response::LoadResult;
-use crate::sink::StarRocksSink;
 use crate::transcode::Transcoder;
 
 /// Rounds of a rollback refused with `TXN_IN_PROCESSING` (a request on the transaction is
 /// still being handled, e.g. the BE has not yet noticed a dropped load).
 const ROLLBACK_ROUNDS: u32 = 4;
-
-impl From<PumpError> for pgsnap_core::Error {
-    fn from(e: PumpError) -> Self {
-        match e {
-            PumpError::Source(e) => e,
-            PumpError::Sink(e) => e.into(),
-        }
-    }
-}
 
 /// One transaction: its label and where its requests go.
 struct Txn {
@@ -60,10 +54,9 @@ struct Txn {
 impl Txn {
     /// Picks the endpoints once, so every request of the transaction reaches the FE that
     /// knows which BE holds it (or that BE).
-    fn new(sink: &StarRocksSink, label: &str) -> Self {
-        let fe = load::pick(sink, &sink.fes).clone();
-        let node =
-            if sink.bes.is_empty() { fe.clone() } else { load::pick(sink, &sink.bes).clone() };
+    fn new(loader: Loader<'_>, label: &str) -> Self {
+        let fe = loader.client.pick_fe().clone();
+        let node = loader.client.pick_be().unwrap_or(&fe).clone();
         Self { label: label.to_owned(), node, fe }
     }
 }
@@ -88,20 +81,21 @@ enum Holder {
 
 /// Loads one non-empty chunk (see `StarRocksSink::write_chunk`) as one transaction.
 pub(crate) async fn load_chunk(
-    sink: &StarRocksSink,
+    loader: Loader<'_>,
     target: &TargetTable,
     chunk: &Chunk,
     mut input: Input,
     mut tc: Transcoder,
 ) -> pgsnap_core::Result<ChunkReceipt> {
-    let label = sink.labeler()?.txn_label(&chunk.table, chunk.id);
-    let txn = match begin(sink, target, &label).await? {
+    let label = loader.client.labeler()?.txn_label(&chunk.table, chunk.id);
+    let txn = match begin(loader, target, &label).await? {
         Begun::Open(txn) => txn,
         Begun::Loaded => {
             // Count the chunk's rows: they are in StarRocks under this label.
             let mut discarded = 0;
             while input.has_more().await? {
-                load::pump(sink, chunk, &mut input, &mut tc, Out::Discard, &mut discarded).await?;
+                load::pump(loader, chunk, &mut input, &mut tc, Out::Discard, &mut discarded)
+                    .await?;
             }
             tc.finish().map_err(|e| Error::transcode(chunk, e))?;
             tracing::info!(
@@ -114,7 +108,7 @@ pub(crate) async fn load_chunk(
         }
     };
     let mut stored = 0u64;
-    match load_and_commit(sink, target, chunk, &txn, &mut input, &mut tc, &mut stored).await {
+    match load_and_commit(loader, target, chunk, &txn, &mut input, &mut tc, &mut stored).await {
         Ok(prepared) => {
             tracing::debug!(
                 table = %chunk.table, chunk = chunk.id.0, label, rows = tc.rows(),
@@ -127,7 +121,7 @@ pub(crate) async fn load_chunk(
         Err(e) => {
             // A failed load's connection is closed by now. The BE it was begun on holds the
             // transaction while in PREPARE; the FE once PREPARED.
-            rollback(sink, target, &txn, &[&txn.node, &txn.fe]).await;
+            rollback(loader, target, &txn, &[&txn.node, &txn.fe]).await;
             Err(e.into())
         }
     }
@@ -136,7 +130,7 @@ pub(crate) async fn load_chunk(
 /// Loads every part into the open transaction, prepares it, checks the row count and
 /// commits. Returns prepare's answer (its row counters).
 async fn load_and_commit(
-    sink: &StarRocksSink,
+    loader: Loader<'_>,
     target: &TargetTable,
     chunk: &Chunk,
     txn: &Txn,
@@ -147,7 +141,7 @@ async fn load_and_commit(
     let mut part = 0u32;
     loop {
         let rows_before = tc.rows();
-        load_part(sink, target, chunk, txn, input, tc, stored).await?;
+        load_part(loader, target, chunk, txn, input, tc, stored).await?;
         tracing::debug!(label = %txn.label, part, rows = tc.rows() - rows_before, "part sent");
         if !input.has_more().await.map_err(PumpError::Source)? {
             break;
@@ -155,9 +149,9 @@ async fn load_and_commit(
         part += 1;
     }
     tc.finish().map_err(|e| PumpError::Sink(Error::transcode(chunk, e)))?;
-    let prepared = call(sink, target, txn, &txn.node, "prepare").await?;
+    let prepared = call(loader, target, txn, &txn.node, "prepare").await?;
     if !is_ok(&prepared) {
-        return Err(failure(sink, target, &txn.label, "prepare", &prepared).into());
+        return Err(failure(loader, target, &txn.label, "prepare", &prepared).into());
     }
     let sent = tc.rows();
     if prepared.total_rows != sent {
@@ -170,34 +164,33 @@ async fn load_and_commit(
         }
         .into());
     }
-    commit(sink, target, txn).await?;
+    commit(loader, target, txn).await?;
     Ok(prepared)
 }
 
 /// Begins the chunk's transaction, retrying refusals that may pass; settles a label held by
 /// an earlier transaction (committed: the chunk is loaded; open: rolled back, then begin
 /// again).
-async fn begin(sink: &StarRocksSink, target: &TargetTable, label: &str) -> Result<Begun> {
-    let retry = &sink.config.retry;
-    let mut attempt = 0u32;
+async fn begin(loader: Loader<'_>, target: &TargetTable, label: &str) -> Result<Begun> {
+    let retries = Retries::new(loader.retry);
     loop {
-        let txn = Txn::new(sink, label);
-        let answer = match call(sink, target, &txn, &txn.node, "begin").await {
+        let txn = Txn::new(loader, label);
+        let answer = match call(loader, target, &txn, &txn.node, "begin").await {
             Ok(a) => a,
-            Err(e) if e.is_retryable() && attempt < retry.max_retries() => {
-                tracing::warn!(label, error = %e, "transaction not begun; retrying");
-                tokio::time::sleep(retry.backoff(attempt)).await;
-                attempt += 1;
-                continue;
+            Err(e) => {
+                if retries.back_off(e.is_retryable()).await {
+                    tracing::warn!(label, error = %e, "transaction not begun; retried");
+                    continue;
+                }
+                return Err(e);
             }
-            Err(e) => return Err(e),
         };
         if is_ok(&answer) {
             return Ok(Begun::Open(txn));
         }
         let held = is_label_used(&answer);
         if held {
-            match holder(sink, label, &answer).await? {
+            match holder(loader, label, &answer).await? {
                 Holder::Committed => return Ok(Begun::Loaded),
                 Holder::Open => {
                     tracing::warn!(
@@ -208,20 +201,20 @@ async fn begin(sink: &StarRocksSink, target: &TargetTable, label: &str) -> Resul
                     // Which BE holds it is unknown: the FE knows (or owns it when
                     // PREPARED), else every configured BE is asked.
                     let mut to = vec![&txn.fe];
-                    to.extend(&sink.bes);
-                    rollback(sink, target, &txn, &to).await;
+                    to.extend(loader.client.bes());
+                    rollback(loader, target, &txn, &to).await;
                     // "Not found" answers do not prove it gone (the FE may still hold it):
                     // wait until StarRocks reports the label aborted or free.
-                    if let load::LabelFate::Loaded = load::wait_for_label(sink, label).await? {
+                    if let LabelFate::Loaded = loader.client.wait_for_label(label).await? {
                         return Ok(Begun::Loaded);
                     }
                 }
                 Holder::Gone => {}
             }
         } else {
-            load::classify_failure(sink, target, label, &answer)?;
+            load::classify_failure(loader, target, label, &answer)?;
         }
-        if attempt >= retry.max_retries() {
+        if !retries.back_off(true).await {
             return Err(if held {
                 Error::LabelBusy {
                     label: label.to_owned(),
@@ -229,11 +222,9 @@ async fn begin(sink: &StarRocksSink, target: &TargetTable, label: &str) -> Resul
                     waited_s: 0,
                 }
             } else {
-                failure(sink, target, label, "begin", &answer)
+                failure(loader, target, label, "begin", &answer)
             });
         }
-        tokio::time::sleep(retry.backoff(attempt)).await;
-        attempt += 1;
     }
 }
 
@@ -248,13 +239,13 @@ fn is_label_used(answer: &LoadResult) -> bool {
 
 /// What holds a used label: `ExistingJobStatus` when given (`FINISHED` = committed;
 /// `RUNNING`, or `""` from the BE holding it in PREPARE = open), else `get_load_state`.
-async fn holder(sink: &StarRocksSink, label: &str, answer: &LoadResult) -> Result<Holder> {
+async fn holder(loader: Loader<'_>, label: &str, answer: &LoadResult) -> Result<Holder> {
     match answer.existing_job_status.as_deref() {
         Some(s) if s.eq_ignore_ascii_case("FINISHED") => return Ok(Holder::Committed),
         Some(s) if s.is_empty() || s.eq_ignore_ascii_case("RUNNING") => return Ok(Holder::Open),
         _ => {}
     }
-    Ok(match load::get_load_state(sink, label).await?.as_str() {
+    Ok(match loader.client.get_load_state(label).await?.as_str() {
         "COMMITTED" | "VISIBLE" => Holder::Committed,
         "ABORTED" | "UNKNOWN" => Holder::Gone,
         _ => Holder::Open,
@@ -264,7 +255,7 @@ async fn holder(sink: &StarRocksSink, label: &str, answer: &LoadResult) -> Resul
 /// Loads one part into the transaction: opens the `load` request (retrying refusals that
 /// come before the body), streams the part and checks the answer.
 async fn load_part(
-    sink: &StarRocksSink,
+    loader: Loader<'_>,
     target: &TargetTable,
     chunk: &Chunk,
     txn: &Txn,
@@ -272,74 +263,68 @@ async fn load_part(
     tc: &mut Transcoder,
     stored: &mut u64,
 ) -> std::result::Result<(), PumpError> {
-    let headers = headers(sink, target, &txn.label, true);
+    let headers = headers(loader, target, &txn.label, true);
     let request = Request {
         method: "PUT",
         what: "transaction load",
         headers: &headers,
         framing: BodyFraming::Chunked,
         expect_continue: true,
-        wait: sink.config.continue_timeout,
+        wait: loader.options.continue_timeout,
     };
-    let retry = &sink.config.retry;
-    let mut attempt = 0u32;
+    let retries = Retries::new(loader.retry);
     loop {
         let path = "/api/transaction/load".to_owned();
-        let conn = match load::open_request(sink, txn.node.clone(), path, &request).await {
+        let conn = match loader.client.open_request(txn.node.clone(), path, &request).await {
             Ok(Opened::Continue(conn)) => conn,
             Ok(Opened::Answer(answer)) => {
                 // Refused before the body: a concurrent request may still hold the
                 // transaction; anything else failed it.
                 if answer.status.eq_ignore_ascii_case("TXN_IN_PROCESSING")
-                    && attempt < retry.max_retries()
+                    && retries.back_off(true).await
                 {
-                    tokio::time::sleep(retry.backoff(attempt)).await;
-                    attempt += 1;
                     continue;
                 }
-                return Err(failure(sink, target, &txn.label, "load", &answer).into());
+                return Err(failure(loader, target, &txn.label, "load", &answer).into());
             }
-            Err(e) if e.is_retryable() && attempt < retry.max_retries() => {
+            Err(e) => {
                 // Nothing of this part was sent: send it again.
-                tracing::warn!(label = %txn.label, error = %e, "transaction load not started; retrying");
-                tokio::time::sleep(retry.backoff(attempt)).await;
-                attempt += 1;
-                continue;
+                if retries.back_off(e.is_retryable()).await {
+                    tracing::warn!(label = %txn.label, error = %e, "transaction load not started; retried");
+                    continue;
+                }
+                return Err(e.into());
             }
-            Err(e) => return Err(e.into()),
         };
-        let answer = load::stream_part(sink, chunk, input, tc, conn, stored).await?;
+        let answer = load::stream_part(loader, chunk, input, tc, conn, stored).await?;
         if answer.complete && is_ok(&answer.result) {
             return Ok(());
         }
-        return Err(failure(sink, target, &txn.label, "load", &answer.result).into());
+        return Err(failure(loader, target, &txn.label, "load", &answer.result).into());
     }
 }
 
 /// Commits a PREPARED transaction through the FE. When the answer is lost or not `OK`, the
 /// label's state decides: COMMITTED or VISIBLE is done, still PREPARED is committed again.
-async fn commit(sink: &StarRocksSink, target: &TargetTable, txn: &Txn) -> Result<()> {
-    let retry = &sink.config.retry;
-    let mut attempt = 0u32;
+async fn commit(loader: Loader<'_>, target: &TargetTable, txn: &Txn) -> Result<()> {
+    let retries = Retries::new(loader.retry);
     loop {
-        let answer = call(sink, target, txn, &txn.fe, "commit").await;
+        let answer = call(loader, target, txn, &txn.fe, "commit").await;
         if answer.as_ref().is_ok_and(is_ok) {
             return Ok(());
         }
-        let state = load::get_load_state(sink, &txn.label).await;
+        let state = loader.client.get_load_state(&txn.label).await;
         match state.as_deref() {
             Ok("COMMITTED" | "VISIBLE") => {
                 tracing::info!(label = %txn.label, "commit answer lost or not OK, yet committed");
                 return Ok(());
             }
-            Ok("PREPARED") if attempt < retry.max_retries() => {
-                tracing::warn!(label = %txn.label, "commit did not take; committing again");
-                tokio::time::sleep(retry.backoff(attempt)).await;
-                attempt += 1;
+            Ok("PREPARED") if retries.back_off(true).await => {
+                tracing::warn!(label = %txn.label, "commit did not take; committed again");
             }
             _ => {
                 return Err(match answer {
-                    Ok(a) => failure(sink, target, &txn.label, "commit", &a),
+                    Ok(a) => failure(loader, target, &txn.label, "commit", &a),
                     Err(e) => e,
                 });
             }
@@ -351,16 +336,16 @@ async fn commit(sink: &StarRocksSink, target: &TargetTable, txn: &Txn) -> Result
 /// back or the transaction is gone, for a few rounds while it is busy. A failure is only
 /// logged: the next begin with this label rolls back what is left, and StarRocks aborts a
 /// transaction when its `timeout` passes.
-async fn rollback(sink: &StarRocksSink, target: &TargetTable, txn: &Txn, order: &[&Endpoint]) {
+async fn rollback(loader: Loader<'_>, target: &TargetTable, txn: &Txn, order: &[&Endpoint]) {
     // Best effort, within one deadline: a rollback must never hold back the error that
     // caused it (a source error is returned unchanged, and promptly).
-    let deadline = sink.config.io_timeout.min(std::time::Duration::from_secs(30));
-    if tokio::time::timeout(deadline, rollback_all(sink, target, txn, order)).await.is_err() {
+    let deadline = loader.client.io_timeout().min(std::time::Duration::from_secs(30));
+    if tokio::time::timeout(deadline, rollback_all(loader, target, txn, order)).await.is_err() {
         tracing::warn!(label = %txn.label, "rollback did not finish in {deadline:?}; StarRocks aborts the transaction at its timeout");
     }
 }
 
-async fn rollback_all(sink: &StarRocksSink, target: &TargetTable, txn: &Txn, order: &[&Endpoint]) {
+async fn rollback_all(loader: Loader<'_>, target: &TargetTable, txn: &Txn, order: &[&Endpoint]) {
     let mut targets: Vec<&Endpoint> = Vec::with_capacity(order.len());
     for e in order {
         if !targets.contains(e) {
@@ -372,7 +357,7 @@ async fn rollback_all(sink: &StarRocksSink, target: &TargetTable, txn: &Txn, ord
         let mut busy = false;
         let mut not_found = 0;
         for to in &targets {
-            match call(sink, target, txn, to, "rollback").await {
+            match call(loader, target, txn, to, "rollback").await {
                 Ok(a) if is_ok(&a) => {
                     tracing::debug!(label = %txn.label, message = %a.message, "rolled back");
                     return;
@@ -395,7 +380,7 @@ async fn rollback_all(sink: &StarRocksSink, target: &TargetTable, txn: &Txn, ord
         if !busy {
             break;
         }
-        tokio::time::sleep(sink.config.retry.backoff(round)).await;
+        tokio::time::sleep(loader.retry.policy().backoff(round + 1)).await;
     }
     tracing::warn!(
         label = %txn.label, error = %last,
@@ -407,13 +392,13 @@ async fn rollback_all(sink: &StarRocksSink, target: &TargetTable, txn: &Txn, ord
 /// Sends a body-less transaction request (`begin`, `prepare`, `commit`, `rollback`) to
 /// `to`, following redirects, and returns its answer.
 async fn call(
-    sink: &StarRocksSink,
+    loader: Loader<'_>,
     target: &TargetTable,
     txn: &Txn,
     to: &Endpoint,
     op: &str,
 ) -> Result<LoadResult> {
-    let headers = headers(sink, target, &txn.label, false);
+    let headers = headers(loader, target, &txn.label, false);
     let what = format!("transaction {op}");
     let request = Request {
         method: "POST",
@@ -423,12 +408,12 @@ async fn call(
         expect_continue: false,
         wait: match op {
             // prepare waits for the data to be written, commit for it to be published.
-            "prepare" | "commit" => sink.config.load_timeout + sink.config.io_timeout,
-            _ => sink.config.io_timeout,
+            "prepare" | "commit" => loader.options.load_timeout + loader.client.io_timeout(),
+            _ => loader.client.io_timeout(),
         },
     };
     let path = format!("/api/transaction/{op}");
-    match load::open_request(sink, to.clone(), path, &request).await? {
+    match loader.client.open_request(to.clone(), path, &request).await? {
         Opened::Answer(answer) => Ok(answer),
         Opened::Continue(_) => Err(Error::Protocol {
             address: to.to_string(),
@@ -441,21 +426,21 @@ async fn call(
 /// SDK sends them); `load` adds the load parameters and format headers (identical on every
 /// `load`, spec §2.1), the others `timeout`.
 fn headers(
-    sink: &StarRocksSink,
+    loader: Loader<'_>,
     target: &TargetTable,
     label: &str,
     load_params: bool,
 ) -> Vec<(String, String)> {
-    let mut h = load::auth(sink);
+    let mut h = loader.client.auth();
     h.push(("label".into(), label.to_owned()));
-    h.push(("db".into(), sink.config.database.clone()));
+    h.push(("db".into(), loader.client.database().to_owned()));
     h.push(("table".into(), target.name.clone()));
     if load_params {
-        h.extend(load::load_params(sink, target));
+        h.extend(load::load_params(loader, target));
     } else {
         // On begin: the whole transaction (every part, the reads from PostgreSQL between
         // them, prepare) must finish within it.
-        h.push(("timeout".into(), sink.config.transaction_timeout.as_secs().to_string()));
+        h.push(("timeout".into(), loader.options.transaction_timeout.as_secs().to_string()));
     }
     h
 }
@@ -468,13 +453,13 @@ fn is_ok(answer: &LoadResult) -> bool {
 /// configuration or permission error when the message says so, else a failure that a retry
 /// of the chunk (same label) may fix.
 fn failure(
-    sink: &StarRocksSink,
+    loader: Loader<'_>,
     target: &TargetTable,
     label: &str,
     op: &str,
     answer: &LoadResult,
 ) -> Error {
-    if let Err(e) = load::classify_failure(sink, target, label, answer) {
+    if let Err(e) = load::classify_failure(loader, target, label, answer) {
         return e;
     }
     Error::LoadFailed {

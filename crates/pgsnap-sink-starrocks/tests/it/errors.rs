@@ -6,6 +6,8 @@ use pgsnap_core::{MemorySource, TableName};
 use pgsnap_sink_starrocks::{Error, StarRocksSinkBuilder};
 use pgsnap_test_support::TestCerts;
 use pgsnap_test_support::starrocks::{KeysType, StarRocksOptions, table_def};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
@@ -193,8 +195,8 @@ fn tls_acceptor(certs: &TestCerts) -> tokio_rustls::TlsAcceptor {
     let certs_pem = std::fs::read(&certs.server_cert).unwrap();
     let key_pem = std::fs::read(&certs.server_key).unwrap();
     let chain: Vec<_> =
-        rustls_pemfile::certs(&mut certs_pem.as_slice()).collect::<Result<_, _>>().unwrap();
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice()).unwrap().unwrap();
+        CertificateDer::pem_slice_iter(&certs_pem).collect::<Result<_, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
