@@ -37,9 +37,12 @@
 use std::fmt;
 use std::time::Duration;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::error::{Error, Result};
 
 /// How long one request may take by default (connect, send, read).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -47,128 +50,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_RESPONSE: usize = 16 << 20;
 /// What replaces secret values.
 pub const REDACTED: &str = "<redacted>";
-
-/// An error of the Kafka Connect REST client. Every variant names the worker URL; those about
-/// a connector name it.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// The worker URL is not `http://host[:port][/path]`.
-    #[error("Kafka Connect URL {url:?}: {reason}")]
-    InvalidUrl {
-        /// The URL given.
-        url: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The payload is not `{"name": "…", "config": {…}}`.
-    #[error("Kafka Connect payload for {url}: {reason}")]
-    InvalidPayload {
-        /// Worker URL.
-        url: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// Connecting, sending or receiving failed.
-    #[error("Kafka Connect {url}: {method} {path}: {source}")]
-    Io {
-        /// Worker URL.
-        url: String,
-        /// HTTP method.
-        method: &'static str,
-        /// Request path.
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The request took longer than the client's timeout.
-    #[error("Kafka Connect {url}: {method} {path}: no answer within {timeout:?}")]
-    Timeout {
-        /// Worker URL.
-        url: String,
-        /// HTTP method.
-        method: &'static str,
-        /// Request path.
-        path: String,
-        /// The timeout.
-        timeout: Duration,
-    },
-    /// The answer is not an HTTP response this client understands, or not the JSON expected.
-    #[error("Kafka Connect {url}: {method} {path}: bad response: {reason}")]
-    BadResponse {
-        /// Worker URL.
-        url: String,
-        /// HTTP method.
-        method: &'static str,
-        /// Request path.
-        path: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The worker answered with an unexpected status.
-    #[error("Kafka Connect {url}: {method} {path}: HTTP {status}: {message}")]
-    Status {
-        /// Worker URL.
-        url: String,
-        /// HTTP method.
-        method: &'static str,
-        /// Request path.
-        path: String,
-        /// HTTP status.
-        status: u16,
-        /// Connect's `message` (or the body's start), secrets redacted.
-        message: String,
-    },
-    /// Refused: a connector with this name exists on the worker.
-    #[error(
-        "Kafka Connect {url}: refusing to submit connector {connector:?}: a connector with this \
-         name already exists{offsets}; pick a new connector name (or delete the existing \
-         connector and its offsets)",
-        offsets = match stored_offsets {
-            Some(n) => format!(" ({n} stored offsets)"),
-            None => String::new(),
-        }
-    )]
-    ConnectorExists {
-        /// Worker URL.
-        url: String,
-        /// The connector name.
-        connector: String,
-        /// How many stored offsets `GET /connectors/{name}/offsets` listed, when it answered.
-        stored_offsets: Option<usize>,
-    },
-    /// Refused: Connect has stored offsets for this name; a connector of that name would
-    /// resume from them instead of starting from pgsnap's slot.
-    #[error(
-        "Kafka Connect {url}: refusing to submit connector {connector:?}: Connect has {count} \
-         stored offsets for this name, so the connector would resume from them instead of the \
-         snapshot's slot; pick a new connector name, or delete the offsets (stop the \
-         connector, DELETE /connectors/{connector}/offsets)"
-    )]
-    OffsetsStored {
-        /// Worker URL.
-        url: String,
-        /// The connector name.
-        connector: String,
-        /// Number of stored source partitions with an offset.
-        count: usize,
-    },
-    /// `POST /connectors` answered 409: the name was taken meanwhile, or the worker group is
-    /// rebalancing.
-    #[error(
-        "Kafka Connect {url}: creating connector {connector:?} conflicted (HTTP 409): {message}; \
-         if the name is taken pick a new one, if the workers are rebalancing retry later"
-    )]
-    Conflict {
-        /// Worker URL.
-        url: String,
-        /// The connector name.
-        connector: String,
-        /// Connect's message, secrets redacted.
-        message: String,
-    },
-}
 
 /// The connector Kafka Connect created (`POST /connectors` answer), secrets redacted.
 #[derive(Debug, Clone, PartialEq)]
@@ -189,7 +70,7 @@ pub struct CreatedConnector {
 ///
 /// # Example
 /// ```no_run
-/// # async fn demo(payload: serde_json::Value) -> Result<(), pgsnap_kafka::connect::ConnectError> {
+/// # async fn demo(payload: serde_json::Value) -> pgsnap_kafka::Result<()> {
 /// use pgsnap_kafka::connect::ConnectClient;
 /// let client = ConnectClient::new("http://connect:8083")?;
 /// // Refuses when the name exists or has stored offsets.
@@ -217,7 +98,7 @@ impl ConnectClient {
     /// path prefix is kept for workers behind a proxy).
     ///
     /// # Errors
-    /// [`ConnectError::InvalidUrl`] for anything else (`https://` included: TLS is not
+    /// [`Error::ConnectUrl`] for anything else (`https://` included: TLS is not
     /// supported).
     ///
     /// ```
@@ -226,9 +107,8 @@ impl ConnectClient {
     /// assert!(ConnectClient::new("https://connect:8083").is_err());
     /// assert!(ConnectClient::new("connect:8083").is_err());
     /// ```
-    pub fn new(url: &str) -> Result<Self, ConnectError> {
-        let bad =
-            |reason: &str| ConnectError::InvalidUrl { url: url.into(), reason: reason.into() };
+    pub fn new(url: &str) -> Result<Self> {
+        let bad = |reason: &str| Error::ConnectUrl { url: url.into(), reason: reason.into() };
         let trimmed = url.trim_end_matches('/');
         let Some(rest) = trimmed.strip_prefix("http://") else {
             return Err(if trimmed.starts_with("https://") {
@@ -287,8 +167,8 @@ impl ConnectClient {
     /// secrets redacted), or `None` when Connect answers 404 (no such connector).
     ///
     /// # Errors
-    /// Transport errors, other statuses ([`ConnectError::Status`]), non-JSON bodies.
-    pub async fn connector(&self, name: &str) -> Result<Option<Value>, ConnectError> {
+    /// Transport errors, other statuses ([`Error::ConnectStatus`]), non-JSON bodies.
+    pub async fn connector(&self, name: &str) -> Result<Option<Value>> {
         let path = format!("/connectors/{}", encode_segment(name));
         let resp = self.request("GET", &path, None).await?;
         match resp.status {
@@ -306,14 +186,14 @@ impl ConnectClient {
     pub async fn connector_config(
         &self,
         name: &str,
-    ) -> Result<Option<std::collections::BTreeMap<String, String>>, ConnectError> {
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>> {
         let path = format!("/connectors/{}/config", encode_segment(name));
         let resp = self.request("GET", &path, None).await?;
         match resp.status {
             200 => {
                 let v = redact(&self.json("GET", &path, &resp.body)?);
                 let Value::Object(map) = v else {
-                    return Err(ConnectError::BadResponse {
+                    return Err(Error::ConnectResponse {
                         url: self.url.clone(),
                         method: "GET",
                         path,
@@ -344,7 +224,7 @@ impl ConnectClient {
     ///
     /// # Errors
     /// Transport errors, other statuses, a body without an `offsets` array.
-    pub async fn stored_offsets(&self, name: &str) -> Result<Option<Value>, ConnectError> {
+    pub async fn stored_offsets(&self, name: &str) -> Result<Option<Value>> {
         let path = format!("/connectors/{}/offsets", encode_segment(name));
         let resp = self.request("GET", &path, None).await?;
         match resp.status {
@@ -352,7 +232,7 @@ impl ConnectClient {
                 let mut v = self.json("GET", &path, &resp.body)?;
                 match v.get_mut("offsets").map(Value::take) {
                     Some(offsets @ Value::Array(_)) => Ok(Some(offsets)),
-                    _ => Err(ConnectError::BadResponse {
+                    _ => Err(Error::ConnectResponse {
                         url: self.url.clone(),
                         method: "GET",
                         path,
@@ -370,19 +250,19 @@ impl ConnectClient {
     /// `POST /connectors`, after checking that the name is free:
     ///
     /// 1. `GET /connectors/{name}`: a connector of that name exists →
-    ///    [`ConnectError::OffsetsStored`] if `GET /connectors/{name}/offsets` lists offsets,
-    ///    else [`ConnectError::ConnectorExists`];
+    ///    [`Error::OffsetsStored`] if `GET /connectors/{name}/offsets` lists offsets,
+    ///    else [`Error::ConnectorExists`];
     /// 2. `GET /connectors/{name}/offsets` lists offsets (a worker that reports offsets for an
-    ///    unknown name) → [`ConnectError::OffsetsStored`];
+    ///    unknown name) → [`Error::OffsetsStored`];
     /// 3. `POST /connectors`: 201 → the [`CreatedConnector`]; 409 →
-    ///    [`ConnectError::Conflict`].
+    ///    [`Error::ConnectConflict`].
     ///
     /// See the module doc for what the check cannot see (offsets of a deleted connector).
     ///
     /// # Errors
-    /// The refusals above, [`ConnectError::InvalidPayload`], transport and status errors.
+    /// The refusals above, [`Error::ConnectPayload`], transport and status errors.
     /// No error carries the config's password.
-    pub async fn submit(&self, payload: &Value) -> Result<CreatedConnector, ConnectError> {
+    pub async fn submit(&self, payload: &Value) -> Result<CreatedConnector> {
         let name = payload
             .get("name")
             .and_then(Value::as_str)
@@ -399,9 +279,9 @@ impl ConnectClient {
             let count = offsets_count(&self.stored_offsets(&name).await?);
             return Err(match count {
                 Some(n) if n > 0 => {
-                    ConnectError::OffsetsStored { url: self.url.clone(), connector: name, count: n }
+                    Error::OffsetsStored { url: self.url.clone(), connector: name, count: n }
                 }
-                _ => ConnectError::ConnectorExists {
+                _ => Error::ConnectorExists {
                     url: self.url.clone(),
                     connector: name,
                     stored_offsets: count,
@@ -409,11 +289,7 @@ impl ConnectClient {
             });
         }
         if let Some(n) = offsets_count(&self.stored_offsets(&name).await?).filter(|&n| n > 0) {
-            return Err(ConnectError::OffsetsStored {
-                url: self.url.clone(),
-                connector: name,
-                count: n,
-            });
+            return Err(Error::OffsetsStored { url: self.url.clone(), connector: name, count: n });
         }
 
         let body = serde_json::to_vec(payload).map_err(|e| self.invalid_payload(&e.to_string()))?;
@@ -422,7 +298,7 @@ impl ConnectClient {
         match resp.status {
             200 | 201 => {
                 let v = redact(&self.json("POST", &path, &resp.body)?);
-                let bad = |reason: &str| ConnectError::BadResponse {
+                let bad = |reason: &str| Error::ConnectResponse {
                     url: self.url.clone(),
                     method: "POST",
                     path: path.clone(),
@@ -440,7 +316,7 @@ impl ConnectClient {
                     connector_type: v.get("type").and_then(Value::as_str).map(str::to_owned),
                 })
             }
-            409 => Err(ConnectError::Conflict {
+            409 => Err(Error::ConnectConflict {
                 url: self.url.clone(),
                 connector: name,
                 message: error_message(&resp.body, &secrets),
@@ -449,12 +325,12 @@ impl ConnectClient {
         }
     }
 
-    fn invalid_payload(&self, reason: &str) -> ConnectError {
-        ConnectError::InvalidPayload { url: self.url.clone(), reason: reason.into() }
+    fn invalid_payload(&self, reason: &str) -> Error {
+        Error::ConnectPayload { url: self.url.clone(), reason: reason.into() }
     }
 
-    fn json(&self, method: &'static str, path: &str, body: &[u8]) -> Result<Value, ConnectError> {
-        serde_json::from_slice(body).map_err(|e| ConnectError::BadResponse {
+    fn json(&self, method: &'static str, path: &str, body: &[u8]) -> Result<Value> {
+        serde_json::from_slice(body).map_err(|e| Error::ConnectResponse {
             url: self.url.clone(),
             method,
             path: path.into(),
@@ -469,8 +345,8 @@ impl ConnectClient {
         status: u16,
         body: &[u8],
         secrets: &[String],
-    ) -> ConnectError {
-        ConnectError::Status {
+    ) -> Error {
+        Error::ConnectStatus {
             url: self.url.clone(),
             method,
             path: path.into(),
@@ -485,10 +361,10 @@ impl ConnectClient {
         method: &'static str,
         path: &str,
         body: Option<&[u8]>,
-    ) -> Result<Response, ConnectError> {
+    ) -> Result<Response> {
         match tokio::time::timeout(self.timeout, self.exchange(method, path, body)).await {
             Ok(r) => r,
-            Err(_) => Err(ConnectError::Timeout {
+            Err(_) => Err(Error::ConnectTimeout {
                 url: self.url.clone(),
                 method,
                 path: path.into(),
@@ -502,9 +378,9 @@ impl ConnectClient {
         method: &'static str,
         path: &str,
         body: Option<&[u8]>,
-    ) -> Result<Response, ConnectError> {
+    ) -> Result<Response> {
         let io =
-            |source| ConnectError::Io { url: self.url.clone(), method, path: path.into(), source };
+            |source| Error::ConnectIo { url: self.url.clone(), method, path: path.into(), source };
         let host_header = if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
         } else {
@@ -530,7 +406,7 @@ impl ConnectClient {
         stream.flush().await.map_err(io)?;
         let mut raw = Vec::new();
         (&mut stream).take(MAX_RESPONSE as u64 + 1).read_to_end(&mut raw).await.map_err(io)?;
-        let bad = |reason: String| ConnectError::BadResponse {
+        let bad = |reason: String| Error::ConnectResponse {
             url: self.url.clone(),
             method,
             path: path.into(),
@@ -598,17 +474,14 @@ fn decode_chunked(mut rest: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
+/// What a path segment escapes: everything but RFC 3986 unreserved characters (ASCII
+/// letters, digits, `-`, `.`, `_`, `~`).
+const SEGMENT_ESCAPED: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 /// Percent-encodes one path segment (everything but RFC 3986 unreserved characters).
 fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, SEGMENT_ESCAPED).to_string()
 }
 
 fn is_secret_key(key: &str) -> bool {
@@ -703,7 +576,7 @@ mod tests {
             ["http://", "http://h:0", "http://h:x", "http://u:p@h:1", "ftp://h", "http://h/?a"]
         {
             let e = ConnectClient::new(bad).unwrap_err();
-            assert!(matches!(e, ConnectError::InvalidUrl { .. }), "{bad}: {e}");
+            assert!(matches!(e, Error::ConnectUrl { .. }), "{bad}: {e}");
         }
     }
 
@@ -727,6 +600,17 @@ mod tests {
     fn path_segments_are_encoded() {
         assert_eq!(encode_segment("pgsnap-app_1.x~"), "pgsnap-app_1.x~");
         assert_eq!(encode_segment("a b/c?ü"), "a%20b%2Fc%3F%C3%BC");
+        assert_eq!(
+            encode_segment("x%2F{}#&+=:@!*'()"),
+            "x%252F%7B%7D%23%26%2B%3D%3A%40%21%2A%27%28%29"
+        );
+        // Every ASCII byte: exactly the unreserved characters stay as they are.
+        for b in 1u8..0x80 {
+            let c = char::from(b).to_string();
+            let kept = b.is_ascii_alphanumeric() || b"-._~".contains(&b);
+            let want = if kept { c.clone() } else { format!("%{b:02X}") };
+            assert_eq!(encode_segment(&c), want, "byte {b:#04x}");
+        }
     }
 
     #[test]

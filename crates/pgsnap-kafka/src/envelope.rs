@@ -24,10 +24,11 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::EnvelopeError;
+use crate::error::{Error, Result};
 
 /// One Kafka record value, classified.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
     /// A data change event (or logical message / truncate).
     Change(Box<ChangeEvent>),
@@ -46,6 +47,7 @@ pub enum Event {
 /// assert_eq!(Op::from_code("x"), None);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Op {
     /// `c`: insert.
     Create,
@@ -97,6 +99,7 @@ impl Op {
 /// assert_eq!(SnapshotMarker::Incremental.as_str(), "incremental");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SnapshotMarker {
     /// `"true"`: a snapshot record.
     True,
@@ -197,6 +200,7 @@ pub struct TransactionInfo {
 
 /// Where a change event comes from, as far as the snapshot handoff cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Origin {
     /// Streamed from the replication slot (or a Debezium initial snapshot): has a `txId`.
     Transaction {
@@ -250,6 +254,7 @@ impl ChangeEvent {
 
 /// Status of a transaction metadata record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum TxStatus {
     /// `BEGIN`.
     Begin,
@@ -277,7 +282,7 @@ pub struct TransactionRecord {
 /// [`Event::Tombstone`].
 ///
 /// # Errors
-/// [`EnvelopeError`] naming the missing or invalid field when the value is not a Debezium
+/// An [`Error`] naming the missing or invalid field when the value is not a Debezium
 /// event.
 ///
 /// # Example
@@ -289,12 +294,12 @@ pub struct TransactionRecord {
 ///                  Event::Transaction(t) if t.status == TxStatus::Begin));
 /// assert!(parse_value(Some(b"[1,2]")).is_err());
 /// ```
-pub fn parse_value(value: Option<&[u8]>) -> Result<Event, EnvelopeError> {
+pub fn parse_value(value: Option<&[u8]>) -> Result<Event> {
     let Some(bytes) = value else { return Ok(Event::Tombstone) };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Event::Tombstone);
     }
-    let root: Value = serde_json::from_slice(bytes).map_err(EnvelopeError::NotJson)?;
+    let root: Value = serde_json::from_slice(bytes).map_err(Error::NotJson)?;
     parse_json(&root)
 }
 
@@ -308,11 +313,11 @@ pub fn parse_value(value: Option<&[u8]>) -> Result<Event, EnvelopeError> {
 /// let v = serde_json::json!({"schema": null, "payload": null});
 /// assert!(matches!(parse_json(&v).unwrap(), Event::Tombstone));
 /// ```
-pub fn parse_json(root: &Value) -> Result<Event, EnvelopeError> {
+pub fn parse_json(root: &Value) -> Result<Event> {
     let obj = match root {
         Value::Null => return Ok(Event::Tombstone),
         Value::Object(o) => o,
-        other => return Err(EnvelopeError::NotAnObject { found: json_type(other) }),
+        other => return Err(Error::NotAnObject { found: json_type(other) }),
     };
     // schemas.enable=true wraps the payload; a change event itself never has `payload`.
     let (payload, prefix, wrapped) = if obj.contains_key("payload") && !obj.contains_key("op") {
@@ -320,7 +325,7 @@ pub fn parse_json(root: &Value) -> Result<Event, EnvelopeError> {
             Value::Null => return Ok(Event::Tombstone),
             Value::Object(p) => (p, "payload.", true),
             other => {
-                return Err(EnvelopeError::Invalid {
+                return Err(Error::InvalidField {
                     field: "payload".into(),
                     reason: format!("expected an object or null, found a {}", json_type(other)),
                 });
@@ -338,13 +343,13 @@ pub fn parse_json(root: &Value) -> Result<Event, EnvelopeError> {
             "BEGIN" => TxStatus::Begin,
             "END" => TxStatus::End,
             other => {
-                return Err(EnvelopeError::Invalid {
+                return Err(Error::InvalidField {
                     field: f("status"),
                     reason: format!("expected BEGIN or END, found {other:?}"),
                 });
             }
         };
-        let id = opt_string(payload, "id", &f)?.ok_or(EnvelopeError::Missing { field: f("id") })?;
+        let id = opt_string(payload, "id", &f)?.ok_or(Error::MissingField { field: f("id") })?;
         return Ok(Event::Transaction(TransactionRecord {
             status,
             id,
@@ -354,33 +359,33 @@ pub fn parse_json(root: &Value) -> Result<Event, EnvelopeError> {
     }
 
     let op = match payload.get("op") {
-        None | Some(Value::Null) => return Err(EnvelopeError::Missing { field: f("op") }),
-        Some(Value::String(s)) => Op::from_code(s).ok_or_else(|| EnvelopeError::Invalid {
+        None | Some(Value::Null) => return Err(Error::MissingField { field: f("op") }),
+        Some(Value::String(s)) => Op::from_code(s).ok_or_else(|| Error::InvalidField {
             field: f("op"),
             reason: format!("unknown operation {s:?} (expected c, u, d, r, t or m)"),
         })?,
         Some(other) => {
-            return Err(EnvelopeError::Invalid {
+            return Err(Error::InvalidField {
                 field: f("op"),
                 reason: format!("expected a string, found a {}", json_type(other)),
             });
         }
     };
     let source = match payload.get("source") {
-        None | Some(Value::Null) => return Err(EnvelopeError::Missing { field: f("source") }),
+        None | Some(Value::Null) => return Err(Error::MissingField { field: f("source") }),
         Some(Value::Object(s)) => parse_source(s, &|n: &str| format!("{prefix}source.{n}"))?,
         Some(other) => {
-            return Err(EnvelopeError::Invalid {
+            return Err(Error::InvalidField {
                 field: f("source"),
                 reason: format!("expected an object, found a {}", json_type(other)),
             });
         }
     };
-    let row = |name: &str| -> Result<Option<Value>, EnvelopeError> {
+    let row = |name: &str| -> Result<Option<Value>> {
         match payload.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
-            Some(other) => Err(EnvelopeError::Invalid {
+            Some(other) => Err(Error::InvalidField {
                 field: f(name),
                 reason: format!("expected an object or null, found a {}", json_type(other)),
             }),
@@ -391,13 +396,13 @@ pub fn parse_json(root: &Value) -> Result<Event, EnvelopeError> {
         Some(Value::Object(t)) => {
             let tf = |n: &str| format!("{prefix}transaction.{n}");
             Some(TransactionInfo {
-                id: opt_string(t, "id", &tf)?.ok_or(EnvelopeError::Missing { field: tf("id") })?,
+                id: opt_string(t, "id", &tf)?.ok_or(Error::MissingField { field: tf("id") })?,
                 total_order: opt_i64(t, "total_order", &tf)?,
                 data_collection_order: opt_i64(t, "data_collection_order", &tf)?,
             })
         }
         Some(other) => {
-            return Err(EnvelopeError::Invalid {
+            return Err(Error::InvalidField {
                 field: f("transaction"),
                 reason: format!("expected an object or null, found a {}", json_type(other)),
             });
@@ -414,22 +419,19 @@ pub fn parse_json(root: &Value) -> Result<Event, EnvelopeError> {
     })))
 }
 
-fn parse_source(
-    s: &Map<String, Value>,
-    f: &dyn Fn(&str) -> String,
-) -> Result<Source, EnvelopeError> {
+fn parse_source(s: &Map<String, Value>, f: &dyn Fn(&str) -> String) -> Result<Source> {
     let snapshot = match s.get("snapshot") {
         None | Some(Value::Null) => None,
         Some(Value::Bool(true)) => Some(SnapshotMarker::True),
         Some(Value::Bool(false)) => Some(SnapshotMarker::False),
         Some(Value::String(v)) => {
-            Some(SnapshotMarker::parse(v).ok_or_else(|| EnvelopeError::Invalid {
+            Some(SnapshotMarker::parse(v).ok_or_else(|| Error::InvalidField {
                 field: f("snapshot"),
                 reason: format!("unknown snapshot marker {v:?}"),
             })?)
         }
         Some(other) => {
-            return Err(EnvelopeError::Invalid {
+            return Err(Error::InvalidField {
                 field: f("snapshot"),
                 reason: format!("expected a string or boolean, found a {}", json_type(other)),
             });
@@ -438,7 +440,7 @@ fn parse_source(
     let sequence = match s.get("sequence") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => {
-            let inner: Value = serde_json::from_str(text).map_err(|e| EnvelopeError::Invalid {
+            let inner: Value = serde_json::from_str(text).map_err(|e| Error::InvalidField {
                 field: f("sequence"),
                 reason: format!("{text:?} is not JSON text: {e}"),
             })?;
@@ -446,7 +448,7 @@ fn parse_source(
         }
         Some(v @ Value::Array(_)) => Some(parse_sequence(v, f)?),
         Some(other) => {
-            return Err(EnvelopeError::Invalid {
+            return Err(Error::InvalidField {
                 field: f("sequence"),
                 reason: format!("expected a string, found a {}", json_type(other)),
             });
@@ -454,7 +456,7 @@ fn parse_source(
     };
     let tx_id = match s.get("txId") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(num_u64(v).ok_or_else(|| EnvelopeError::Invalid {
+        Some(v) => Some(num_u64(v).ok_or_else(|| Error::InvalidField {
             field: f("txId"),
             reason: format!("expected a non-negative integer, found {v}"),
         })?),
@@ -475,15 +477,15 @@ fn parse_source(
     })
 }
 
-fn parse_sequence(v: &Value, f: &dyn Fn(&str) -> String) -> Result<Sequence, EnvelopeError> {
-    let bad = |reason: String| EnvelopeError::Invalid { field: f("sequence"), reason };
+fn parse_sequence(v: &Value, f: &dyn Fn(&str) -> String) -> Result<Sequence> {
+    let bad = |reason: String| Error::InvalidField { field: f("sequence"), reason };
     let Value::Array(items) = v else {
         return Err(bad(format!("expected a JSON array [lastCommitLsn, lsn], found {v}")));
     };
     if items.len() != 2 {
         return Err(bad(format!("expected 2 elements, found {}", items.len())));
     }
-    let lsn = |x: &Value| -> Result<Option<i64>, EnvelopeError> {
+    let lsn = |x: &Value| -> Result<Option<i64>> {
         match x {
             Value::Null => Ok(None),
             other => num_i64(other).map(Some).ok_or_else(|| bad(format!("{other} is not an LSN"))),
@@ -509,14 +511,10 @@ fn num_u64(v: &Value) -> Option<u64> {
     }
 }
 
-fn opt_i64(
-    m: &Map<String, Value>,
-    name: &str,
-    f: &dyn Fn(&str) -> String,
-) -> Result<Option<i64>, EnvelopeError> {
+fn opt_i64(m: &Map<String, Value>, name: &str, f: &dyn Fn(&str) -> String) -> Result<Option<i64>> {
     match m.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => num_i64(v).map(Some).ok_or_else(|| EnvelopeError::Invalid {
+        Some(v) => num_i64(v).map(Some).ok_or_else(|| Error::InvalidField {
             field: f(name),
             reason: format!("expected an integer, found {v}"),
         }),
@@ -527,11 +525,11 @@ fn opt_string(
     m: &Map<String, Value>,
     name: &str,
     f: &dyn Fn(&str) -> String,
-) -> Result<Option<String>, EnvelopeError> {
+) -> Result<Option<String>> {
     match m.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(EnvelopeError::Invalid {
+        Some(other) => Err(Error::InvalidField {
             field: f(name),
             reason: format!("expected a string, found a {}", json_type(other)),
         }),
@@ -741,9 +739,9 @@ mod tests {
         }
         assert!(matches!(
             parse_value(Some(b"\"x\"")).unwrap_err(),
-            EnvelopeError::NotAnObject { found: "string" }
+            Error::NotAnObject { found: "string" }
         ));
-        assert!(matches!(parse_value(Some(b"{not json")).unwrap_err(), EnvelopeError::NotJson(_)));
+        assert!(matches!(parse_value(Some(b"{not json")).unwrap_err(), Error::NotJson(_)));
         let e = parse_value(Some(br#"{"op":"c","source":{},"after":[1]}"#)).unwrap_err();
         assert!(e.to_string().contains("`after`"), "{e}");
         let e = parse_value(Some(br#"{"payload":5}"#)).unwrap_err();

@@ -24,126 +24,13 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use crate::error::{Error, Result};
 use crate::resolve::PartitionLog;
 
 /// How long one broker request (metadata, watermarks, time lookup) may take by default.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub use crate::resolve::LogRecord;
-
-/// An error of a [`KafkaLog`] or [`KafkaLogs`].
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum KafkaLogError {
-    /// librdkafka refused the client configuration.
-    #[error("kafka {brokers}: creating the consumer: {source}")]
-    Client {
-        /// Bootstrap servers.
-        brokers: Arc<str>,
-        /// librdkafka's error (boxed: it is large).
-        #[source]
-        source: Box<KafkaError>,
-    },
-    /// The topic's metadata could not be read.
-    #[error("kafka {brokers}: reading the metadata of topic {topic}: {source}")]
-    Metadata {
-        /// Bootstrap servers.
-        brokers: Arc<str>,
-        /// Topic.
-        topic: Arc<str>,
-        /// librdkafka's error (boxed: it is large).
-        #[source]
-        source: Box<KafkaError>,
-    },
-    /// The topic does not exist (or has no partitions).
-    #[error("kafka {brokers}: topic {topic} does not exist{detail}")]
-    NoSuchTopic {
-        /// Bootstrap servers.
-        brokers: Arc<str>,
-        /// Topic.
-        topic: Arc<str>,
-        /// The broker's error code, if it sent one (`: ...`), else empty.
-        detail: String,
-    },
-    /// A request about one partition failed.
-    #[error("kafka {brokers}: {topic}[{partition}]: {what}: {source}")]
-    Partition {
-        /// Bootstrap servers.
-        brokers: Arc<str>,
-        /// Topic.
-        topic: Arc<str>,
-        /// Partition.
-        partition: i32,
-        /// What was asked (`fetching watermarks`, `offsets_for_times at 1700000000000`, ...).
-        what: String,
-        /// librdkafka's error (boxed: it is large).
-        #[source]
-        source: Box<KafkaError>,
-    },
-    /// Reading records from an offset failed.
-    #[error("kafka {brokers}: {topic}[{partition}]: reading from offset {offset}: {source}")]
-    Read {
-        /// Bootstrap servers.
-        brokers: Arc<str>,
-        /// Topic.
-        topic: Arc<str>,
-        /// Partition.
-        partition: i32,
-        /// The offset the read started at.
-        offset: i64,
-        /// librdkafka's error (boxed: it is large).
-        #[source]
-        source: Box<KafkaError>,
-    },
-    /// A read got fewer records than the high watermark promised within the timeout.
-    #[error(
-        "kafka {brokers}: {topic}[{partition}]: reading from offset {offset} timed out after \
-         {waited:?} with {got} records (next offset {next}, high watermark {high})"
-    )]
-    ReadTimeout {
-        /// Bootstrap servers.
-        brokers: Arc<str>,
-        /// Topic.
-        topic: Arc<str>,
-        /// Partition.
-        partition: i32,
-        /// The offset the read started at.
-        offset: i64,
-        /// Records received.
-        got: usize,
-        /// The next offset expected.
-        next: i64,
-        /// The high watermark read before the read.
-        high: i64,
-        /// How long the read waited.
-        waited: Duration,
-    },
-    /// A negative offset was asked for.
-    #[error("kafka {brokers}: {topic}[{partition}]: invalid offset {offset}")]
-    InvalidOffset {
-        /// Bootstrap servers.
-        brokers: Arc<str>,
-        /// Topic.
-        topic: Arc<str>,
-        /// Partition.
-        partition: i32,
-        /// The offset.
-        offset: i64,
-    },
-    /// The blocking task running the librdkafka call panicked or was cancelled.
-    #[error("kafka {brokers}: {topic}[{partition}]: the blocking Kafka call failed: {source}")]
-    Task {
-        /// Bootstrap servers.
-        brokers: Arc<str>,
-        /// Topic.
-        topic: Arc<str>,
-        /// Partition.
-        partition: i32,
-        /// Tokio's error.
-        #[source]
-        source: tokio::task::JoinError,
-    },
-}
 
 /// Options of [`KafkaLogs::open_with`] / [`KafkaLog::open_with`].
 #[derive(Debug, Clone)]
@@ -205,9 +92,9 @@ impl KafkaLogs {
     ///
     /// # Errors
     ///
-    /// [`KafkaLogError::Client`], [`KafkaLogError::Metadata`], or
-    /// [`KafkaLogError::NoSuchTopic`] when the topic does not exist.
-    pub async fn open(brokers: &str, topic: &str) -> Result<KafkaLogs, KafkaLogError> {
+    /// [`Error::KafkaClient`], [`Error::KafkaMetadata`], or
+    /// [`Error::NoSuchTopic`] when the topic does not exist.
+    pub async fn open(brokers: &str, topic: &str) -> Result<KafkaLogs> {
         KafkaLogs::open_with(brokers, topic, &KafkaLogOptions::default()).await
     }
 
@@ -220,13 +107,13 @@ impl KafkaLogs {
         brokers: &str,
         topic: &str,
         options: &KafkaLogOptions,
-    ) -> Result<KafkaLogs, KafkaLogError> {
+    ) -> Result<KafkaLogs> {
         let shared = Arc::new(Shared::new(brokers, options)?);
         let partitions = {
             let shared = Arc::clone(&shared);
             let owned = topic.to_owned();
             tokio::task::spawn_blocking(move || shared.partitions(&owned)).await.map_err(
-                |source| KafkaLogError::Task {
+                |source| Error::BlockingTask {
                     brokers: Arc::from(brokers),
                     topic: Arc::from(topic),
                     partition: -1,
@@ -269,8 +156,8 @@ impl KafkaLog {
     ///
     /// # Errors
     ///
-    /// [`KafkaLogError::Client`] when librdkafka refuses the configuration.
-    pub fn open(brokers: &str, topic: &str, partition: i32) -> Result<KafkaLog, KafkaLogError> {
+    /// [`Error::KafkaClient`] when librdkafka refuses the configuration.
+    pub fn open(brokers: &str, topic: &str, partition: i32) -> Result<KafkaLog> {
         KafkaLog::open_with(brokers, topic, partition, &KafkaLogOptions::default())
     }
 
@@ -284,7 +171,7 @@ impl KafkaLog {
         topic: &str,
         partition: i32,
         options: &KafkaLogOptions,
-    ) -> Result<KafkaLog, KafkaLogError> {
+    ) -> Result<KafkaLog> {
         let shared = Arc::new(Shared::new(brokers, options)?);
         Ok(KafkaLog::new(shared, Arc::from(topic), partition))
     }
@@ -330,8 +217,8 @@ impl KafkaLog {
     ///
     /// # Errors
     ///
-    /// [`KafkaLogError::Partition`] when the broker does not answer.
-    pub async fn watermarks(&self) -> Result<(i64, i64), KafkaLogError> {
+    /// [`Error::KafkaRequest`] when the broker does not answer.
+    pub async fn watermarks(&self) -> Result<(i64, i64)> {
         let this = self.clone();
         self.blocking(move || this.watermarks_blocking()).await?
     }
@@ -342,17 +229,13 @@ impl KafkaLog {
     ///
     /// # Errors
     ///
-    /// [`KafkaLogError::InvalidOffset`] for a negative offset, [`KafkaLogError::Read`] when
+    /// [`Error::InvalidOffset`] for a negative offset, [`Error::KafkaRead`] when
     /// the broker reports an error (e.g. the offset is below the low watermark), and
-    /// [`KafkaLogError::ReadTimeout`] when records below the high watermark do not arrive
+    /// [`Error::KafkaReadTimeout`] when records below the high watermark do not arrive
     /// within the request timeout.
-    pub async fn read_from(
-        &self,
-        offset: i64,
-        max: usize,
-    ) -> Result<Vec<LogRecord>, KafkaLogError> {
+    pub async fn read_from(&self, offset: i64, max: usize) -> Result<Vec<LogRecord>> {
         if offset < 0 {
-            return Err(KafkaLogError::InvalidOffset {
+            return Err(Error::InvalidOffset {
                 brokers: Arc::clone(&self.shared.brokers),
                 topic: Arc::clone(&self.topic),
                 partition: self.partition,
@@ -372,8 +255,8 @@ impl KafkaLog {
     ///
     /// # Errors
     ///
-    /// [`KafkaLogError::Partition`] when the broker does not answer or answers an error.
-    pub async fn offset_for_time(&self, ts_ms: i64) -> Result<Option<i64>, KafkaLogError> {
+    /// [`Error::KafkaRequest`] when the broker does not answer or answers an error.
+    pub async fn offset_for_time(&self, ts_ms: i64) -> Result<Option<i64>> {
         let this = self.clone();
         self.blocking(move || this.offset_for_time_blocking(ts_ms)).await?
     }
@@ -381,8 +264,8 @@ impl KafkaLog {
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, KafkaLogError> {
-        tokio::task::spawn_blocking(f).await.map_err(|source| KafkaLogError::Task {
+    ) -> Result<T> {
+        tokio::task::spawn_blocking(f).await.map_err(|source| Error::BlockingTask {
             brokers: Arc::clone(&self.shared.brokers),
             topic: Arc::clone(&self.topic),
             partition: self.partition,
@@ -390,8 +273,8 @@ impl KafkaLog {
         })
     }
 
-    fn partition_error(&self, what: impl Into<String>, source: KafkaError) -> KafkaLogError {
-        KafkaLogError::Partition {
+    fn partition_error(&self, what: impl Into<String>, source: KafkaError) -> Error {
+        Error::KafkaRequest {
             brokers: Arc::clone(&self.shared.brokers),
             topic: Arc::clone(&self.topic),
             partition: self.partition,
@@ -400,8 +283,8 @@ impl KafkaLog {
         }
     }
 
-    fn read_error(&self, offset: i64, source: KafkaError) -> KafkaLogError {
-        KafkaLogError::Read {
+    fn read_error(&self, offset: i64, source: KafkaError) -> Error {
+        Error::KafkaRead {
             brokers: Arc::clone(&self.shared.brokers),
             topic: Arc::clone(&self.topic),
             partition: self.partition,
@@ -410,14 +293,14 @@ impl KafkaLog {
         }
     }
 
-    fn watermarks_blocking(&self) -> Result<(i64, i64), KafkaLogError> {
+    fn watermarks_blocking(&self) -> Result<(i64, i64)> {
         self.shared
             .consumer
             .fetch_watermarks(&self.topic, self.partition, self.shared.timeout)
             .map_err(|e| self.partition_error("fetching watermarks", e))
     }
 
-    fn offset_for_time_blocking(&self, ts_ms: i64) -> Result<Option<i64>, KafkaLogError> {
+    fn offset_for_time_blocking(&self, ts_ms: i64) -> Result<Option<i64>> {
         let what = || format!("offsets_for_times at {ts_ms} ms");
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(ts_ms))
@@ -446,7 +329,7 @@ impl KafkaLog {
         }
     }
 
-    fn read_blocking(&self, offset: i64, max: usize) -> Result<Vec<LogRecord>, KafkaLogError> {
+    fn read_blocking(&self, offset: i64, max: usize) -> Result<Vec<LogRecord>> {
         let (_, high) = self.watermarks_blocking()?;
         if offset >= high {
             return Ok(Vec::new());
@@ -475,14 +358,14 @@ impl KafkaLog {
         max: usize,
         want_last: i64,
         high: i64,
-    ) -> Result<Vec<LogRecord>, KafkaLogError> {
+    ) -> Result<Vec<LogRecord>> {
         let started = Instant::now();
         let mut records = Vec::new();
         let mut next = offset;
         loop {
             let waited = started.elapsed();
             if waited > self.shared.timeout {
-                return Err(KafkaLogError::ReadTimeout {
+                return Err(Error::KafkaReadTimeout {
                     brokers: Arc::clone(&self.shared.brokers),
                     topic: Arc::clone(&self.topic),
                     partition: self.partition,
@@ -524,7 +407,7 @@ impl KafkaLog {
     }
 }
 
-/// The resolver's view of a partition; errors are [`KafkaLogError`]s, boxed.
+/// The resolver's view of a partition; errors are this crate's [`Error`]s, boxed.
 #[async_trait::async_trait]
 impl PartitionLog for KafkaLog {
     fn topic(&self) -> &str {
@@ -549,7 +432,7 @@ impl PartitionLog for KafkaLog {
 }
 
 impl Shared {
-    fn new(brokers: &str, options: &KafkaLogOptions) -> Result<Shared, KafkaLogError> {
+    fn new(brokers: &str, options: &KafkaLogOptions) -> Result<Shared> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", brokers)
@@ -568,7 +451,7 @@ impl Shared {
         }
         // Never commit, whatever the extra config says.
         config.set("enable.auto.commit", "false");
-        let consumer: BaseConsumer = config.create().map_err(|source| KafkaLogError::Client {
+        let consumer: BaseConsumer = config.create().map_err(|source| Error::KafkaClient {
             brokers: Arc::from(brokers),
             source: Box::new(source),
         })?;
@@ -581,16 +464,16 @@ impl Shared {
     }
 
     /// The topic's partition ids, sorted.
-    fn partitions(&self, topic: &str) -> Result<Vec<i32>, KafkaLogError> {
+    fn partitions(&self, topic: &str) -> Result<Vec<i32>> {
         let metadata =
             self.consumer.fetch_metadata(Some(topic), self.timeout).map_err(|source| {
-                KafkaLogError::Metadata {
+                Error::KafkaMetadata {
                     brokers: Arc::clone(&self.brokers),
                     topic: Arc::from(topic),
                     source: Box::new(source),
                 }
             })?;
-        let no_such = |detail: String| KafkaLogError::NoSuchTopic {
+        let no_such = |detail: String| Error::NoSuchTopic {
             brokers: Arc::clone(&self.brokers),
             topic: Arc::from(topic),
             detail,

@@ -1,5 +1,12 @@
-//! CDC handoff for pgsnap: where a Debezium change log in Kafka continues after a pgsnap
-//! snapshot, and the configs that start consuming it there.
+// Without `rdkafka` the gated items do not exist: their links lead to the feature table.
+#![cfg_attr(not(feature = "rdkafka"), doc = "[`kafka`]: self#features")]
+#![cfg_attr(not(feature = "rdkafka"), doc = "[`kafka::KafkaLog`]: self#features")]
+#![cfg_attr(not(feature = "rdkafka"), doc = "[`kafka::KafkaLogs`]: self#features")]
+#![cfg_attr(not(feature = "rdkafka"), doc = "[`resolver`]: self#features")]
+#![cfg_attr(not(feature = "rdkafka"), doc = "[`resolver::KafkaOffsetResolver`]: self#features")]
+#![doc = include_str!("../README.md")]
+//!
+//! # Modules
 //!
 //! - [`envelope`]: Debezium PostgreSQL change events (JSON, with or without schemas),
 //!   tombstones, transaction-metadata records.
@@ -7,33 +14,30 @@
 //!   `txId`.
 //! - [`resolve`]: the offset resolution modes (slot-first, running, time) over any
 //!   [`resolve::PartitionLog`], and the "connector has passed C" check.
-//! - [`render`]: Routine Load statements and the Debezium connector config.
 //! - [`kafka`] (feature `rdkafka`): topic partitions read through rdkafka
 //!   ([`kafka::KafkaLog`], a [`resolve::PartitionLog`]): watermarks, reads at an offset,
 //!   `offsets_for_times`.
 //! - [`resolver`] (feature `rdkafka`): [`resolver::KafkaOffsetResolver`], the
 //!   [`pgsnap_core::OffsetResolver`] on Kafka topics, in the three handoff modes.
+//! - [`render`]: Routine Load statements, the Debezium connector config, topic names.
 //! - [`connect`]: a small Kafka Connect REST client that submits the Debezium connector and
 //!   refuses names that exist or have stored offsets.
+//! - [`error`]: the crate's one [`Error`] and its conversion into [`pgsnap_core::Error`].
 //!
-//! # Features
+//! # Layering
 //!
-//! | feature | default | what it adds |
-//! |---|---|---|
-//! | `rdkafka` | yes | the Kafka client: [`kafka`] ([`kafka::KafkaLogs`], [`kafka::KafkaLog`]) and [`resolver`] ([`resolver::KafkaOffsetResolver`]); compiles librdkafka (`rdkafka-sys`) |
+//! Modules import one way, each only from those before it (and all from [`error`]):
 //!
-//! Without `rdkafka` (`default-features = false`) the pure parts ([`envelope`], [`xid`],
-//! [`resolve`], [`render`], [`connect`], [`error`]) build with no C dependency; implement
-//! [`resolve::PartitionLog`] over your own Kafka client to resolve offsets.
+//! ```text
+//! error ← envelope, xid ← resolve ← kafka (rdkafka client) ← resolver
+//! error ← render (debezium, routine_load)
+//! error ← connect
+//! ```
 //!
-//! **Work in progress (issue #4).**
-//!
-// Without `rdkafka` the gated items do not exist: their links lead to the feature table.
-#![cfg_attr(not(feature = "rdkafka"), doc = "[`kafka`]: self#features")]
-#![cfg_attr(not(feature = "rdkafka"), doc = "[`kafka::KafkaLog`]: self#features")]
-#![cfg_attr(not(feature = "rdkafka"), doc = "[`kafka::KafkaLogs`]: self#features")]
-#![cfg_attr(not(feature = "rdkafka"), doc = "[`resolver`]: self#features")]
-#![cfg_attr(not(feature = "rdkafka"), doc = "[`resolver::KafkaOffsetResolver`]: self#features")]
+//! `resolve` defines [`resolve::PartitionLog`] and knows no Kafka client; `kafka` implements
+//! it over rdkafka; `resolver` puts both behind `pgsnap_core::OffsetResolver`. The renderers
+//! and the Kafka Connect client are leaves: they take plain values (offsets, columns, a
+//! payload) and import nothing else of the crate.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -50,5 +54,6 @@ pub mod resolve;
 pub mod resolver;
 pub mod xid;
 
-pub use error::{EnvelopeError, ResolveError, SnapshotParseError};
+pub use error::{Error, Result};
+pub use render::topic_name;
 pub use xid::PgSnapshot;

@@ -10,7 +10,7 @@
 //!   exactly those committed before its consistent point, and (Debezium emitting in commit
 //!   order) the invisible events form a suffix of each partition. A binary search on "first
 //!   event whose `txId` is invisible" finds the boundary in O(log N) reads; a bounded scan
-//!   on both sides confirms it, and a violation is [`ResolveError::NotASuffix`].
+//!   on both sides confirms it, and a violation is [`Error::NotASuffix`].
 //! - **time** ([`resolve_partition_time`]): a lower bound from `offsets_for_times` (taken
 //!   after reading the high watermark; "no record" means that high watermark, never -1),
 //!   then a forward scan to the first invisible event.
@@ -18,7 +18,7 @@
 //! Tombstones and transaction-metadata records carry no `txId`; they take the class of the
 //! change event before them (a tombstone follows its delete), so the answer is always the
 //! offset of an invisible change event, or the high watermark. Events without `txId`
-//! (incremental snapshots) cannot be placed and are an error ([`ResolveError::NoTxId`]).
+//! (incremental snapshots) cannot be placed and are an error ([`Error::NoTxId`]).
 //!
 //! Before trusting the running mode, check with [`connector_position`] that the connector
 //! has committed past the snapshot's consistent point; otherwise pre-snapshot transactions
@@ -32,7 +32,7 @@ use pgsnap_core::{BoxError, Lsn, OffsetMap};
 use serde_json::Value;
 
 use crate::envelope::{Event, Origin, parse_value};
-use crate::error::ResolveError;
+use crate::error::{Error, Result};
 use crate::xid::PgSnapshot;
 
 /// One Kafka record as the resolver needs it.
@@ -165,13 +165,11 @@ impl Resolution {
 /// the slot-first design.
 ///
 /// # Errors
-/// [`ResolveError::Log`] when a partition cannot be read.
+/// [`Error::Log`] when a partition cannot be read.
 ///
 /// # Example
 /// See [`slot_first`].
-pub async fn capture_high_watermarks(
-    logs: &[&dyn PartitionLog],
-) -> Result<OffsetMap, ResolveError> {
+pub async fn capture_high_watermarks(logs: &[&dyn PartitionLog]) -> Result<OffsetMap> {
     let mut map = OffsetMap::default();
     for log in logs {
         let (_, high) = watermarks(*log).await?;
@@ -186,9 +184,9 @@ pub async fn capture_high_watermarks(
 /// against the current watermarks.
 ///
 /// # Errors
-/// [`ResolveError::Retention`] when records after the recorded offset were deleted,
-/// [`ResolveError::BeyondEnd`] when the recorded offset is past the end (topic re-created?),
-/// [`ResolveError::Log`] when a partition cannot be read.
+/// [`Error::Retention`] when records after the recorded offset were deleted,
+/// [`Error::BeyondEnd`] when the recorded offset is past the end (topic re-created?),
+/// [`Error::Log`] when a partition cannot be read.
 ///
 /// # Example
 /// ```
@@ -207,10 +205,7 @@ pub async fn capture_high_watermarks(
 /// assert_eq!(r.offsets.get("pg.public.t", 0), Some(40));
 /// # });
 /// ```
-pub async fn slot_first(
-    recorded: &OffsetMap,
-    logs: &[&dyn PartitionLog],
-) -> Result<Resolution, ResolveError> {
+pub async fn slot_first(recorded: &OffsetMap, logs: &[&dyn PartitionLog]) -> Result<Resolution> {
     let mut out = Resolution::default();
     for log in logs {
         let (low, high) = watermarks(*log).await?;
@@ -228,7 +223,7 @@ pub async fn slot_first(
             }
         };
         if offset < low {
-            return Err(ResolveError::Retention {
+            return Err(Error::Retention {
                 topic: log.topic().into(),
                 partition: log.partition(),
                 offset,
@@ -236,7 +231,7 @@ pub async fn slot_first(
             });
         }
         if offset > high {
-            return Err(ResolveError::BeyondEnd {
+            return Err(Error::BeyondEnd {
                 topic: log.topic().into(),
                 partition: log.partition(),
                 offset,
@@ -265,7 +260,7 @@ pub async fn resolve_running(
     logs: &[&dyn PartitionLog],
     snapshot: &PgSnapshot,
     opts: &ScanOptions,
-) -> Result<Resolution, ResolveError> {
+) -> Result<Resolution> {
     let mut out = Resolution::default();
     for log in logs {
         out.push(resolve_partition_running(*log, snapshot, opts).await?);
@@ -284,10 +279,10 @@ pub async fn resolve_running(
 /// deleted post-snapshot events they are lost).
 ///
 /// # Errors
-/// [`ResolveError::NotASuffix`] when the confirmation fails (restart duplicates, a snapshot
-/// that is not a slot snapshot), [`ResolveError::NoTxId`] for incremental-snapshot events,
-/// [`ResolveError::Envelope`] for values that are not Debezium events,
-/// [`ResolveError::Log`] when reading fails.
+/// [`Error::NotASuffix`] when the confirmation fails (restart duplicates, a snapshot
+/// that is not a slot snapshot), [`Error::NoTxId`] for incremental-snapshot events,
+/// [`Error::Envelope`] for values that are not Debezium events,
+/// [`Error::Log`] when reading fails.
 ///
 /// # Example
 /// ```
@@ -321,7 +316,7 @@ pub async fn resolve_partition_running(
     log: &dyn PartitionLog,
     snapshot: &PgSnapshot,
     opts: &ScanOptions,
-) -> Result<PartitionResolution, ResolveError> {
+) -> Result<PartitionResolution> {
     let mut r = Reader::new(log, snapshot, opts);
     let (low, high) = watermarks(log).await?;
     let mut warnings = Vec::new();
@@ -370,8 +365,8 @@ pub async fn resolve_partition_running(
 /// and replaying them relies on primary-key upserts.
 ///
 /// # Errors
-/// [`ResolveError::ScanLimit`] when more than `max_scan` records are read,
-/// [`ResolveError::NoTxId`], [`ResolveError::Envelope`], [`ResolveError::Log`] as in the
+/// [`Error::ScanLimit`] when more than `max_scan` records are read,
+/// [`Error::NoTxId`], [`Error::Envelope`], [`Error::Log`] as in the
 /// running mode.
 ///
 /// # Example
@@ -404,7 +399,7 @@ pub async fn resolve_partition_time<F, Fut>(
     snapshot: &PgSnapshot,
     opts: &ScanOptions,
     lookup: F,
-) -> Result<PartitionResolution, ResolveError>
+) -> Result<PartitionResolution>
 where
     F: FnOnce() -> Fut + Send,
     Fut: Future<Output = Result<Option<i64>, BoxError>> + Send,
@@ -424,7 +419,7 @@ where
     let mut first_class = None;
     let answer = loop {
         if r.records_read > opts.max_scan {
-            return Err(ResolveError::ScanLimit {
+            return Err(Error::ScanLimit {
                 topic: log.topic().into(),
                 partition: log.partition(),
                 from,
@@ -512,7 +507,7 @@ impl ConnectorPosition {
 /// stored) or one without `lsn_commit` has not passed.
 ///
 /// # Errors
-/// [`ResolveError::ConnectOffset`] when the value is not an object or `lsn_commit` is not
+/// [`Error::ConnectOffset`] when the value is not an object or `lsn_commit` is not
 /// an integer.
 ///
 /// # Example
@@ -528,14 +523,14 @@ impl ConnectorPosition {
 pub fn connector_position(
     offset_value: &Value,
     consistent_point: Lsn,
-) -> Result<ConnectorPosition, ResolveError> {
+) -> Result<ConnectorPosition> {
     let obj = match offset_value {
         Value::Null => {
             return Ok(ConnectorPosition::NotPassed { lsn_commit: None, consistent_point });
         }
         Value::Object(o) => o,
         other => {
-            return Err(ResolveError::ConnectOffset(format!(
+            return Err(Error::ConnectOffset(format!(
                 "expected a JSON object like {{\"lsn_commit\":…}}, found {other}"
             )));
         }
@@ -543,7 +538,7 @@ pub fn connector_position(
     let lsn_commit = match obj.get("lsn_commit") {
         None | Some(Value::Null) => None,
         Some(v) => Some(Lsn(v.as_u64().or_else(|| v.as_str()?.parse().ok()).ok_or_else(|| {
-            ResolveError::ConnectOffset(format!("lsn_commit {v} is not an unsigned integer"))
+            Error::ConnectOffset(format!("lsn_commit {v} is not an unsigned integer"))
         })?)),
     };
     Ok(match lsn_commit {
@@ -552,8 +547,8 @@ pub fn connector_position(
     })
 }
 
-async fn watermarks(log: &dyn PartitionLog) -> Result<(i64, i64), ResolveError> {
-    log.watermarks().await.map_err(|source| ResolveError::Log {
+async fn watermarks(log: &dyn PartitionLog) -> Result<(i64, i64)> {
+    log.watermarks().await.map_err(|source| Error::Log {
         topic: log.topic().into(),
         partition: log.partition(),
         source,
@@ -574,15 +569,11 @@ impl<'a> Reader<'a> {
         Self { log, snapshot, batch: opts.batch.max(1), reads: 0, records_read: 0 }
     }
 
-    fn log_err(&self, source: BoxError) -> ResolveError {
-        ResolveError::Log {
-            topic: self.log.topic().into(),
-            partition: self.log.partition(),
-            source,
-        }
+    fn log_err(&self, source: BoxError) -> Error {
+        Error::Log { topic: self.log.topic().into(), partition: self.log.partition(), source }
     }
 
-    async fn read(&mut self, offset: i64, max: usize) -> Result<Vec<LogRecord>, ResolveError> {
+    async fn read(&mut self, offset: i64, max: usize) -> Result<Vec<LogRecord>> {
         self.reads += 1;
         let recs = self.log.read_from(offset, max.max(1)).await.map_err(|e| self.log_err(e))?;
         self.records_read += recs.len() as u64;
@@ -591,12 +582,12 @@ impl<'a> Reader<'a> {
 
     /// `Some(true)` visible, `Some(false)` invisible, `None` neutral (tombstone,
     /// transaction metadata).
-    fn classify(&self, rec: &LogRecord) -> Result<Option<bool>, ResolveError> {
-        let event = parse_value(rec.value.as_deref()).map_err(|source| ResolveError::Envelope {
+    fn classify(&self, rec: &LogRecord) -> Result<Option<bool>> {
+        let event = parse_value(rec.value.as_deref()).map_err(|source| Error::Envelope {
             topic: self.log.topic().into(),
             partition: self.log.partition(),
             offset: rec.offset,
-            source,
+            source: Box::new(source),
         })?;
         match event {
             Event::Tombstone | Event::Transaction(_) => Ok(None),
@@ -604,7 +595,7 @@ impl<'a> Reader<'a> {
                 Origin::Transaction { tx_id } => {
                     Ok(Some(self.snapshot.raw_txid_in_snapshot(tx_id)))
                 }
-                Origin::IncrementalSnapshot => Err(ResolveError::NoTxId {
+                Origin::IncrementalSnapshot => Err(Error::NoTxId {
                     topic: self.log.topic().into(),
                     partition: self.log.partition(),
                     offset: rec.offset,
@@ -614,11 +605,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The first classified record in `[from, until)`: `(offset, visible)`.
-    async fn first_classified(
-        &mut self,
-        from: i64,
-        until: i64,
-    ) -> Result<Option<(i64, bool)>, ResolveError> {
+    async fn first_classified(&mut self, from: i64, until: i64) -> Result<Option<(i64, bool)>> {
         let mut at = from;
         // A probe needs one change event: start small (most records are change events) and
         // grow only past runs of tombstones and transaction records.
@@ -649,7 +636,7 @@ impl<'a> Reader<'a> {
         max_records: usize,
         visible: bool,
         answer: i64,
-    ) -> Result<(), ResolveError> {
+    ) -> Result<()> {
         let (mut at, mut seen) = (from, 0usize);
         while at < until && seen < max_records {
             let want = self.batch.min(max_records - seen);
@@ -663,7 +650,7 @@ impl<'a> Reader<'a> {
                 if let Some(v) = self.classify(rec)?
                     && v != visible
                 {
-                    return Err(ResolveError::NotASuffix {
+                    return Err(Error::NotASuffix {
                         topic: self.log.topic().into(),
                         partition: self.log.partition(),
                         offset: rec.offset,

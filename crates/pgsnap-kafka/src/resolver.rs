@@ -7,11 +7,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pgsnap_core::{OffsetMap, OffsetResolver, SnapshotInfo};
 
+use crate::error::{Error, Result};
 use crate::kafka::KafkaLogs;
 use crate::resolve::{
     PartitionLog, Resolution, ScanOptions, resolve_partition_time, resolve_running, slot_first,
 };
-use crate::{PgSnapshot, ResolveError};
+use crate::xid::PgSnapshot;
 
 /// How the change log relates to the snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,17 +87,15 @@ impl KafkaOffsetResolver {
     /// (they start at 0).
     ///
     /// # Errors
-    /// When a broker or an existing topic cannot be read.
-    pub async fn capture_high_watermarks(
-        brokers: &str,
-        topics: &[String],
-    ) -> pgsnap_core::Result<OffsetMap> {
+    /// When a broker or an existing topic cannot be read (see [`Error::is_temporary`] for
+    /// the failures worth retrying).
+    pub async fn capture_high_watermarks(brokers: &str, topics: &[String]) -> Result<OffsetMap> {
         let mut out = OffsetMap::default();
         for topic in topics {
             let logs = match KafkaLogs::open(brokers, topic).await {
                 Ok(l) => l,
-                Err(crate::kafka::KafkaLogError::NoSuchTopic { .. }) => continue,
-                Err(e) => return Err(backend(e)),
+                Err(Error::NoSuchTopic { .. }) => continue,
+                Err(e) => return Err(e),
             };
             let refs: Vec<&dyn PartitionLog> =
                 logs.logs().iter().map(|l| l as &dyn PartitionLog).collect();
@@ -109,10 +108,6 @@ impl KafkaOffsetResolver {
         }
         Ok(out)
     }
-}
-
-fn backend(e: impl std::error::Error + Send + Sync + 'static) -> pgsnap_core::Error {
-    pgsnap_core::Error::from_backend(pgsnap_core::ErrorKind::Offsets, "kafka", e)
 }
 
 /// Milliseconds since the Unix epoch of pgsnap's `taken_at` (`YYYY-MM-DDTHH:MM:SS[.f]Z`,
@@ -153,23 +148,17 @@ impl OffsetResolver for KafkaOffsetResolver {
         topics: &[String],
     ) -> pgsnap_core::Result<OffsetMap> {
         let mut all = Resolution::default();
-        let pg = || -> Result<PgSnapshot, ResolveError> {
-            snapshot.pg_snapshot.parse::<PgSnapshot>().map_err(ResolveError::from)
-        };
+        let pg = || snapshot.pg_snapshot.parse::<PgSnapshot>();
         for topic in topics {
-            let logs = KafkaLogs::open(&self.brokers, topic).await.map_err(backend)?;
+            let logs = KafkaLogs::open(&self.brokers, topic).await?;
             let refs: Vec<&dyn PartitionLog> =
                 logs.logs().iter().map(|l| l as &dyn PartitionLog).collect();
             let r = match &self.mode {
                 HandoffMode::SlotFirst { recorded } => slot_first(recorded, &refs).await?,
                 HandoffMode::Running => resolve_running(&refs, &pg()?, &self.options).await?,
                 HandoffMode::Time { skew } => {
-                    let at = taken_at_ms(&snapshot.taken_at).ok_or_else(|| {
-                        pgsnap_core::Error::config(format!(
-                            "snapshot taken_at {:?} is not a UTC time like 2026-01-01T00:00:00Z",
-                            snapshot.taken_at
-                        ))
-                    })?;
+                    let at = taken_at_ms(&snapshot.taken_at)
+                        .ok_or_else(|| Error::TakenAt { taken_at: snapshot.taken_at.clone() })?;
                     let from = at - i64::try_from(skew.as_millis()).unwrap_or(i64::MAX);
                     let snap = pg()?;
                     let mut r = Resolution::default();

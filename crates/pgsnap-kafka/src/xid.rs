@@ -9,7 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::SnapshotParseError;
+use crate::error::{Error, Result};
 
 const HALF: u64 = 1 << 31;
 const EPOCH: u64 = 1 << 32;
@@ -51,7 +51,7 @@ impl PgSnapshot {
     /// assert_eq!(s.to_string(), "10:12:11");
     /// assert!(PgSnapshot::new(10, 12, vec![12]).is_err());
     /// ```
-    pub fn new(xmin: u64, xmax: u64, mut xip: Vec<u64>) -> Result<Self, SnapshotParseError> {
+    pub fn new(xmin: u64, xmax: u64, mut xip: Vec<u64>) -> Result<Self> {
         xip.sort_unstable();
         xip.dedup();
         let input = || {
@@ -59,13 +59,13 @@ impl PgSnapshot {
             format!("{xmin}:{xmax}:{}", list.join(","))
         };
         if xmin > xmax {
-            return Err(SnapshotParseError {
+            return Err(Error::SnapshotText {
                 input: input(),
                 reason: format!("xmin {xmin} is greater than xmax {xmax}"),
             });
         }
         if let Some(bad) = xip.iter().find(|&&x| x < xmin || x >= xmax) {
-            return Err(SnapshotParseError {
+            return Err(Error::SnapshotText {
                 input: input(),
                 reason: format!("in-progress xid {bad} is outside [xmin {xmin}, xmax {xmax})"),
             });
@@ -177,10 +177,10 @@ impl PgSnapshot {
 }
 
 impl FromStr for PgSnapshot {
-    type Err = SnapshotParseError;
+    type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |reason: String| SnapshotParseError { input: s.to_owned(), reason };
+        let err = |reason: String| Error::SnapshotText { input: s.to_owned(), reason };
         let t = s.trim();
         if t.is_empty() {
             return Err(err("it is empty".into()));
@@ -200,7 +200,10 @@ impl FromStr for PgSnapshot {
                 xip.push(num("in-progress xid", v)?);
             }
         }
-        Self::new(xmin, xmax, xip).map_err(|e| err(e.reason))
+        Self::new(xmin, xmax, xip).map_err(|e| match e {
+            Error::SnapshotText { reason, .. } => err(reason),
+            other => other,
+        })
     }
 }
 
@@ -251,7 +254,7 @@ mod tests {
             ("1:18446744073709551616:", "xmax"),
         ] {
             let e = input.parse::<PgSnapshot>().unwrap_err();
-            assert_eq!(e.input, input);
+            assert!(matches!(&e, Error::SnapshotText { input: i, .. } if i == input), "{e:?}");
             assert!(e.to_string().contains(needle), "{input:?}: {e}");
             assert!(e.to_string().contains("pg_current_snapshot()"));
         }

@@ -1,66 +1,14 @@
 //! Configuration of a [`FileSink`].
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use pgsnap_core::DataFormat;
 
+use crate::compression::Compression;
+use crate::error::{Error, Result};
 use crate::layout::is_temp_file_name;
-use crate::{Compression, Error, FileSink, Result};
-
-/// How [`chunk_intact`](pgsnap_core::Sink::chunk_intact) checks a chunk a resumed run finds
-/// recorded as done.
-///
-/// In both modes a missing file, or a file at another path than this sink would write,
-/// means "not intact" (the chunk is copied again), never an error.
-///
-/// # Example
-/// ```
-/// use pgsnap_sink_file::VerifyMode;
-/// assert_eq!(VerifyMode::default(), VerifyMode::Size);
-/// assert_eq!("checksum".parse::<VerifyMode>()?, VerifyMode::Checksum);
-/// assert_eq!(VerifyMode::Checksum.to_string(), "checksum");
-/// # Ok::<(), pgsnap_sink_file::Error>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum VerifyMode {
-    /// The file exists and its size equals the recorded `stored_bytes`. Cheap (one `stat`);
-    /// misses corruption that keeps the size.
-    #[default]
-    Size,
-    /// As `Size`, then the file is decompressed and its length, row count and XXH3 checksum
-    /// are compared with the record. Reads every byte.
-    Checksum,
-}
-
-impl VerifyMode {
-    /// `size` or `checksum`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Size => "size",
-            Self::Checksum => "checksum",
-        }
-    }
-}
-
-impl fmt::Display for VerifyMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for VerifyMode {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "size" => Ok(Self::Size),
-            "checksum" => Ok(Self::Checksum),
-            other => Err(Error::UnknownVerifyMode(other.to_owned())),
-        }
-    }
-}
+use crate::sink::{FileSink, SinkConfig};
+use crate::verify::VerifyMode;
 
 /// Builds a [`FileSink`].
 ///
@@ -84,34 +32,32 @@ impl FromStr for VerifyMode {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct FileSinkBuilder {
-    out: PathBuf,
-    format: DataFormat,
-    compression: Compression,
-    fsync: bool,
-    verify: VerifyMode,
+    config: SinkConfig,
 }
 
 impl FileSinkBuilder {
     /// A builder writing under the output directory `out`.
     pub fn new(out: impl Into<PathBuf>) -> Self {
         Self {
-            out: out.into(),
-            format: DataFormat::Text,
-            compression: Compression::None,
-            fsync: true,
-            verify: VerifyMode::Size,
+            config: SinkConfig {
+                out: out.into(),
+                format: DataFormat::Text,
+                compression: Compression::None,
+                fsync: true,
+                verify: VerifyMode::Size,
+            },
         }
     }
 
     /// The content format asked of the source and stored: COPY text (default) or CSV.
     pub fn with_format(mut self, format: DataFormat) -> Self {
-        self.format = format;
+        self.config.format = format;
         self
     }
 
     /// How files are compressed (default none).
     pub fn with_compression(mut self, compression: Compression) -> Self {
-        self.compression = compression;
+        self.config.compression = compression;
         self
     }
 
@@ -119,13 +65,13 @@ impl FileSinkBuilder {
     /// (default true). Without it a power failure may lose chunks the manifest records as
     /// done; a resume with [`VerifyMode::Checksum`] finds them.
     pub fn with_fsync(mut self, fsync: bool) -> Self {
-        self.fsync = fsync;
+        self.config.fsync = fsync;
         self
     }
 
     /// How a resumed run checks chunks recorded as done (default [`VerifyMode::Size`]).
     pub fn with_verify_on_resume(mut self, verify: VerifyMode) -> Self {
-        self.verify = verify;
+        self.config.verify = verify;
         self
     }
 
@@ -140,31 +86,25 @@ impl FileSinkBuilder {
     /// [`Error::InvalidLevel`] for a compression level out of range; [`Error::Busy`] when
     /// another sink holds the directory; [`Error::Io`] when the directory cannot be created,
     /// locked or cleaned.
-    pub fn build(self) -> Result<FileSink> {
-        let compression = self.compression.validate()?;
-        std::fs::create_dir_all(&self.out)
-            .map_err(|e| Error::io("cannot create output directory", &self.out, e))?;
+    pub fn build(mut self) -> Result<FileSink> {
+        self.config.compression = self.config.compression.validate()?;
+        let out = &self.config.out;
+        std::fs::create_dir_all(out)
+            .map_err(|e| Error::io("cannot create output directory", out, e))?;
         // One writer per directory: an advisory lock on the directory itself (no extra file),
         // held as long as the sink (or a clone) lives, and taken before the clean-up below so
         // it never removes a running writer's temporary files.
-        let lock = std::fs::File::open(&self.out)
-            .map_err(|e| Error::io("cannot open output directory", &self.out, e))?;
+        let lock = std::fs::File::open(out)
+            .map_err(|e| Error::io("cannot open output directory", out, e))?;
         match lock.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Busy(self.out)),
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Busy(self.config.out)),
             Err(std::fs::TryLockError::Error(e)) => {
-                return Err(Error::io("cannot lock output directory", &self.out, e));
+                return Err(Error::io("cannot lock output directory", out, e));
             }
         }
-        remove_stale_temp_files(&self.out)?;
-        Ok(FileSink {
-            _lock: std::sync::Arc::new(lock),
-            out: self.out,
-            format: self.format,
-            compression,
-            fsync: self.fsync,
-            verify: self.verify,
-        })
+        remove_stale_temp_files(out)?;
+        Ok(FileSink::new(self.config, lock))
     }
 }
 

@@ -1,8 +1,9 @@
 //! Where chunk files go: the table directory and file name rules.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode_byte, utf8_percent_encode};
 use pgsnap_core::{ChunkId, DataFormat, TableName};
 
-use crate::Compression;
+use crate::compression::Compression;
 
 /// The longest table directory name, in bytes; longer names are shortened with a hash.
 pub const MAX_TABLE_DIR_LEN: usize = 200;
@@ -35,6 +36,7 @@ pub const MAX_TABLE_DIR_LEN: usize = 200;
 /// use pgsnap_core::TableName;
 /// use pgsnap_sink_file::table_dir_name;
 /// assert_eq!(table_dir_name(&TableName::new("public", "orders")), "public.orders");
+/// assert_eq!(table_dir_name(&TableName::new("public", "Order Items")), "public.Order%20Items");
 /// assert_eq!(table_dir_name(&TableName::new("My App", "a.b/c")), "My%20App.a%2Eb%2Fc");
 /// assert_eq!(table_dir_name(&TableName::new("s", "été")), "s.%C3%A9t%C3%A9");
 /// ```
@@ -44,8 +46,9 @@ pub fn table_dir_name(table: &TableName) -> String {
     full.push('.');
     encode_into(&table.name, &mut full);
     if full.eq_ignore_ascii_case(pgsnap_core::MANIFEST_FILE) {
+        // `full` is ASCII here (it equals `manifest.json` ignoring case).
         let first = full.remove(0);
-        full.insert_str(0, &format!("%{:02X}", u32::from(first)));
+        full.insert_str(0, percent_encode_byte(first as u8));
     }
     if full.len() <= MAX_TABLE_DIR_LEN {
         return full;
@@ -64,22 +67,17 @@ pub fn table_dir_name(table: &TableName) -> String {
     full
 }
 
+/// The bytes [`table_dir_name`] escapes: every byte but ASCII letters, digits, `_` and `-`
+/// (non-ASCII bytes are always escaped).
+const TABLE_DIR_ESCAPED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'-');
+
 fn encode_into(part: &str, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     if part.is_empty() {
         // Not `%XX`, so distinct from every encoded non-empty part.
         out.push('%');
         return;
     }
-    for &b in part.as_bytes() {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xF)]));
-        }
-    }
+    out.extend(utf8_percent_encode(part, TABLE_DIR_ESCAPED));
 }
 
 /// The file name of a chunk: its id as 5 digits (more past 99999), `.copy` for COPY text
@@ -134,6 +132,25 @@ mod tests {
             ".tmp-0b4c8a34-7d6e-4b8f-9a39-3c1f8f3e2a10",
         ] {
             assert!(!is_temp_file_name(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn escapes_every_byte_but_letters_digits_underscore_and_dash() {
+        let dir = |schema: &str, name: &str| table_dir_name(&TableName::new(schema, name));
+        assert_eq!(dir("public", "Order Items"), "public.Order%20Items");
+        assert_eq!(dir("a_b-C9", "x.y%z/\\\"'"), "a_b-C9.x%2Ey%25z%2F%5C%22%27");
+        assert_eq!(dir("s", "ü~!"), "s.%C3%BC%7E%21");
+        assert_eq!(dir("", "t"), "%.t");
+        // The manifest's own name is kept clear of, whatever the case.
+        assert_eq!(dir("manifest", "json"), "%6Danifest.json");
+        assert_eq!(dir("MANIFEST", "JSON"), "%4DANIFEST.JSON");
+        // Every ASCII byte: exactly letters, digits, `_` and `-` stay as they are.
+        for b in 1u8..0x80 {
+            let part = char::from(b).to_string();
+            let kept = b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+            let want = if kept { part.clone() } else { format!("%{b:02X}") };
+            assert_eq!(dir("s", &part), format!("s.{want}"), "byte {b:#04x}");
         }
     }
 

@@ -1,22 +1,21 @@
 //! The [`FileSink`] and its [`Sink`] implementation.
 
-use std::io::{self, Read};
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use pgsnap_core::manifest::ManifestChunk;
-use pgsnap_core::{
-    Chunk, ChunkInspector, ChunkReceipt, ChunkStream, DataFormat, Sink, SinkDescription,
-};
-use std::sync::Arc;
-
+use pgsnap_core::{Chunk, ChunkReceipt, ChunkStream, DataFormat, Sink, SinkDescription};
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::compression::Compression;
 use crate::error::BACKEND;
+use crate::layout::{chunk_file_name, table_dir_name};
+use crate::verify::{VerifyMode, verify_file};
 use crate::writer::{Msg, WriteJob};
-use crate::{Compression, Error, VerifyMode, chunk_file_name, open_chunk, table_dir_name};
 
 /// Buffers in flight between the async side and the writer thread (the byte budget below
 /// is what really bounds memory).
@@ -43,7 +42,7 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// - Memory stays bounded: content streams through a channel of 8 buffers to a blocking
 ///   thread that compresses and writes it.
 /// - Errors of the input stream are returned unchanged; I/O errors are classified as
-///   described at [`Error::Io`].
+///   described at [`Error::Io`](crate::Error::Io).
 ///
 /// # Example
 /// ```
@@ -67,38 +66,55 @@ const BATCH_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct FileSink {
     /// The output directory, opened and locked for the sink's lifetime.
-    pub(crate) _lock: std::sync::Arc<std::fs::File>,
+    _lock: Arc<File>,
+    config: SinkConfig,
+}
+
+/// What a [`FileSink`] is configured with (the builder fills it in and checks it).
+#[derive(Debug, Clone)]
+pub(crate) struct SinkConfig {
+    /// The output directory.
     pub(crate) out: PathBuf,
+    /// The content format asked of the source and stored.
     pub(crate) format: DataFormat,
+    /// How chunk files are compressed (level already validated by the builder).
     pub(crate) compression: Compression,
+    /// Whether files and directories are fsynced.
     pub(crate) fsync: bool,
+    /// How a resumed run checks chunks recorded as done.
     pub(crate) verify: VerifyMode,
 }
 
 impl FileSink {
+    /// A sink writing under `config.out`, whose directory `lock` is open and locked (held
+    /// until the sink and all its clones are dropped).
+    pub(crate) fn new(config: SinkConfig, lock: File) -> Self {
+        Self { _lock: Arc::new(lock), config }
+    }
+
     /// The output directory.
     pub fn out_dir(&self) -> &Path {
-        &self.out
+        &self.config.out
     }
 
     /// The content format stored.
     pub fn format(&self) -> DataFormat {
-        self.format
+        self.config.format
     }
 
     /// The compression of chunk files.
     pub fn compression(&self) -> Compression {
-        self.compression
+        self.config.compression
     }
 
     /// How a resumed run checks chunks recorded as done.
     pub fn verify_mode(&self) -> VerifyMode {
-        self.verify
+        self.config.verify
     }
 
     /// Whether files and directories are fsynced.
     pub fn fsync(&self) -> bool {
-        self.fsync
+        self.config.fsync
     }
 
     /// A chunk's file path relative to the output directory, as recorded in the manifest:
@@ -107,16 +123,16 @@ impl FileSink {
         format!(
             "{}/{}",
             table_dir_name(&chunk.table),
-            chunk_file_name(chunk.id, self.format, self.compression)
+            chunk_file_name(chunk.id, self.config.format, self.config.compression)
         )
     }
 
     /// A chunk's file path.
     pub fn chunk_path(&self, chunk: &Chunk) -> PathBuf {
-        self.out.join(table_dir_name(&chunk.table)).join(chunk_file_name(
+        self.config.out.join(table_dir_name(&chunk.table)).join(chunk_file_name(
             chunk.id,
-            self.format,
-            self.compression,
+            self.config.format,
+            self.config.compression,
         ))
     }
 }
@@ -186,7 +202,7 @@ impl Sink for FileSink {
     }
 
     fn description(&self) -> SinkDescription {
-        SinkDescription::new(self.format).with_compression(self.compression.as_str())
+        SinkDescription::new(self.config.format).with_compression(self.config.compression.as_str())
     }
 
     async fn write_chunk(
@@ -196,14 +212,14 @@ impl Sink for FileSink {
         _ctx: &pgsnap_core::WriteContext,
     ) -> pgsnap_core::Result<ChunkReceipt> {
         let dir_name = table_dir_name(&chunk.table);
-        let file_name = chunk_file_name(chunk.id, self.format, self.compression);
+        let file_name = chunk_file_name(chunk.id, self.config.format, self.config.compression);
         let relative = format!("{dir_name}/{file_name}");
         let job = WriteJob {
-            out: self.out.clone(),
-            dir: self.out.join(&dir_name),
+            out: self.config.out.clone(),
+            dir: self.config.out.join(&dir_name),
             file_name,
-            compression: self.compression,
-            fsync: self.fsync,
+            compression: self.config.compression,
+            fsync: self.config.fsync,
         };
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         // If this future is dropped, `tx` goes with it and the job removes its temp file.
@@ -237,61 +253,11 @@ impl Sink for FileSink {
                 "chunk recorded at another path than this sink writes");
             return Ok(false);
         }
-        let path = self.out.join(&relative);
-        let (verify, format, record) = (self.verify, self.format, record.clone());
+        let path = self.config.out.join(&relative);
+        let (verify, format, record) = (self.config.verify, self.config.format, record.clone());
         tokio::task::spawn_blocking(move || verify_file(&path, verify, format, &record))
             .await
             .map_err(|e| join_error(e, "chunk verification"))?
             .map_err(Into::into)
     }
-}
-
-/// Whether the file at `path` matches `record`; `Ok(false)` for missing or damaged files.
-fn verify_file(
-    path: &Path,
-    verify: VerifyMode,
-    format: DataFormat,
-    record: &ManifestChunk,
-) -> Result<bool, Error> {
-    let missing =
-        |e: &io::Error| matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory);
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if missing(&e) => return Ok(false),
-        Err(e) => return Err(Error::io("cannot stat", path, e)),
-    };
-    if !meta.is_file() || meta.len() != record.stored_bytes {
-        return Ok(false);
-    }
-    if verify == VerifyMode::Size {
-        return Ok(true);
-    }
-    let Some(want) = record.checksum.as_deref() else {
-        return Ok(false);
-    };
-    let mut reader = match open_chunk(path) {
-        Ok(r) => r,
-        Err(e) if missing(&e) => return Ok(false),
-        Err(e) if e.raw_os_error().is_some() => return Err(Error::io("cannot read", path, e)),
-        Err(_) => return Ok(false),
-    };
-    let mut inspector = ChunkInspector::new(format);
-    let mut buf = vec![0; 256 * 1024];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => inspector.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // An OS error is a problem reading; anything else is the decoder finding damage.
-            Err(e) if e.raw_os_error().is_some() => {
-                return Err(Error::io("cannot read", path, e));
-            }
-            Err(e) => {
-                tracing::debug!(path = %path.display(), error = %e, "chunk file is damaged");
-                return Ok(false);
-            }
-        }
-    }
-    let got = inspector.finish();
-    Ok(got.bytes == record.bytes && got.rows == record.rows && got.checksum == want)
 }

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::compression::Compression;
+use crate::error::Error;
 use crate::error::reclassify;
 use crate::layout::temp_file_name;
-use crate::{Compression, Error};
 
 /// Size of the buffer in front of the file.
 pub(crate) const FILE_BUFFER: usize = 1 << 20;

@@ -18,6 +18,7 @@ use pgsnap_kafka::render::{
 };
 use pgsnap_kafka::resolve::{ConnectorPosition, connector_position};
 use pgsnap_kafka::resolver::{HandoffMode as ResolverMode, KafkaOffsetResolver};
+use pgsnap_kafka::topic_name;
 use pgsnap_sink_file::{Compression, FileSinkBuilder};
 use pgsnap_sink_starrocks::StarRocksSinkBuilder;
 use pgsnap_sink_starrocks::mapping::KeyModel;
@@ -424,7 +425,7 @@ impl HandoffJob {
         let topics: Vec<String> = preflight
             .tables
             .iter()
-            .map(|t| topic_of(&self.topic_prefix, &t.table.schema, &t.table.name))
+            .map(|t| topic_name(&self.topic_prefix, &t.table.schema, &t.table.name))
             .collect();
 
         // Slot-first: the high watermarks before anything else (before the slot exists, so
@@ -435,8 +436,8 @@ impl HandoffJob {
                 KafkaOffsetResolver::capture_high_watermarks(&self.brokers, &topics).await.map_err(
                     |e| JobError::Kafka {
                         context: "reading the topics' high watermarks".into(),
-                        kind: ErrorKind::of_core(&e),
                         message: e.to_string(),
+                        kind: ErrorKind::of_core(&e.into()),
                     },
                 )
             })
@@ -585,7 +586,7 @@ impl HandoffJob {
         let mut tables = BTreeMap::new();
         for t in &manifest.tables {
             let (schema, name) = (&t.schema.name.schema, &t.schema.name.name);
-            let topic = topic_of(&self.topic_prefix, schema, name);
+            let topic = topic_name(&self.topic_prefix, schema, name);
             let Some(plan) = cdc.get(&t.schema.name) else { continue };
             let mut entry = HandoffTable {
                 topic: topic.clone(),
@@ -904,10 +905,6 @@ fn sanitize(s: &str) -> String {
         .collect();
     out.truncate(63);
     out
-}
-
-fn topic_of(prefix: &str, schema: &str, name: &str) -> String {
-    format!("{prefix}.{schema}.{name}")
 }
 
 /// Polls the running connector's stored offsets (every second, up to `wait`) until its

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use pgsnap_kafka::resolver::KafkaOffsetResolver;
+use pgsnap_kafka::topic_name;
 use pgsnap_sink_starrocks::parity::DebeziumEncoding;
 use pgsnap_test_support::debezium::{Debezium, DebeziumOptions};
 use pgsnap_test_support::kafka::Tansu;
@@ -442,10 +443,10 @@ fn catch_up(sr: &Sr, brokers: &str, prefix: &str, continued: &[String], dbz: &De
         }
     }
     let rt = crate::support::runtime();
-    let topics: Vec<String> = continued.iter().map(|t| format!("{prefix}.public.{t}")).collect();
+    let topics: Vec<String> = continued.iter().map(|t| topic_name(prefix, "public", t)).collect();
     let hw = rt.block_on(KafkaOffsetResolver::capture_high_watermarks(brokers, &topics)).unwrap();
     for job in sr.double.routine_loads() {
-        let topic = format!("{prefix}.public.{}", job.table);
+        let topic = topic_name(prefix, "public", &job.table);
         let Some(targets) = hw.0.get(&topic) else { continue };
         let status = rt.block_on(sr.double.wait_routine_load(
             SR_DB,
@@ -570,7 +571,7 @@ fn stop_connector(mut dbz: Debezium, db: &str, slot: &str) {
 }
 
 fn topics_of(prefix: &str) -> Vec<String> {
-    TABLES.iter().map(|t| format!("{prefix}.public.{t}")).collect()
+    TABLES.iter().map(|t| topic_name(prefix, "public", t)).collect()
 }
 
 /// Slot-first, CSV bodies: pgsnap creates the slot, Debezium starts on it from the rendered

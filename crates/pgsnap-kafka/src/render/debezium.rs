@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::RenderError;
+use crate::error::{Error, Result};
 
 /// Connection settings of the source PostgreSQL database (no password: see
 /// [`DebeziumConfig::password_placeholder`]).
@@ -106,6 +106,22 @@ pub const FIXED_KEYS: &[&str] = &[
     "table.include.list",
 ];
 
+/// The Kafka topic Debezium writes a table's change events to with its default topic naming:
+/// `<topic.prefix>.<schema>.<table>`.
+///
+/// Debezium replaces characters Kafka does not allow in topic names (anything but
+/// `[A-Za-z0-9._-]`) with `_`; this function does not, so it names the topic of tables whose
+/// schema and table names use only those characters (the topic prefix is checked by
+/// [`render_debezium_config`]).
+///
+/// # Example
+/// ```
+/// assert_eq!(pgsnap_kafka::topic_name("pg", "public", "orders"), "pg.public.orders");
+/// ```
+pub fn topic_name(prefix: &str, schema: &str, table: &str) -> String {
+    format!("{prefix}.{schema}.{table}")
+}
+
 /// Escape a literal for a Java regular expression (ASCII punctuation and spaces get a
 /// backslash; letters, digits, `_` and non-ASCII characters are left alone).
 fn regex_escape(s: &str) -> String {
@@ -119,12 +135,12 @@ fn regex_escape(s: &str) -> String {
     out
 }
 
-fn check_name(field: &'static str, value: &str) -> Result<(), RenderError> {
+fn check_name(field: &'static str, value: &str) -> Result<()> {
     if value.is_empty() {
-        return Err(RenderError::Empty { field });
+        return Err(Error::Empty { field });
     }
     if value.chars().any(char::is_control) {
-        return Err(RenderError::InvalidValue {
+        return Err(Error::InvalidValue {
             field,
             value: value.into(),
             reason: "contains a control character",
@@ -140,16 +156,16 @@ fn check_name(field: &'static str, value: &str) -> Result<(), RenderError> {
 /// let list = table_include_list(&[("public".into(), "orders".into()), ("s-1".into(), "a.b$".into())]).unwrap();
 /// assert_eq!(list, r"public\.orders,s\-1\.a\.b\$");
 /// ```
-pub fn table_include_list(tables: &[(String, String)]) -> Result<String, RenderError> {
+pub fn table_include_list(tables: &[(String, String)]) -> Result<String> {
     if tables.is_empty() {
-        return Err(RenderError::Empty { field: "tables" });
+        return Err(Error::Empty { field: "tables" });
     }
     let mut entries = Vec::with_capacity(tables.len());
     for (schema, table) in tables {
         for (field, v) in [("schema", schema), ("table", table)] {
             check_name(field, v)?;
             if v.contains(',') || v.trim() != v {
-                return Err(RenderError::InvalidValue {
+                return Err(Error::InvalidValue {
                     field,
                     value: v.clone(),
                     reason: "commas and leading/trailing whitespace cannot be carried in table.include.list",
@@ -161,12 +177,12 @@ pub fn table_include_list(tables: &[(String, String)]) -> Result<String, RenderE
     Ok(entries.join(","))
 }
 
-fn validate(cfg: &DebeziumConfig) -> Result<(), RenderError> {
+fn validate(cfg: &DebeziumConfig) -> Result<()> {
     check_name("name", &cfg.name)?;
     check_name("topic_prefix", &cfg.topic_prefix)?;
     if !cfg.topic_prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
     {
-        return Err(RenderError::InvalidValue {
+        return Err(Error::InvalidValue {
             field: "topic_prefix",
             value: cfg.topic_prefix.clone(),
             reason: "Kafka topic names allow only [A-Za-z0-9._-]",
@@ -176,7 +192,7 @@ fn validate(cfg: &DebeziumConfig) -> Result<(), RenderError> {
     check_name("database.dbname", &cfg.database.dbname)?;
     check_name("database.user", &cfg.database.user)?;
     if cfg.database.port == 0 {
-        return Err(RenderError::InvalidValue {
+        return Err(Error::InvalidValue {
             field: "database.port",
             value: "0".into(),
             reason: "port 0",
@@ -187,7 +203,7 @@ fn validate(cfg: &DebeziumConfig) -> Result<(), RenderError> {
         || cfg.slot.len() > 63
         || !cfg.slot.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
     {
-        return Err(RenderError::InvalidValue {
+        return Err(Error::InvalidValue {
             field: "slot",
             value: cfg.slot.clone(),
             reason: "a replication slot name is 1-63 characters of [a-z0-9_]",
@@ -196,7 +212,7 @@ fn validate(cfg: &DebeziumConfig) -> Result<(), RenderError> {
     check_name("publication", &cfg.publication)?;
     for (k, v) in &cfg.properties {
         if FIXED_KEYS.contains(&k.as_str()) || k.starts_with("database.") {
-            return Err(RenderError::InvalidValue {
+            return Err(Error::InvalidValue {
                 field: "property",
                 value: k.clone(),
                 reason: "fixed by the slot-first design; cannot be overridden",
@@ -204,7 +220,7 @@ fn validate(cfg: &DebeziumConfig) -> Result<(), RenderError> {
         }
         check_name("property", k)?;
         if v.chars().any(char::is_control) {
-            return Err(RenderError::InvalidValue {
+            return Err(Error::InvalidValue {
                 field: "property value",
                 value: v.clone(),
                 reason: "contains a control character",
@@ -223,7 +239,7 @@ fn validate(cfg: &DebeziumConfig) -> Result<(), RenderError> {
     });
     if !ok {
         // Never echo the value: it may be a clear-text password.
-        return Err(RenderError::InvalidValue {
+        return Err(Error::InvalidValue {
             field: "password_placeholder",
             value: "<redacted>".into(),
             reason: "must be a config-provider placeholder ${provider:[path:]key}, never a clear-text password",
@@ -256,7 +272,7 @@ fn validate(cfg: &DebeziumConfig) -> Result<(), RenderError> {
 /// let clear = DebeziumConfig { password_placeholder: "hunter2".into(), ..cfg };
 /// assert!(render_debezium_config(&clear).is_err());
 /// ```
-pub fn render_debezium_config(cfg: &DebeziumConfig) -> Result<Value, RenderError> {
+pub fn render_debezium_config(cfg: &DebeziumConfig) -> Result<Value> {
     validate(cfg)?;
     let include = table_include_list(&cfg.tables)?;
     let mut pairs: Vec<(&str, String)> = vec![
@@ -282,11 +298,6 @@ pub fn render_debezium_config(cfg: &DebeziumConfig) -> Result<Value, RenderError
     Ok(json!({ "name": cfg.name, "config": config }))
 }
 
-/// A connector config that cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot read the Debezium connector config: {0}")]
-pub struct ConfigParseError(String);
-
 /// Reads a Debezium connector config given as JSON (a flat object of settings, or Kafka
 /// Connect's `{"name": …, "config": {…}}`) or as Java properties (`key=value` lines, as Kafka
 /// tools and embedded engines use). Values that are JSON numbers or booleans are read as their
@@ -304,13 +315,13 @@ pub struct ConfigParseError(String);
 ///
 /// # Errors
 /// Text that is neither a JSON object of settings nor Java properties.
-pub fn parse_connector_config(text: &str) -> Result<BTreeMap<String, String>, ConfigParseError> {
+pub fn parse_connector_config(text: &str) -> Result<BTreeMap<String, String>> {
     if text.trim_start().starts_with('{') {
         let v: Value = serde_json::from_str(text)
-            .map_err(|e| ConfigParseError(format!("invalid JSON: {e}")))?;
+            .map_err(|e| Error::ConnectorConfig(format!("invalid JSON: {e}")))?;
         let obj = match v.get("config") {
             Some(Value::Object(c)) => c,
-            _ => v.as_object().ok_or_else(|| ConfigParseError("not a JSON object".into()))?,
+            _ => v.as_object().ok_or_else(|| Error::ConnectorConfig("not a JSON object".into()))?,
         };
         return obj
             .iter()
@@ -320,7 +331,7 @@ pub fn parse_connector_config(text: &str) -> Result<BTreeMap<String, String>, Co
                     Value::Number(n) => n.to_string(),
                     Value::Bool(b) => b.to_string(),
                     other => {
-                        return Err(ConfigParseError(format!(
+                        return Err(Error::ConnectorConfig(format!(
                             "setting {k:?} is {other}, not a string"
                         )));
                     }
@@ -330,7 +341,7 @@ pub fn parse_connector_config(text: &str) -> Result<BTreeMap<String, String>, Co
             .collect();
     }
     let map = java_properties::read(text.as_bytes())
-        .map_err(|e| ConfigParseError(format!("invalid Java properties: {e}")))?;
+        .map_err(|e| Error::ConnectorConfig(format!("invalid Java properties: {e}")))?;
     Ok(map.into_iter().collect())
 }
 

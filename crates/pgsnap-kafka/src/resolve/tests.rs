@@ -85,7 +85,7 @@ fn opts() -> ScanOptions {
     ScanOptions::default()
 }
 
-async fn running(log: &MemLog, s: &PgSnapshot) -> Result<PartitionResolution, ResolveError> {
+async fn running(log: &MemLog, s: &PgSnapshot) -> Result<PartitionResolution> {
     resolve_partition_running(log, s, &opts()).await
 }
 
@@ -211,7 +211,7 @@ async fn not_a_suffix_is_reported_with_the_offset() {
     let log = MemLog::new(1, recs);
     let e = running(&log, &snap("200:200:")).await.unwrap_err();
     match &e {
-        ResolveError::NotASuffix { topic, partition, offset, answer, .. } => {
+        Error::NotASuffix { topic, partition, offset, answer, .. } => {
             assert_eq!(
                 (topic.as_str(), *partition, *offset, *answer),
                 ("pg.public.items", 1, 40, 20)
@@ -234,7 +234,7 @@ async fn not_a_suffix_is_reported_with_the_offset() {
     recs.extend((100..200).map(|i| ev(i, 300)));
     let log = MemLog::new(0, recs);
     match running(&log, &snap("200:200:")).await.unwrap_err() {
-        ResolveError::NotASuffix { offset, answer, .. } => assert_eq!((offset, answer), (3, 100)),
+        Error::NotASuffix { offset, answer, .. } => assert_eq!((offset, answer), (3, 100)),
         other => panic!("{other:?}"),
     }
     // Outside the confirmation window it is not seen (bounded scan).
@@ -249,7 +249,7 @@ async fn incremental_snapshot_events_are_an_error() {
         r#"{"op":"r","after":{"id":1},"source":{"snapshot":"incremental","txId":null,"lsn":null}}"#;
     let log = MemLog::new(2, vec![ev(0, 5), raw(1, inc), ev(2, 50)]);
     let e = running(&log, &snap("10:10:")).await.unwrap_err();
-    assert!(matches!(e, ResolveError::NoTxId { partition: 2, offset: 1, .. }), "{e:?}");
+    assert!(matches!(e, Error::NoTxId { partition: 2, offset: 1, .. }), "{e:?}");
     assert!(e.to_string().contains("incremental"));
 }
 
@@ -258,7 +258,7 @@ async fn non_debezium_values_name_the_offset() {
     let log = MemLog::new(0, vec![ev(0, 5), raw(1, r#"{"id":1}"#), ev(2, 50)]);
     let e = running(&log, &snap("10:10:")).await.unwrap_err();
     let msg = e.to_string();
-    assert!(matches!(e, ResolveError::Envelope { offset: 1, .. }), "{msg}");
+    assert!(matches!(e, Error::Envelope { offset: 1, .. }), "{msg}");
     assert!(msg.contains("offset 1") && msg.contains("`op` is missing"), "{msg}");
 }
 
@@ -317,7 +317,7 @@ async fn time_mode_scan_limit() {
     let e = resolve_partition_time(&log, &snap("1000:1000:"), &o, || async { Ok(Some(0)) })
         .await
         .unwrap_err();
-    assert!(matches!(e, ResolveError::ScanLimit { from: 0, limit: 250, .. }), "{e:?}");
+    assert!(matches!(e, Error::ScanLimit { from: 0, limit: 250, .. }), "{e:?}");
 }
 
 #[tokio::test]
@@ -351,12 +351,12 @@ async fn slot_first_uses_recorded_high_watermarks() {
 
     a.low = 41;
     let e = slot_first(&recorded, &[&a]).await.unwrap_err();
-    assert!(matches!(e, ResolveError::Retention { offset: 40, low: 41, .. }), "{e:?}");
+    assert!(matches!(e, Error::Retention { offset: 40, low: 41, .. }), "{e:?}");
     assert!(e.to_string().contains("take a new snapshot"));
     a.low = 0;
     a.high = 30;
     let e = slot_first(&recorded, &[&a]).await.unwrap_err();
-    assert!(matches!(e, ResolveError::BeyondEnd { offset: 40, high: 30, .. }), "{e:?}");
+    assert!(matches!(e, Error::BeyondEnd { offset: 40, high: 30, .. }), "{e:?}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `pgsnap_kafka::connect::ConnectClient` against the Kafka Connect REST **test double**
 //! [`pgsnap_test_support::connect::ConnectDouble`] (see its module doc for what it serves).
 
-use pgsnap_kafka::connect::{ConnectClient, ConnectError};
+use pgsnap_kafka::Error;
+use pgsnap_kafka::connect::ConnectClient;
 use pgsnap_kafka::render::{DebeziumConfig, PgConnection, render_debezium_config};
 use pgsnap_test_support::connect::{ConnectDouble, State};
 use serde_json::{Value, json};
@@ -69,7 +70,7 @@ async fn fresh_name_is_created() {
     assert_eq!(info["config"]["database.password"], "<redacted>");
     assert_eq!(client.stored_offsets(name).await.unwrap(), Some(json!([])));
     let err = client.submit(&payload(name)).await.unwrap_err();
-    assert!(matches!(err, ConnectError::ConnectorExists { stored_offsets: Some(0), .. }), "{err}");
+    assert!(matches!(err, Error::ConnectorExists { stored_offsets: Some(0), .. }), "{err}");
 }
 
 #[tokio::test]
@@ -79,7 +80,7 @@ async fn existing_connector_is_refused() {
     let double = ConnectDouble::start(state).await;
     let client = ConnectClient::new(&format!("{}/", double.url)).unwrap();
     let err = client.submit(&payload("pgsnap-app-1")).await.unwrap_err();
-    let ConnectError::ConnectorExists { ref url, ref connector, stored_offsets } = err else {
+    let Error::ConnectorExists { ref url, ref connector, stored_offsets } = err else {
         panic!("{err}")
     };
     assert_eq!(
@@ -113,7 +114,7 @@ async fn stored_offsets_are_refused() {
     );
     let err = client.submit(&payload("pgsnap-app-2")).await.unwrap_err();
     assert!(
-        matches!(err, ConnectError::OffsetsStored { count: 1, ref connector, .. } if connector == "pgsnap-app-2"),
+        matches!(err, Error::OffsetsStored { count: 1, ref connector, .. } if connector == "pgsnap-app-2"),
         "{err}"
     );
     let text = err.to_string();
@@ -133,13 +134,13 @@ async fn conflict_on_create_and_transport_errors_are_typed() {
     let client = ConnectClient::new(&double.url).unwrap();
     let err = client.submit(&payload("pgsnap-app-3")).await.unwrap_err();
     assert!(
-        matches!(err, ConnectError::Conflict { ref message, .. } if message == "Connector pgsnap-app-3 already exists"),
+        matches!(err, Error::ConnectConflict { ref message, .. } if message == "Connector pgsnap-app-3 already exists"),
         "{err}"
     );
 
     // Not a connector payload.
     let err = client.submit(&json!({"config": {}})).await.unwrap_err();
-    assert!(matches!(err, ConnectError::InvalidPayload { .. }), "{err}");
+    assert!(matches!(err, Error::ConnectPayload { .. }), "{err}");
 
     // Nobody listening: the error names the URL and the request.
     let dead = {
@@ -147,7 +148,7 @@ async fn conflict_on_create_and_transport_errors_are_typed() {
         format!("http://{}", l.local_addr().unwrap())
     };
     let err = ConnectClient::new(&dead).unwrap().submit(&payload("x")).await.unwrap_err();
-    assert!(matches!(err, ConnectError::Io { .. }), "{err}");
+    assert!(matches!(err, Error::ConnectIo { .. }), "{err}");
     assert!(
         err.to_string().contains(&dead) && err.to_string().contains("GET /connectors/x"),
         "{err}"

@@ -217,7 +217,7 @@ fn apply(rows: &mut BTreeMap<String, String>, i: usize, record: &LogRecord) -> O
 }
 
 fn topic(prefix: &str, i: usize) -> String {
-    format!("{prefix}.{}.{}", TABLES[i].0, TABLES[i].1)
+    pgsnap_kafka::topic_name(prefix, TABLES[i].0, TABLES[i].1)
 }
 
 /// Waits until the marker row's event is in table t's topic (Debezium has forwarded every

@@ -17,7 +17,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pgsnap_kafka::kafka::{KafkaLog, KafkaLogError, KafkaLogs};
+use pgsnap_kafka::Error;
+use pgsnap_kafka::kafka::{KafkaLog, KafkaLogs};
 use pgsnap_kafka::resolve::PartitionLog;
 use pgsnap_test_support::kafka::{Record, Tansu};
 
@@ -150,7 +151,7 @@ async fn watermarks_and_reads_match_what_was_produced() {
         assert_eq!(log.records_read(), n as u64 + 5 + 1 + 3 + 1);
 
         let err = log.read_from(-1, 1).await.expect_err("negative offset");
-        assert!(matches!(err, KafkaLogError::InvalidOffset { offset: -1, .. }), "{err}");
+        assert!(matches!(err, Error::InvalidOffset { offset: -1, .. }), "{err}");
         let text = err.to_string();
         assert!(
             text.contains(&fx.topic) && text.contains(&format!("[{}]", log.partition())),

@@ -96,6 +96,7 @@ fn encoding_examples() {
         (("a", "b/c"), "a.b%2Fc"),
         (("..", ".."), "%2E%2E.%2E%2E"),
         (("a", "x y"), "a.x%20y"),
+        (("public", "Order Items"), "public.Order%20Items"),
         (("a", "\"q\""), "a.%22q%22"),
         (("a", "é"), "a.%C3%A9"),
         (("a", "~"), "a.%7E"),
