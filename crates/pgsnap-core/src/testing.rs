@@ -226,6 +226,7 @@ pub async fn transient_source_error_is_retried(sink: Arc<dyn Sink>, probe: &dyn 
     for t in &report.manifest.tables {
         for c in &t.chunks {
             let chunk = t.chunk(c);
+            assert_eq!(c.attempts, 3, "transient_error: attempts of {}", chunk.label());
             assert_eq!(
                 probe.copies(&chunk).await,
                 1,
