@@ -25,7 +25,7 @@ pub use coordinator::{
 pub use error::{BoxError, Error, ErrorKind, ErrorStatus, Result};
 pub use manifest::{
     ChunkSnapshot, Manifest, ManifestChunk, ManifestHeader, ManifestTable, PlanOptions, RunStatus,
-    TablePlan, TableStatus,
+    SplitBy, TablePlan, TableStatus,
 };
 pub use memory::{MemorySink, MemorySource};
 pub use offset::{OffsetMap, OffsetResolver};

@@ -71,14 +71,65 @@ impl TableStatus {
 /// The options that shape a run's plan; a resume must use the same ones.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct PlanOptions {
-    /// `auto`, `ctid` or `pk`.
-    pub split_by: String,
+    /// How tables were split.
+    pub split_by: SplitBy,
     /// Target source bytes per chunk.
     pub chunk_size: u64,
     /// Include patterns, as given.
     pub include: Vec<String>,
     /// Exclude patterns, as given.
     pub exclude: Vec<String>,
+}
+
+/// How tables are split into chunks (recorded in the manifest's plan options as `auto`,
+/// `ctid` or `pk`).
+///
+/// ```
+/// use pgsnap_core::SplitBy;
+/// assert_eq!("ctid".parse::<SplitBy>(), Ok(SplitBy::Ctid));
+/// assert_eq!(serde_json::to_string(&SplitBy::Pk).unwrap(), "\"pk\"");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SplitBy {
+    /// ctid ranges on PostgreSQL 14 and later (TID range scans), integer primary-key ranges
+    /// before, one chunk per relation when neither applies.
+    #[default]
+    Auto,
+    /// Heap block ranges (`ctid >= '(a,0)' AND ctid < '(b,0)'`).
+    Ctid,
+    /// Ranges of a single-column integer primary key; tables without one fall back to `auto`.
+    Pk,
+}
+
+impl SplitBy {
+    /// The flag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Ctid => "ctid",
+            Self::Pk => "pk",
+        }
+    }
+}
+
+impl std::fmt::Display for SplitBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SplitBy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "ctid" => Ok(Self::Ctid),
+            "pk" => Ok(Self::Pk),
+            o => Err(format!("unknown split {o:?}: expected auto, ctid or pk")),
+        }
+    }
 }
 
 /// The snapshot a chunk was copied under, recorded only when it differs from the run's.
@@ -336,7 +387,11 @@ impl Manifest {
             )));
         }
         if self.options.split_by != options.split_by {
-            return mismatch("split_by", self.options.split_by.clone(), options.split_by.clone());
+            return mismatch(
+                "split_by",
+                self.options.split_by.to_string(),
+                options.split_by.to_string(),
+            );
         }
         if self.options.chunk_size != options.chunk_size {
             return mismatch(

@@ -209,7 +209,7 @@ pub fn example_header() -> ManifestHeader {
         sink: None,
         session: BTreeMap::new(),
         options: PlanOptions {
-            split_by: "pk".into(),
+            split_by: crate::manifest::SplitBy::Pk,
             chunk_size: 1 << 20,
             include: vec![],
             exclude: vec![],

@@ -70,7 +70,7 @@ pub(crate) async fn load(
             sink: None,
             session: source.session().clone(),
             options: PlanOptions {
-                split_by: "auto".into(),
+                split_by: pgsnap_core::SplitBy::Auto,
                 chunk_size,
                 include: vec![],
                 exclude: vec![],
