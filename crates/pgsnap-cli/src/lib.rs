@@ -10,6 +10,10 @@
 //! - exit codes: 0 everything complete, 1 finished with failed tables (listed), 2 usage
 //!   error, 3 preflight or connection error, 4 snapshot lost or not importable, 5
 //!   non-retryable sink error, 130 stopped by SIGINT, 143 stopped by SIGTERM (see [`exit`]).
+//!
+//! # Layering
+//! `args` and `exit` ← `interrupt` (signals → exit codes) and `output` (reports, errors with
+//! flag names, exit codes) ← the `pgsnap` binary's `main`: parse, run one job, print.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -155,12 +155,12 @@ pub fn error_message(e: &JobError, front: Front) -> String {
         JobError::Directory { dir: d, source } => format!("{dir} {}: {source}", d.display()),
         JobError::CannotResume(r) => resume_message(r),
         JobError::Refused { reason, strict: true } => format!("--strict: {reason}"),
-        JobError::Core(c) => match c.root() {
-            pgsnap::core::Error::ResumeMismatch { option, was, now } => {
-                mismatch_message(option, was, now)
+        JobError::Core(c) if c.kind() == pgsnap::core::ErrorKind::ResumeMismatch => {
+            match (c.context("option"), c.context("was"), c.context("now")) {
+                (Some(option), Some(was), Some(now)) => mismatch_message(option, was, now),
+                _ => pgsnap::core::error_chain(e),
             }
-            _ => pgsnap::core::error_chain(e),
-        },
+        }
         _ => pgsnap::core::error_chain(e),
     }
 }

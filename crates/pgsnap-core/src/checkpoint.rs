@@ -59,7 +59,7 @@ impl ManifestStore {
 /// rename over `path`, fsync of the directory.
 ///
 /// # Errors
-/// [`Error::Io`] naming the path.
+/// an [`ErrorKind::Io`](crate::ErrorKind::Io) error naming the path.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -79,7 +79,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Fsyncs a directory so a rename inside it is durable.
 ///
 /// # Errors
-/// [`Error::Io`] naming the directory.
+/// an [`ErrorKind::Io`](crate::ErrorKind::Io) error naming the directory.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
@@ -95,16 +95,17 @@ impl CheckpointStore for ManifestStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
         };
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Manifest {
-            path: path.display().to_string(),
-            message: format!("not a pgsnap manifest ({e}); was it edited by hand?"),
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::manifest(
+                path.display().to_string(),
+                format!("not a pgsnap manifest ({e}); was it edited by hand?"),
+            )
         })
     }
 
     async fn save(&self, manifest: &Manifest) -> Result<()> {
-        let mut bytes = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Manifest {
-            path: self.path().display().to_string(),
-            message: format!("cannot serialize: {e}"),
+        let mut bytes = serde_json::to_vec_pretty(manifest).map_err(|e| {
+            Error::manifest(self.path().display().to_string(), format!("cannot serialize: {e}"))
         })?;
         bytes.push(b'\n');
         let path = self.path();

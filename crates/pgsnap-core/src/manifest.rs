@@ -20,6 +20,7 @@ pub const MANIFEST_VERSION: u32 = 1;
 /// Overall state of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RunStatus {
     /// Chunks remain to be copied (a run in progress, or one that was interrupted).
     Running,
@@ -46,6 +47,7 @@ impl RunStatus {
 /// State of one table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TableStatus {
     /// Chunks remain.
     Pending,
@@ -69,14 +71,65 @@ impl TableStatus {
 /// The options that shape a run's plan; a resume must use the same ones.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct PlanOptions {
-    /// `auto`, `ctid` or `pk`.
-    pub split_by: String,
+    /// How tables were split.
+    pub split_by: SplitBy,
     /// Target source bytes per chunk.
     pub chunk_size: u64,
     /// Include patterns, as given.
     pub include: Vec<String>,
     /// Exclude patterns, as given.
     pub exclude: Vec<String>,
+}
+
+/// How tables are split into chunks (recorded in the manifest's plan options as `auto`,
+/// `ctid` or `pk`).
+///
+/// ```
+/// use pgsnap_core::SplitBy;
+/// assert_eq!("ctid".parse::<SplitBy>(), Ok(SplitBy::Ctid));
+/// assert_eq!(serde_json::to_string(&SplitBy::Pk).unwrap(), "\"pk\"");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SplitBy {
+    /// ctid ranges on PostgreSQL 14 and later (TID range scans), integer primary-key ranges
+    /// before, one chunk per relation when neither applies.
+    #[default]
+    Auto,
+    /// Heap block ranges (`ctid >= '(a,0)' AND ctid < '(b,0)'`).
+    Ctid,
+    /// Ranges of a single-column integer primary key; tables without one fall back to `auto`.
+    Pk,
+}
+
+impl SplitBy {
+    /// The flag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Ctid => "ctid",
+            Self::Pk => "pk",
+        }
+    }
+}
+
+impl std::fmt::Display for SplitBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SplitBy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "ctid" => Ok(Self::Ctid),
+            "pk" => Ok(Self::Pk),
+            o => Err(format!("unknown split {o:?}: expected auto, ctid or pk")),
+        }
+    }
 }
 
 /// The snapshot a chunk was copied under, recorded only when it differs from the run's.
@@ -119,6 +172,14 @@ pub struct ManifestChunk {
     /// What a loading sink's target reported for this chunk (absent for file output).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub load: Option<crate::LoadReceipt>,
+    /// Attempts the chunk took in the run that copied it (0 in manifests written before
+    /// pgsnap recorded it).
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One table in the manifest.
@@ -258,6 +319,7 @@ impl Manifest {
                         done: false,
                         snapshot: None,
                         load: None,
+                        attempts: 0,
                     })
                     .collect(),
                 status: if t.chunks.is_empty() { TableStatus::Ok } else { TableStatus::Pending },
@@ -305,8 +367,9 @@ impl Manifest {
     /// as its `compression`: it is accepted when that equals `sink`.
     ///
     /// # Errors
-    /// [`Error::ResumeMismatch`](crate::Error::ResumeMismatch) naming the option;
-    /// [`Error::Config`](crate::Error::Config) for a manifest from a newer pgsnap.
+    /// [`ErrorKind::ResumeMismatch`](crate::ErrorKind::ResumeMismatch) naming the option
+    /// ([`Error::context`](crate::Error::context) `option`, `was`, `now`);
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) for a manifest from a newer pgsnap.
     pub fn check_resume(
         &self,
         options: &PlanOptions,
@@ -315,16 +378,20 @@ impl Manifest {
         sink: Option<&str>,
     ) -> crate::Result<()> {
         let mismatch = |option: &'static str, was: String, now: String| {
-            Err(crate::Error::ResumeMismatch { option, was, now })
+            Err(crate::Error::resume_mismatch(option, was, now))
         };
         if self.version > MANIFEST_VERSION {
-            return Err(crate::Error::Config(format!(
+            return Err(crate::Error::config(format!(
                 "the manifest was written by a newer pgsnap (manifest version {}, this build reads up to {MANIFEST_VERSION})",
                 self.version
             )));
         }
         if self.options.split_by != options.split_by {
-            return mismatch("split_by", self.options.split_by.clone(), options.split_by.clone());
+            return mismatch(
+                "split_by",
+                self.options.split_by.to_string(),
+                options.split_by.to_string(),
+            );
         }
         if self.options.chunk_size != options.chunk_size {
             return mismatch(

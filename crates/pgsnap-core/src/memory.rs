@@ -26,7 +26,7 @@ type Key = (TableName, ChunkId);
 /// let chunk = manifest.tables[0].chunk(&manifest.tables[0].chunks[0]);
 /// let sink = MemorySink::new();
 /// let data = pgsnap_core::Source::read_chunk(&source, &chunk, pgsnap_core::DataFormat::Text).await?;
-/// sink.write_chunk(&chunk, data).await?;
+/// sink.write_chunk(&chunk, data, &Default::default()).await?;
 /// assert_eq!(sink.get(&chunk.table, chunk.id).unwrap().as_ref(), b"0\trow 0\n1\trow 1\n");
 /// # Ok(()) }
 /// ```
@@ -90,7 +90,12 @@ impl Sink for MemorySink {
         SinkDescription::new(self.format)
     }
 
-    async fn write_chunk(&self, chunk: &Chunk, data: ChunkStream) -> Result<ChunkReceipt> {
+    async fn write_chunk(
+        &self,
+        chunk: &Chunk,
+        data: ChunkStream,
+        _ctx: &crate::WriteContext,
+    ) -> Result<ChunkReceipt> {
         // Collect first: nothing becomes visible unless the whole stream arrived.
         let parts: Vec<Bytes> = data.try_collect().await?;
         let mut buf = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
@@ -204,7 +209,7 @@ pub fn example_header() -> ManifestHeader {
         sink: None,
         session: BTreeMap::new(),
         options: PlanOptions {
-            split_by: "pk".into(),
+            split_by: crate::manifest::SplitBy::Pk,
             chunk_size: 1 << 20,
             include: vec![],
             exclude: vec![],

@@ -3,10 +3,10 @@
 use std::fmt::Debug;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
 use crate::manifest::ManifestChunk;
-use crate::{Chunk, ChunkStream, DataFormat, Result};
+use crate::retry::{RetryBudget, RetryPolicy};
+use crate::{Chunk, ChunkStream, DataFormat, LoadReceipt, Result};
 
 /// What a sink is, for the manifest and for the coordinator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,38 +78,6 @@ impl ChunkReceipt {
     }
 }
 
-/// What a loading sink's target reported for one chunk: rows it accepted and filtered, and
-/// the loads (with their idempotency labels) that carried the chunk.
-///
-/// # Example
-/// ```
-/// use pgsnap_core::LoadReceipt;
-/// let r = LoadReceipt::new(10, 0, vec!["pgsnap-run-t-00001-0".into()]);
-/// assert_eq!(r.loads(), 1);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct LoadReceipt {
-    /// Rows the target reported as loaded.
-    pub rows_loaded: u64,
-    /// Rows the target reported as filtered out (rejected).
-    pub rows_filtered: u64,
-    /// The labels of the loads that carried the chunk, in order.
-    pub labels: Vec<String>,
-}
-
-impl LoadReceipt {
-    /// A receipt from the target's counters and the loads' labels.
-    pub fn new(rows_loaded: u64, rows_filtered: u64, labels: Vec<String>) -> Self {
-        Self { rows_loaded, rows_filtered, labels }
-    }
-
-    /// How many loads carried the chunk.
-    pub fn loads(&self) -> usize {
-        self.labels.len()
-    }
-}
-
 /// What [`Sink::prepare`] is told about the run it prepares for.
 ///
 /// ```
@@ -137,6 +105,42 @@ impl<'a> PrepareContext<'a> {
     }
 }
 
+/// What [`Sink::write_chunk`] is told about the write it does.
+///
+/// ```
+/// use pgsnap_core::{RetryPolicy, WriteContext};
+/// let ctx = WriteContext::new(RetryPolicy::default().with_max_attempts(1).budget());
+/// assert_eq!(ctx.retry().policy().max_attempts(), 1);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WriteContext {
+    retry: RetryBudget,
+}
+
+impl WriteContext {
+    /// A context whose sink-side retries take attempts from `retry`, the chunk's budget.
+    pub fn new(retry: RetryBudget) -> Self {
+        Self { retry }
+    }
+
+    /// The chunk's retry budget. A sink retries a request on its own only when it can
+    /// replay it without the chunk's data (a load refused before its body was sent, a
+    /// commit, a status poll): [`RetryBudget::begin`] for each such retry, after waiting
+    /// what [`RetryBudget::next_delay`] says. Anything else it returns, temporary when a
+    /// new attempt may succeed, and the coordinator re-reads the chunk.
+    pub fn retry(&self) -> &RetryBudget {
+        &self.retry
+    }
+}
+
+impl Default for WriteContext {
+    /// A context with a fresh budget of the default [`RetryPolicy`].
+    fn default() -> Self {
+        Self::new(RetryPolicy::default().budget())
+    }
+}
+
 /// A destination for chunks.
 ///
 /// # Lifecycle
@@ -153,9 +157,10 @@ impl<'a> PrepareContext<'a> {
 /// - `write_chunk` consumes `data` to the end before returning `Ok`. If `data` yields an
 ///   error, or the sink fails, nothing of this chunk may become visible as complete, and
 ///   the error from `data` is returned unchanged (the coordinator classifies it).
-/// - A failure the run cannot get past (no space, no permission on the output) is
-///   [`Error::SinkFatal`](crate::Error::SinkFatal); one a retry may fix is
-///   [`Error::Transient`](crate::Error::Transient).
+/// - A failure the run cannot get past (no space, no permission on the output) has the kind
+///   [`ErrorKind::SinkUnavailable`](crate::ErrorKind::SinkUnavailable); one a new attempt
+///   may fix is [temporary](crate::Error::set_temporary). Retries inside the sink take
+///   their attempts from [`WriteContext::retry`], the chunk's one budget.
 /// - Implementations must be safe for concurrent use.
 #[async_trait]
 pub trait Sink: Send + Sync + Debug {
@@ -169,7 +174,12 @@ pub trait Sink: Send + Sync + Debug {
     ///
     /// # Errors
     /// As described in the contract.
-    async fn write_chunk(&self, chunk: &Chunk, data: ChunkStream) -> Result<ChunkReceipt>;
+    async fn write_chunk(
+        &self,
+        chunk: &Chunk,
+        data: ChunkStream,
+        ctx: &WriteContext,
+    ) -> Result<ChunkReceipt>;
 
     /// Whether a chunk the manifest records as done is still intact, so a resumed run may
     /// skip it. The default trusts the record.
@@ -205,8 +215,13 @@ impl<T: Sink + ?Sized> Sink for std::sync::Arc<T> {
     fn description(&self) -> SinkDescription {
         (**self).description()
     }
-    async fn write_chunk(&self, chunk: &Chunk, data: ChunkStream) -> Result<ChunkReceipt> {
-        (**self).write_chunk(chunk, data).await
+    async fn write_chunk(
+        &self,
+        chunk: &Chunk,
+        data: ChunkStream,
+        ctx: &WriteContext,
+    ) -> Result<ChunkReceipt> {
+        (**self).write_chunk(chunk, data, ctx).await
     }
     async fn chunk_intact(&self, chunk: &Chunk, record: &ManifestChunk) -> Result<bool> {
         (**self).chunk_intact(chunk, record).await

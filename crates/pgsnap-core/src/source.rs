@@ -21,8 +21,8 @@ pub type ChunkStream = BoxStream<'static, Result<Bytes>>;
 ///   long as the snapshot lives; different chunks never share a row.
 /// - Reads of different chunks may run concurrently (the coordinator runs up to `jobs`).
 /// - When the snapshot cannot be imported any more, reads fail with
-///   [`Error::SnapshotLost`](crate::Error::SnapshotLost); transient failures (connection
-///   lost) with [`Error::Transient`](crate::Error::Transient).
+///   an error of kind [`ErrorKind::SnapshotLost`](crate::ErrorKind::SnapshotLost); failures
+///   a new attempt may fix (connection lost) are [temporary](crate::Error::set_temporary).
 /// - The returned stream holds whatever it needs (a connection) and releases it on drop.
 #[async_trait]
 pub trait Source: Send + Sync + Debug {

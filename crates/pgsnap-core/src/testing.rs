@@ -21,7 +21,8 @@ use futures::StreamExt;
 use crate::memory::MemorySource;
 use crate::{
     Chunk, ChunkId, ChunkReceipt, ChunkStream, Coordinator, CoordinatorOptions, DataFormat, Error,
-    Manifest, MemoryCheckpointStore, MemorySink, Result, RunStatus, Sink, SinkDescription, Source,
+    ErrorKind, Manifest, MemoryCheckpointStore, MemorySink, Result, RunStatus, Sink,
+    SinkDescription, Source, WriteContext,
 };
 
 /// Reads back what one sink stored, for the conformance suite.
@@ -164,14 +165,22 @@ pub async fn same_chunk_twice_is_stored_once(sink: Arc<dyn Sink>, probe: &dyn Si
         .expect("same_chunk_twice: prepare");
     let t = &manifest.tables[0];
     let chunk = t.chunk(&t.chunks[0]);
-    sink.write_chunk(&chunk, source.read_chunk(&chunk, DataFormat::Text).await.unwrap())
-        .await
-        .expect("first write");
+    sink.write_chunk(
+        &chunk,
+        source.read_chunk(&chunk, DataFormat::Text).await.unwrap(),
+        &WriteContext::default(),
+    )
+    .await
+    .expect("first write");
     let first = source.content(&chunk.table, chunk.id);
     source.insert(chunk.table.clone(), chunk.id, rows("second", 10));
-    sink.write_chunk(&chunk, source.read_chunk(&chunk, DataFormat::Text).await.unwrap())
-        .await
-        .expect("second write");
+    sink.write_chunk(
+        &chunk,
+        source.read_chunk(&chunk, DataFormat::Text).await.unwrap(),
+        &WriteContext::default(),
+    )
+    .await
+    .expect("second write");
     assert_eq!(probe.copies(&chunk).await, 1, "same_chunk_twice: stored more than once");
     match sink.description().rewrite {
         crate::Rewrite::KeepsFirst => assert_eq!(
@@ -217,6 +226,7 @@ pub async fn transient_source_error_is_retried(sink: Arc<dyn Sink>, probe: &dyn 
     for t in &report.manifest.tables {
         for c in &t.chunks {
             let chunk = t.chunk(c);
+            assert_eq!(c.attempts, 3, "transient_error: attempts of {}", chunk.label());
             assert_eq!(
                 probe.copies(&chunk).await,
                 1,
@@ -319,12 +329,9 @@ impl<S: Source> Source for FaultySource<S> {
         let all: Vec<Result<Bytes>> = inner.collect().await;
         let keep = all.len() / 2;
         let err = move || {
-            let source = "injected fault: connection reset mid-chunk".into();
-            if transient {
-                Error::Transient { backend: "faulty", source }
-            } else {
-                Error::Backend { backend: "faulty", source }
-            }
+            let source: crate::BoxError = "injected fault: connection reset mid-chunk".into();
+            let e = Error::from_backend(ErrorKind::Source, "faulty", source);
+            if transient { e.set_temporary() } else { e }
         };
         let items = all.into_iter().take(keep).chain(std::iter::once(Err(err())));
         Ok(futures::stream::iter(items).boxed())
@@ -360,7 +367,12 @@ impl<S: Sink> Sink for FaultySink<S> {
     fn identity(&self) -> Option<String> {
         self.inner.identity()
     }
-    async fn write_chunk(&self, chunk: &Chunk, mut data: ChunkStream) -> Result<ChunkReceipt> {
+    async fn write_chunk(
+        &self,
+        chunk: &Chunk,
+        mut data: ChunkStream,
+        ctx: &WriteContext,
+    ) -> Result<ChunkReceipt> {
         let fail = self
             .failures
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -370,11 +382,9 @@ impl<S: Sink> Sink for FaultySink<S> {
             if let Some(b) = data.next().await {
                 buf.extend_from_slice(&b?);
             }
-            return Err(Error::Transient {
-                backend: "faulty-sink",
-                source: "injected sink fault".into(),
-            });
+            return Err(Error::from_backend(ErrorKind::Sink, "faulty-sink", "injected sink fault")
+                .set_temporary());
         }
-        self.inner.write_chunk(chunk, data).await
+        self.inner.write_chunk(chunk, data, ctx).await
     }
 }

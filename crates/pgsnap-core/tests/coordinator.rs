@@ -94,10 +94,11 @@ async fn one_bad_table_does_not_sink_the_others() {
             f: pgsnap_core::DataFormat,
         ) -> pgsnap_core::Result<pgsnap_core::ChunkStream> {
             if c.table.name == "bad" {
-                return Err(pgsnap_core::Error::Backend {
-                    backend: "picky",
-                    source: "permission denied for table bad".into(),
-                });
+                return Err(pgsnap_core::Error::from_backend(
+                    pgsnap_core::ErrorKind::Source,
+                    "picky",
+                    "permission denied for table bad",
+                ));
             }
             self.0.read_chunk(c, f).await
         }
@@ -135,10 +136,7 @@ async fn fatal_error_stops_the_run() {
             f: pgsnap_core::DataFormat,
         ) -> pgsnap_core::Result<pgsnap_core::ChunkStream> {
             if self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 2 {
-                return Err(pgsnap_core::Error::SnapshotLost {
-                    snapshot: "s".into(),
-                    reason: "holder gone".into(),
-                });
+                return Err(pgsnap_core::Error::snapshot_lost("s", "holder gone"));
             }
             self.0.read_chunk(c, f).await
         }
@@ -153,7 +151,7 @@ async fn fatal_error_stops_the_run() {
     .await
     .unwrap();
     assert_eq!(report.status, RunStatus::Failed);
-    assert!(matches!(report.fatal, Some(pgsnap_core::Error::SnapshotLost { .. })));
+    assert_eq!(report.fatal.map(|e| e.kind()), Some(pgsnap_core::ErrorKind::SnapshotLost));
     assert_eq!(report.chunks_copied, 2);
     assert_eq!(report.manifest.tables[0].chunks.iter().filter(|c| c.done).count(), 2);
 }
@@ -268,8 +266,9 @@ async fn sink_finishing_overlaps_the_next_read() {
             &self,
             c: &pgsnap_core::Chunk,
             data: pgsnap_core::ChunkStream,
+            ctx: &pgsnap_core::WriteContext,
         ) -> pgsnap_core::Result<pgsnap_core::ChunkReceipt> {
-            let receipt = self.inner.write_chunk(c, data).await?;
+            let receipt = self.inner.write_chunk(c, data, ctx).await?;
             let seen = self.started.load(std::sync::atomic::Ordering::SeqCst);
             let want = (seen + 1).min(self.total);
             let t0 = std::time::Instant::now();
@@ -318,7 +317,12 @@ async fn cancellation_stops_and_resume_completes() {
         token.cancel();
     });
     let report = coordinator.run(manifest).await.unwrap();
-    assert!(matches!(report.fatal, Some(pgsnap_core::Error::Cancelled)), "{:?}", report.fatal);
+    assert_eq!(
+        report.fatal.as_ref().map(|e| e.kind()),
+        Some(pgsnap_core::ErrorKind::Cancelled),
+        "{:?}",
+        report.fatal
+    );
     assert_eq!(report.status, RunStatus::Failed);
     let done = report.manifest.tables[0].chunks.iter().filter(|c| c.done).count();
     assert!(done < 50, "cancelled before the end");

@@ -36,9 +36,9 @@
 //! [`Error`] converts into [`pgsnap_core::Error`] (backend `kafka`) for the `OffsetResolver`
 //! trait and the jobs: broker and worker I/O that may go away by itself (transport errors,
 //! timeouts, broker not available, all brokers down, connection refused; see
-//! [`Error::is_temporary`]) becomes [`Transient`](pgsnap_core::Error::Transient), invalid
-//! input and configuration [`Config`](pgsnap_core::Error::Config), the rest
-//! [`Backend`](pgsnap_core::Error::Backend). The converted error keeps this one as its
+//! [`Error::is_temporary`]) becomes a temporary [`Offsets`](pgsnap_core::ErrorKind::Offsets)
+//! error, invalid input and configuration [`Config`](pgsnap_core::ErrorKind::Config), the rest
+//! a permanent [`Offsets`](pgsnap_core::ErrorKind::Offsets) error. The converted error keeps this one as its
 //! source (except `Config`, which is a message).
 
 use std::sync::Arc;
@@ -544,7 +544,7 @@ impl Error {
     /// Whether the failure is broker or worker I/O that may go away by itself, so retrying
     /// the same operation may succeed: transport errors, timeouts, broker or partition
     /// leader not available, all brokers down, connection refused or reset. Converted into
-    /// [`pgsnap_core::Error::Transient`].
+    /// a temporary [`pgsnap_core::Error`].
     ///
     /// Every [`ConnectIo`](Error::ConnectIo) and [`ConnectTimeout`](Error::ConnectTimeout)
     /// is temporary, as are [`KafkaReadTimeout`](Error::KafkaReadTimeout) and the
@@ -560,7 +560,7 @@ impl Error {
     ///     timeout: Duration::from_secs(30),
     /// };
     /// assert!(e.is_temporary());
-    /// assert!(pgsnap_core::Error::from(e).is_retryable());
+    /// assert!(pgsnap_core::Error::from(e).is_temporary());
     /// ```
     pub fn is_temporary(&self) -> bool {
         match self {
@@ -583,7 +583,7 @@ impl Error {
     }
 
     /// Whether the failure is invalid input or configuration (converted into
-    /// [`pgsnap_core::Error::Config`]).
+    /// [`pgsnap_core::ErrorKind::Config`]).
     fn is_config(&self) -> bool {
         #[cfg(feature = "rdkafka")]
         if let Self::KafkaClient { .. } = self {
@@ -628,16 +628,17 @@ fn is_transport(e: &rdkafka::error::KafkaError) -> bool {
 }
 
 /// The one place that decides how this crate's failures look to pgsnap: temporary broker
-/// I/O is [`Transient`](pgsnap_core::Error::Transient), invalid input and configuration is
-/// [`Config`](pgsnap_core::Error::Config), the rest [`Backend`](pgsnap_core::Error::Backend).
+/// I/O is temporary, invalid input and configuration is [`Config`](pgsnap_core::ErrorKind::Config),
+/// everything an [`Offsets`](pgsnap_core::ErrorKind::Offsets) error otherwise.
 impl From<Error> for pgsnap_core::Error {
     fn from(e: Error) -> Self {
+        use pgsnap_core::ErrorKind;
         if e.is_temporary() {
-            pgsnap_core::Error::Transient { backend: BACKEND, source: Box::new(e) }
+            pgsnap_core::Error::from_backend(ErrorKind::Offsets, BACKEND, e).set_temporary()
         } else if e.is_config() {
-            pgsnap_core::Error::Config(e.to_string())
+            pgsnap_core::Error::config(e.to_string())
         } else {
-            pgsnap_core::Error::Backend { backend: BACKEND, source: Box::new(e) }
+            pgsnap_core::Error::from_backend(ErrorKind::Offsets, BACKEND, e)
         }
     }
 }
@@ -674,7 +675,7 @@ mod tests {
         assert!(log(Box::new(std::io::Error::from(std::io::ErrorKind::TimedOut))).is_temporary());
         assert!(!log("no such partition".into()).is_temporary());
         let core = pgsnap_core::Error::from(io(std::io::ErrorKind::ConnectionReset));
-        assert!(core.is_retryable(), "{core:?}");
+        assert!(core.is_temporary(), "{core:?}");
         assert!(core.to_string().starts_with("kafka: transient failure: Kafka Connect"), "{core}");
     }
 
@@ -695,20 +696,20 @@ mod tests {
         }
         let unknown = request(KafkaError::OffsetFetch(C::UnknownPartition));
         assert!(!unknown.is_temporary());
-        assert!(matches!(
-            pgsnap_core::Error::from(unknown),
-            pgsnap_core::Error::Backend { backend: "kafka", .. }
-        ));
+        let core = pgsnap_core::Error::from(unknown);
+        assert_eq!((core.kind(), core.backend()), (pgsnap_core::ErrorKind::Offsets, Some("kafka")));
+        assert!(!core.is_temporary());
     }
 
     #[test]
     fn invalid_input_is_config_and_the_rest_backend() {
         let e = Error::ConnectUrl { url: "ftp://x".into(), reason: "expected http://".into() };
         let core = pgsnap_core::Error::from(e);
-        assert!(matches!(&core, pgsnap_core::Error::Config(m) if m.contains("ftp://x")), "{core}");
+        assert_eq!(core.kind(), pgsnap_core::ErrorKind::Config);
+        assert!(core.to_string().contains("ftp://x"), "{core}");
         let e = Error::Retention { topic: "t".into(), partition: 1, offset: 3, low: 7 };
         let core = pgsnap_core::Error::from(e);
-        assert!(matches!(core, pgsnap_core::Error::Backend { backend: "kafka", .. }));
+        assert_eq!((core.kind(), core.backend()), (pgsnap_core::ErrorKind::Offsets, Some("kafka")));
         let e = Error::OffsetsStored { url: "u".into(), connector: "c".into(), count: 1 };
         assert!(!e.is_temporary() && !e.is_config());
     }

@@ -88,7 +88,7 @@ fn bench(c: &mut Criterion) {
             b.iter_batched(
                 || stream(&data, &rows),
                 |s| {
-                    let r = rt.block_on(sink.write_chunk(&chunk, s)).unwrap();
+                    let r = rt.block_on(sink.write_chunk(&chunk, s, &Default::default())).unwrap();
                     ratio = Some(r.stored_bytes as f64 / data.len() as f64);
                 },
                 BatchSize::PerIteration,

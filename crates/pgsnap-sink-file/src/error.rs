@@ -4,6 +4,8 @@ use std::io;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
+use pgsnap_core::ErrorKind;
+
 /// The backend name used in [`pgsnap_core::Error`] values from this crate.
 pub(crate) const BACKEND: &str = "files";
 
@@ -33,7 +35,7 @@ pub enum Error {
     #[error("unknown verify mode {0:?}: expected size or checksum")]
     UnknownVerifyMode(String),
     /// Another sink (another run, in this or another process) is writing to the same output
-    /// directory. Converted into [`Config`](pgsnap_core::Error::Config): choose another
+    /// directory. Converted into [`Config`](pgsnap_core::ErrorKind::Config): choose another
     /// directory, or wait for that run to end.
     #[error(
         "{} is in use by another pgsnap run (it holds the directory's lock); wait for it to end or choose another output directory",
@@ -43,12 +45,12 @@ pub enum Error {
     /// A file system operation failed.
     ///
     /// Converted into [`pgsnap_core::Error`] as:
-    /// - [`SinkFatal`](pgsnap_core::Error::SinkFatal) for no space (`ENOSPC`), quota exceeded
+    /// - [`SinkUnavailable`](pgsnap_core::ErrorKind::SinkUnavailable) for no space (`ENOSPC`), quota exceeded
     ///   (`EDQUOT`), no permission (`EACCES`, `EPERM`) and read-only file system (`EROFS`):
     ///   no retry and no other table can get past those;
-    /// - [`Transient`](pgsnap_core::Error::Transient) for interrupted, would-block and
-    ///   timed-out operations;
-    /// - [`Backend`](pgsnap_core::Error::Backend) (the table fails, the run goes on) for
+    /// - [`Sink`](pgsnap_core::ErrorKind::Sink), temporary, for interrupted, would-block
+    ///   and timed-out operations;
+    /// - [`Sink`](pgsnap_core::ErrorKind::Sink) (the table fails, the run goes on) for
     ///   anything else.
     #[error("{op} {}: {source}{}", .path.display(), hint(.source))]
     Io {
@@ -117,28 +119,28 @@ impl From<Error> for pgsnap_core::Error {
     fn from(e: Error) -> Self {
         match &e {
             Error::Io { source, .. } => match classify(source) {
-                Class::Fatal => Self::SinkFatal { backend: BACKEND, source: Box::new(e) },
-                Class::Transient => Self::Transient { backend: BACKEND, source: Box::new(e) },
-                Class::Table => Self::Backend { backend: BACKEND, source: Box::new(e) },
+                Class::Fatal => Self::from_backend(ErrorKind::SinkUnavailable, BACKEND, e),
+                Class::Transient => Self::from_backend(ErrorKind::Sink, BACKEND, e).set_temporary(),
+                Class::Table => Self::from_backend(ErrorKind::Sink, BACKEND, e),
             },
             Error::UnknownCompression(_)
             | Error::InvalidLevel { .. }
             | Error::UnknownVerifyMode(_)
-            | Error::Busy(_) => Self::Config(e.to_string()),
+            | Error::Busy(_) => Self::config(e.to_string()),
         }
     }
 }
 
-/// Re-classifies a [`pgsnap_core::Error::Io`] (from `pgsnap_core::checkpoint` helpers) the
+/// Re-classifies a [`ErrorKind::Io`](pgsnap_core::ErrorKind::Io) error (from `pgsnap_core::checkpoint` helpers) the
 /// way this crate classifies its own I/O failures.
 pub(crate) fn reclassify(
     e: pgsnap_core::Error,
     op: &'static str,
     path: PathBuf,
 ) -> pgsnap_core::Error {
-    match e {
-        pgsnap_core::Error::Io { source, .. } => Error::io(op, path, source).into(),
-        other => other,
+    match e.into_io() {
+        Ok((_, source)) => Error::io(op, path, source).into(),
+        Err(other) => other,
     }
 }
 
@@ -155,19 +157,19 @@ mod tests {
         use io::ErrorKind as K;
         for k in [K::StorageFull, K::QuotaExceeded, K::PermissionDenied, K::ReadOnlyFilesystem] {
             let e = convert(k);
-            assert!(matches!(e, pgsnap_core::Error::SinkFatal { .. }), "{k:?}: {e:?}");
+            assert_eq!(e.kind(), ErrorKind::SinkUnavailable, "{k:?}: {e:?}");
             assert!(e.is_fatal());
             assert!(e.to_string().contains("/out/public.t/00000.copy"), "{e}");
             assert!(e.to_string().contains("choose another output directory"), "{e}");
         }
         for k in [K::Interrupted, K::WouldBlock, K::TimedOut] {
             let e = convert(k);
-            assert!(e.is_retryable(), "{k:?}: {e:?}");
+            assert!(e.is_temporary(), "{k:?}: {e:?}");
         }
         for k in [K::NotFound, K::InvalidData, K::NotADirectory, K::Other] {
             let e = convert(k);
-            assert!(matches!(e, pgsnap_core::Error::Backend { .. }), "{k:?}: {e:?}");
-            assert!(!e.is_fatal() && !e.is_retryable());
+            assert_eq!(e.kind(), ErrorKind::Sink, "{k:?}: {e:?}");
+            assert!(!e.is_fatal() && !e.is_temporary());
         }
     }
 
@@ -205,6 +207,7 @@ mod tests {
     #[test]
     fn config_errors_convert_to_config() {
         let e: pgsnap_core::Error = Error::UnknownCompression("lz4".into()).into();
-        assert!(matches!(e, pgsnap_core::Error::Config(ref m) if m.contains("lz4")));
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("lz4"), "{e}");
     }
 }

@@ -97,6 +97,7 @@ pub fn chunk_file_name(id: ChunkId, format: DataFormat, compression: Compression
     let ext = match format {
         DataFormat::Text => "copy",
         DataFormat::Csv => "csv",
+        other => other.as_str(),
     };
     format!("{id}.{ext}{}", compression.extension())
 }

@@ -56,7 +56,7 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// let sink = FileSinkBuilder::new(out.path())
 ///     .with_compression(Compression::Gzip { level: 6 })
 ///     .build()?;
-/// let receipt = sink.write_chunk(&chunk, source.read_chunk(&chunk, DataFormat::Text).await?).await?;
+/// let receipt = sink.write_chunk(&chunk, source.read_chunk(&chunk, DataFormat::Text).await?, &Default::default()).await?;
 /// assert_eq!(receipt.path.as_deref(), Some("public.t/00000.copy.gz"));
 /// assert_eq!(sink.chunk_path(&chunk), out.path().join("public.t/00000.copy.gz"));
 /// let content = pgsnap_sink_file::read_chunk_file(sink.chunk_path(&chunk)).unwrap();
@@ -188,12 +188,10 @@ async fn forward(data: &mut ChunkStream, tx: &mpsc::Sender<Msg>) -> Forwarded {
 
 fn join_error(e: tokio::task::JoinError, what: &str) -> pgsnap_core::Error {
     if e.is_cancelled() {
-        pgsnap_core::Error::Cancelled
+        pgsnap_core::Error::cancelled()
     } else {
-        pgsnap_core::Error::Backend {
-            backend: BACKEND,
-            source: format!("{what} panicked: {e}").into(),
-        }
+        pgsnap_core::Error::new(pgsnap_core::ErrorKind::Unexpected, format!("{what} panicked: {e}"))
+            .with_backend(BACKEND)
     }
 }
 
@@ -211,6 +209,7 @@ impl Sink for FileSink {
         &self,
         chunk: &Chunk,
         mut data: ChunkStream,
+        _ctx: &pgsnap_core::WriteContext,
     ) -> pgsnap_core::Result<ChunkReceipt> {
         let dir_name = table_dir_name(&chunk.table);
         let file_name = chunk_file_name(chunk.id, self.config.format, self.config.compression);
@@ -234,10 +233,11 @@ impl Sink for FileSink {
             Forwarded::Complete => Ok(ChunkReceipt::new(Some(relative), written??)),
             Forwarded::WriterGone => match written? {
                 Err(e) => Err(e),
-                Ok(_) => Err(pgsnap_core::Error::Backend {
-                    backend: BACKEND,
-                    source: "file writer stopped before the end of the chunk".into(),
-                }),
+                Ok(_) => Err(pgsnap_core::Error::new(
+                    pgsnap_core::ErrorKind::Unexpected,
+                    "file writer stopped before the end of the chunk",
+                )
+                .with_backend(BACKEND)),
             },
         }
     }

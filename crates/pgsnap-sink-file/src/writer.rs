@@ -111,7 +111,7 @@ impl WriteJob {
                 Some(Msg::Data(b, _permit)) => enc.write_all(&b).map_err(write_err)?,
                 Some(Msg::Finish) => break,
                 // The stream failed or the write was cancelled: `tmp` is removed on return.
-                None => return Err(pgsnap_core::Error::Cancelled),
+                None => return Err(pgsnap_core::Error::cancelled()),
             }
         }
         drop(rx);

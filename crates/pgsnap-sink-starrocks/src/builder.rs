@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pgsnap_core::{TableName, TableSchema};
 
-use crate::client::{ClientConfig, RetryPolicy, Secret, StreamLoadClient};
+use crate::client::{ClientConfig, Secret, StreamLoadClient};
 use crate::error::{Error, Result};
 use crate::http::{self, Endpoint};
 use crate::label::Labeler;
@@ -55,7 +55,7 @@ pub struct StarRocksSinkBuilder {
     strict_mode: bool,
     label_prefix: String,
     run_id: Option<String>,
-    retry: RetryPolicy,
+    label_wait: Duration,
     allow_insecure_redirect: bool,
     ca_file: Option<PathBuf>,
     create_tables: bool,
@@ -93,7 +93,7 @@ impl StarRocksSinkBuilder {
             strict_mode: true,
             label_prefix: "pgsnap".into(),
             run_id: None,
-            retry: RetryPolicy::default(),
+            label_wait: Duration::from_secs(60),
             allow_insecure_redirect: false,
             ca_file: None,
             create_tables: false,
@@ -367,9 +367,13 @@ impl StarRocksSinkBuilder {
         self
     }
 
-    /// The retry policy.
-    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
+    /// How long to poll `get_load_state` for an earlier load holding a chunk's label before
+    /// giving up on the chunk (default 60 s, as the Flink SDK). Retries themselves follow
+    /// the run's [`RetryPolicy`](pgsnap_core::RetryPolicy): the sink retries on its own only
+    /// what it can replay without the chunk's data, taking attempts from the chunk's budget
+    /// ([`WriteContext`](pgsnap_core::WriteContext)).
+    pub fn with_label_wait(mut self, wait: Duration) -> Self {
+        self.label_wait = wait;
         self
     }
 
@@ -475,7 +479,7 @@ impl StarRocksSinkBuilder {
             connect_timeout: self.connect_timeout,
             io_timeout: self.io_timeout,
             allow_insecure_redirect: self.allow_insecure_redirect,
-            retry: self.retry,
+            label_wait: self.label_wait,
         });
         let load = LoadOptions {
             format: self.targets.format,

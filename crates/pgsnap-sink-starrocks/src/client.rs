@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use pgsnap_core::RetryBudget;
 
 use crate::error::{Error, Result};
 use crate::http::{self, BodyFraming, Conn, Endpoint};
@@ -30,92 +31,35 @@ fn encode(s: &str) -> String {
     utf8_percent_encode(s, PATH_SEGMENT).to_string()
 }
 
-/// How the sink retries a load that failed before any data was sent (busy BE, connection
-/// refused, FE unavailable) and how long it waits for an earlier load holding the same label.
+/// The sink's own retries of one chunk's requests, taken from the chunk's one
+/// [`RetryBudget`] (the coordinator's attempts and these share it).
 ///
-/// A failure after data was sent is returned to the coordinator as transient; it re-reads
-/// the chunk from the snapshot and loads it again under the same label.
-///
-/// # Example
-/// ```
-/// use std::time::Duration;
-/// use pgsnap_sink_starrocks::RetryPolicy;
-/// let p = RetryPolicy::default().with_max_retries(2).with_initial_backoff(Duration::from_millis(10));
-/// assert_eq!(p.max_retries(), 2);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
-    max_retries: u32,
-    initial_backoff: Duration,
-    max_backoff: Duration,
-    label_wait: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_retries: 5,
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(10),
-            label_wait: Duration::from_secs(60),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// Retries of a load refused before its data was sent (default 5).
-    pub fn with_max_retries(mut self, n: u32) -> Self {
-        self.max_retries = n;
-        self
-    }
-    /// The first backoff, doubled on each retry (default 500 ms).
-    pub fn with_initial_backoff(mut self, d: Duration) -> Self {
-        self.initial_backoff = d;
-        self
-    }
-    /// The longest backoff (default 10 s).
-    pub fn with_max_backoff(mut self, d: Duration) -> Self {
-        self.max_backoff = d;
-        self
-    }
-    /// How long to poll `get_load_state` for an earlier load holding a label (default 60 s,
-    /// as the Flink SDK).
-    pub fn with_label_wait(mut self, d: Duration) -> Self {
-        self.label_wait = d;
-        self
-    }
-    /// Retries of a load refused before its data was sent.
-    pub fn max_retries(&self) -> u32 {
-        self.max_retries
-    }
-    /// The backoff before retry `n` (0-based).
-    pub fn backoff(&self, n: u32) -> Duration {
-        self.initial_backoff.saturating_mul(1u32 << n.min(16)).min(self.max_backoff)
-    }
-    /// How long to wait for an earlier load holding a label.
-    pub fn label_wait(&self) -> Duration {
-        self.label_wait
-    }
-}
-
-/// The retries of one request under a [`RetryPolicy`]: whether one is left, and the backoff
-/// before each.
+/// The sink retries on its own only what it can replay without the chunk's data: a load
+/// refused before its body was sent (busy BE, connection refused, FE unavailable), a
+/// transaction's begin, prepare or commit. A failure after data was sent is returned as
+/// temporary; the coordinator re-reads the chunk from the snapshot and loads it again under
+/// the same label.
 #[derive(Debug)]
 pub(crate) struct Retries<'a> {
-    policy: &'a RetryPolicy,
-    done: u32,
+    budget: &'a RetryBudget,
 }
 
-impl Retries<'_> {
-    /// Whether the policy allows another retry.
-    pub(crate) fn left(&self) -> bool {
-        self.done < self.policy.max_retries()
+impl<'a> Retries<'a> {
+    pub(crate) fn new(budget: &'a RetryBudget) -> Self {
+        Self { budget }
     }
 
-    /// Sleeps the backoff before the next retry, and counts that retry.
-    pub(crate) async fn back_off(&mut self) {
-        tokio::time::sleep(self.policy.backoff(self.done)).await;
-        self.done += 1;
+    /// After a `retryable` failure: waits the backoff and counts a new attempt, or returns
+    /// `false` when the chunk's budget is spent (or the failure is not retryable).
+    pub(crate) async fn back_off(&self, retryable: bool) -> bool {
+        match self.budget.next_delay(retryable) {
+            Some(wait) => {
+                tokio::time::sleep(wait).await;
+                self.budget.begin();
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -150,7 +94,8 @@ pub(crate) struct ClientConfig {
     pub(crate) io_timeout: Duration,
     /// Whether an HTTPS endpoint may redirect to plain HTTP.
     pub(crate) allow_insecure_redirect: bool,
-    pub(crate) retry: RetryPolicy,
+    /// How long to poll `get_load_state` for an earlier load holding a label.
+    pub(crate) label_wait: Duration,
 }
 
 /// How [`StreamLoadClient::open_request`] sends a request.
@@ -198,7 +143,7 @@ pub(crate) struct StreamLoadClient {
     connect_timeout: Duration,
     io_timeout: Duration,
     allow_insecure_redirect: bool,
-    retry: RetryPolicy,
+    label_wait: Duration,
 }
 
 impl fmt::Debug for StreamLoadClient {
@@ -233,7 +178,7 @@ impl StreamLoadClient {
             connect_timeout: config.connect_timeout,
             io_timeout: config.io_timeout,
             allow_insecure_redirect: config.allow_insecure_redirect,
-            retry: config.retry,
+            label_wait: config.label_wait,
         }
     }
 
@@ -260,16 +205,6 @@ impl StreamLoadClient {
     /// The longest wait for progress on an open connection.
     pub(crate) fn io_timeout(&self) -> Duration {
         self.io_timeout
-    }
-
-    /// The retry policy.
-    pub(crate) fn retry(&self) -> &RetryPolicy {
-        &self.retry
-    }
-
-    /// The retries of one request, none used yet.
-    pub(crate) fn retries(&self) -> Retries<'_> {
-        Retries { policy: &self.retry, done: 0 }
     }
 
     /// The labeler, when the run id is known.
@@ -427,7 +362,7 @@ impl StreamLoadClient {
                 "ABORTED" | "UNKNOWN" => return Ok(LabelFate::Free),
                 _ => {}
             }
-            if started.elapsed() >= self.retry.label_wait() {
+            if started.elapsed() >= self.label_wait {
                 return Err(Error::LabelBusy {
                     label: label.to_owned(),
                     state,
@@ -531,22 +466,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn retries_follow_the_policy() {
-        let p = RetryPolicy::default().with_max_retries(2).with_initial_backoff(Duration::ZERO);
-        let mut r = Retries { policy: &p, done: 0 };
-        assert!(r.left());
-        r.back_off().await;
-        assert!(r.left());
-        r.back_off().await;
-        assert!(!r.left());
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let p = RetryPolicy::default();
-        assert_eq!(p.backoff(0), Duration::from_millis(500));
-        assert_eq!(p.backoff(1), Duration::from_secs(1));
-        assert_eq!(p.backoff(30), Duration::from_secs(10));
+    async fn retries_take_attempts_from_the_chunks_budget() {
+        let budget = pgsnap_core::RetryPolicy::default()
+            .with_max_attempts(3)
+            .with_initial_backoff(Duration::ZERO)
+            .budget();
+        budget.begin(); // the coordinator's first attempt
+        let r = Retries::new(&budget);
+        assert!(!r.back_off(false).await, "a failure that is not retryable is not retried");
+        assert!(r.back_off(true).await);
+        assert!(r.back_off(true).await);
+        assert!(!r.back_off(true).await, "three attempts in all");
+        assert_eq!(budget.attempts(), 3);
     }
 
     #[test]
@@ -563,7 +494,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             io_timeout: Duration::from_secs(1),
             allow_insecure_redirect: false,
-            retry: RetryPolicy::default(),
+            label_wait: Duration::from_secs(60),
         });
         let debug = format!("{c:?}");
         assert!(!debug.contains("hunter2") && !debug.contains(&c.auth_header), "{debug}");

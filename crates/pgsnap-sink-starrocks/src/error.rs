@@ -2,6 +2,8 @@
 
 use std::io;
 
+use pgsnap_core::ErrorKind;
+
 use crate::mapping::MappingError;
 use crate::transcode::TranscodeError;
 
@@ -258,16 +260,34 @@ impl Error {
     }
 }
 
+/// The one mapping onto [`pgsnap_core::Error`]: what failed ([`ErrorKind`]) and whether a
+/// new attempt may help (temporary).
 impl From<Error> for pgsnap_core::Error {
     fn from(e: Error) -> Self {
         const BACKEND: &str = "starrocks";
-        if e.is_retryable() {
-            pgsnap_core::Error::Transient { backend: BACKEND, source: Box::new(e) }
-        } else if e.is_fatal() {
-            pgsnap_core::Error::SinkFatal { backend: BACKEND, source: Box::new(e) }
-        } else {
-            pgsnap_core::Error::Backend { backend: BACKEND, source: Box::new(e) }
-        }
+        let kind = match &e {
+            Error::Config(_) => ErrorKind::Config,
+            _ if e.is_retryable() => ErrorKind::Sink,
+            _ if e.is_fatal() => ErrorKind::SinkUnavailable,
+            Error::UnknownTable { .. }
+            | Error::SchemaMismatch { .. }
+            | Error::TargetCollision { .. }
+            | Error::OccupiedTargets { .. }
+            | Error::Mapping(_) => ErrorKind::TargetSchema,
+            _ => ErrorKind::Sink,
+        };
+        let temporary = e.is_retryable();
+        let core = pgsnap_core::Error::from_backend(kind, BACKEND, e);
+        if temporary { core.set_temporary() } else { core }
+    }
+}
+
+/// A failure while preparing the targets is a failed preflight (nothing was loaded), unless
+/// the sink's configuration is wrong or the run was cancelled.
+pub(crate) fn preflight(e: pgsnap_core::Error) -> pgsnap_core::Error {
+    match e.kind() {
+        ErrorKind::Config | ErrorKind::Cancelled => e,
+        _ => e.with_kind(ErrorKind::Preflight),
     }
 }
 
@@ -286,7 +306,7 @@ mod tests {
             status: "Fail".into(),
             message: "x".into(),
         };
-        assert!(pgsnap_core::Error::from(e).is_retryable());
+        assert!(pgsnap_core::Error::from(e).is_temporary());
         let e = Error::Auth { user: "u".into(), message: "denied".into() };
         assert!(pgsnap_core::Error::from(e).is_fatal());
         let e = Error::RowsRejected {
@@ -299,6 +319,7 @@ mod tests {
         };
         assert!(e.to_string().contains("http://be/err"));
         let core = pgsnap_core::Error::from(e);
-        assert!(!core.is_retryable() && !core.is_fatal());
+        assert!(!core.is_temporary() && !core.is_fatal());
+        assert_eq!(core.kind(), ErrorKind::Sink);
     }
 }

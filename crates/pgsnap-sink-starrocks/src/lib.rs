@@ -28,7 +28,8 @@
 //! Lowest layer first; a module imports only from the layers to its left:
 //!
 //! `http` (the HTTP/1.1 client: `Expect: 100-continue`, TLS) ← `client` (the Stream Load
-//! client: endpoints, auth, TLS config, labels, the per-request retry ([`RetryPolicy`]),
+//! client: endpoints, auth, TLS config, labels, the per-request retry (from the chunk's
+//! [`RetryBudget`](pgsnap_core::RetryBudget)),
 //! label-state polling) ← the load paths `load` (one Stream Load per part) and `txn_load`
 //! (one transaction per chunk, on `load`'s pieces), which take the client and the load
 //! options, never the sink ← `sink` ([`StarRocksSink`]) ← `builder`
@@ -58,7 +59,6 @@ pub mod transcode;
 mod txn_load;
 
 pub use builder::StarRocksSinkBuilder;
-pub use client::RetryPolicy;
 pub use error::{Error, Result};
 pub use label::{MAX_LABEL_LEN, MAX_PREFIX_LEN};
 pub use mapping::{LoadFormat, TargetTable, Unrepresentable};

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use pgsnap_core::{Chunk, ChunkReceipt, ChunkStream, LoadReceipt};
+use pgsnap_core::{Chunk, ChunkReceipt, ChunkStream, LoadReceipt, RetryBudget};
 
-use crate::client::{LabelFate, Opened, Request, StreamLoadClient};
+use crate::client::{LabelFate, Opened, Request, Retries, StreamLoadClient};
 use crate::error::{Error, Result};
 use crate::http::{BodyFraming, Conn};
 use crate::mapping::{LoadFormat, TargetTable};
@@ -44,6 +44,8 @@ pub(crate) struct LoadOptions {
 pub(crate) struct Loader<'a> {
     pub(crate) client: &'a StreamLoadClient,
     pub(crate) options: &'a LoadOptions,
+    /// The chunk's retry budget, shared with the coordinator.
+    pub(crate) retry: &'a RetryBudget,
 }
 
 /// The chunk's COPY text, with what was read but not yet transcoded.
@@ -158,16 +160,17 @@ async fn load_part(
     tc: &mut Transcoder,
     stored: &mut u64,
 ) -> pgsnap_core::Result<PartOutcome> {
-    let mut retries = loader.client.retries();
+    let retries = Retries::new(loader.retry);
     loop {
         let opened = match open_load(loader, target, label).await {
             Ok(o) => o,
-            Err(e) if e.is_retryable() && retries.left() => {
-                tracing::warn!(label, error = %e, "load not started; retrying");
-                retries.back_off().await;
-                continue;
+            Err(e) => {
+                if retries.back_off(e.is_retryable()).await {
+                    tracing::warn!(label, error = %e, "load not started; retried");
+                    continue;
+                }
+                return Err(e.into());
             }
-            Err(e) => return Err(e.into()),
         };
         match opened {
             Opened::Continue(conn) => {
@@ -204,7 +207,7 @@ async fn load_part(
                     return Ok(PartOutcome { loaded: rows, filtered: 0 });
                 }
                 Early::Retry => {
-                    if !retries.left() {
+                    if !retries.back_off(true).await {
                         return Err(Error::LoadFailed {
                             table: target.name.clone(),
                             label: label.to_owned(),
@@ -213,12 +216,11 @@ async fn load_part(
                         }
                         .into());
                     }
-                    retries.back_off().await;
                 }
                 Early::RetryNow => {
                     // The earlier load holding the label was aborted: load again, but never
                     // spin if StarRocks keeps answering "label used" for a free label.
-                    if !retries.left() {
+                    if !retries.back_off(true).await {
                         return Err(Error::LabelBusy {
                             label: label.to_owned(),
                             state: "reported free, yet refused as used".into(),
@@ -226,7 +228,6 @@ async fn load_part(
                         }
                         .into());
                     }
-                    retries.back_off().await;
                 }
             },
         }

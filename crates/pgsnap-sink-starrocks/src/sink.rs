@@ -398,7 +398,51 @@ impl Sink for StarRocksSink {
     /// a new run, refuses Duplicate Key targets that already hold rows (a new run has new
     /// labels, so it would add a second copy of anything loaded before) unless
     /// [`with_allow_existing_rows`](crate::StarRocksSinkBuilder::with_allow_existing_rows).
+    /// Its failures are a failed [`Preflight`](pgsnap_core::ErrorKind::Preflight), or
+    /// [`Config`](pgsnap_core::ErrorKind::Config) for the sink's own configuration.
     async fn prepare(&self, ctx: &PrepareContext<'_>) -> pgsnap_core::Result<()> {
+        self.prepare_run(ctx).await.map_err(crate::error::preflight)
+    }
+
+    fn identity(&self) -> Option<String> {
+        Some(self.config.identity.clone())
+    }
+
+    async fn write_chunk(
+        &self,
+        chunk: &Chunk,
+        data: ChunkStream,
+        ctx: &pgsnap_core::WriteContext,
+    ) -> pgsnap_core::Result<ChunkReceipt> {
+        let target = self.target(&chunk.table).ok_or_else(|| {
+            pgsnap_core::Error::config(format!(
+                "{} was not prepared for StarRocks (prepare the sink for the run first: Sink::prepare with the run's tables)",
+                chunk.table
+            ))
+        })?;
+        let _permit = self.loads.acquire().await.map_err(|_| pgsnap_core::Error::cancelled())?;
+        let mut input = Input::new(data);
+        let mut tc = Transcoder::new(&target);
+        if !input.has_more().await? {
+            // An empty chunk: nothing to load, no label used.
+            tc.finish().map_err(|e| Error::transcode(chunk, e))?;
+            return Ok(ChunkReceipt::new(None, 0).with_load(pgsnap_core::LoadReceipt::default()));
+        }
+        let loader = Loader { client: &self.client, options: &self.load, retry: ctx.retry() };
+        if self.config.transactions {
+            crate::txn_load::load_chunk(loader, &target, chunk, input, tc).await
+        } else {
+            crate::load::load_chunk(loader, &target, chunk, input, tc).await
+        }
+    }
+}
+
+impl StarRocksSink {
+    /// Prepares the run's tables ([`prepare_tables`](StarRocksSink::prepare_tables)) and, for
+    /// a new run, refuses Duplicate Key targets that already hold rows (a new run has new
+    /// labels, so it would add a second copy of anything loaded before) unless
+    /// [`with_allow_existing_rows`](crate::StarRocksSinkBuilder::with_allow_existing_rows).
+    async fn prepare_run(&self, ctx: &PrepareContext<'_>) -> pgsnap_core::Result<()> {
         let labeler = self.client.labeler_for_run(ctx.run_id)?;
         if labeler.run_id() != ctx.run_id {
             return Err(Error::Config(format!(
@@ -447,36 +491,5 @@ impl Sink for StarRocksSink {
             );
         }
         Ok(())
-    }
-
-    fn identity(&self) -> Option<String> {
-        Some(self.config.identity.clone())
-    }
-
-    async fn write_chunk(
-        &self,
-        chunk: &Chunk,
-        data: ChunkStream,
-    ) -> pgsnap_core::Result<ChunkReceipt> {
-        let target = self.target(&chunk.table).ok_or_else(|| {
-            pgsnap_core::Error::Config(format!(
-                "{} was not prepared for StarRocks (prepare the sink for the run first: Sink::prepare with the run's tables)",
-                chunk.table
-            ))
-        })?;
-        let _permit = self.loads.acquire().await.map_err(|_| pgsnap_core::Error::Cancelled)?;
-        let mut input = Input::new(data);
-        let mut tc = Transcoder::new(&target);
-        if !input.has_more().await? {
-            // An empty chunk: nothing to load, no label used.
-            tc.finish().map_err(|e| Error::transcode(chunk, e))?;
-            return Ok(ChunkReceipt::new(None, 0).with_load(pgsnap_core::LoadReceipt::default()));
-        }
-        let loader = Loader { client: &self.client, options: &self.load };
-        if self.config.transactions {
-            crate::txn_load::load_chunk(loader, &target, chunk, input, tc).await
-        } else {
-            crate::load::load_chunk(loader, &target, chunk, input, tc).await
-        }
     }
 }

@@ -28,7 +28,7 @@
 
 use pgsnap_core::{Chunk, ChunkReceipt, LoadReceipt};
 
-use crate::client::{LabelFate, Opened, Request};
+use crate::client::{LabelFate, Opened, Request, Retries};
 use crate::error::{Error, Result};
 use crate::http::{BodyFraming, Endpoint};
 use crate::load::{self, Input, Loader, Out, PumpError};
@@ -172,17 +172,18 @@ async fn load_and_commit(
 /// an earlier transaction (committed: the chunk is loaded; open: rolled back, then begin
 /// again).
 async fn begin(loader: Loader<'_>, target: &TargetTable, label: &str) -> Result<Begun> {
-    let mut retries = loader.client.retries();
+    let retries = Retries::new(loader.retry);
     loop {
         let txn = Txn::new(loader, label);
         let answer = match call(loader, target, &txn, &txn.node, "begin").await {
             Ok(a) => a,
-            Err(e) if e.is_retryable() && retries.left() => {
-                tracing::warn!(label, error = %e, "transaction not begun; retrying");
-                retries.back_off().await;
-                continue;
+            Err(e) => {
+                if retries.back_off(e.is_retryable()).await {
+                    tracing::warn!(label, error = %e, "transaction not begun; retried");
+                    continue;
+                }
+                return Err(e);
             }
-            Err(e) => return Err(e),
         };
         if is_ok(&answer) {
             return Ok(Begun::Open(txn));
@@ -213,7 +214,7 @@ async fn begin(loader: Loader<'_>, target: &TargetTable, label: &str) -> Result<
         } else {
             load::classify_failure(loader, target, label, &answer)?;
         }
-        if !retries.left() {
+        if !retries.back_off(true).await {
             return Err(if held {
                 Error::LabelBusy {
                     label: label.to_owned(),
@@ -224,7 +225,6 @@ async fn begin(loader: Loader<'_>, target: &TargetTable, label: &str) -> Result<
                 failure(loader, target, label, "begin", &answer)
             });
         }
-        retries.back_off().await;
     }
 }
 
@@ -272,7 +272,7 @@ async fn load_part(
         expect_continue: true,
         wait: loader.options.continue_timeout,
     };
-    let mut retries = loader.client.retries();
+    let retries = Retries::new(loader.retry);
     loop {
         let path = "/api/transaction/load".to_owned();
         let conn = match loader.client.open_request(txn.node.clone(), path, &request).await {
@@ -280,19 +280,21 @@ async fn load_part(
             Ok(Opened::Answer(answer)) => {
                 // Refused before the body: a concurrent request may still hold the
                 // transaction; anything else failed it.
-                if answer.status.eq_ignore_ascii_case("TXN_IN_PROCESSING") && retries.left() {
-                    retries.back_off().await;
+                if answer.status.eq_ignore_ascii_case("TXN_IN_PROCESSING")
+                    && retries.back_off(true).await
+                {
                     continue;
                 }
                 return Err(failure(loader, target, &txn.label, "load", &answer).into());
             }
-            Err(e) if e.is_retryable() && retries.left() => {
+            Err(e) => {
                 // Nothing of this part was sent: send it again.
-                tracing::warn!(label = %txn.label, error = %e, "transaction load not started; retrying");
-                retries.back_off().await;
-                continue;
+                if retries.back_off(e.is_retryable()).await {
+                    tracing::warn!(label = %txn.label, error = %e, "transaction load not started; retried");
+                    continue;
+                }
+                return Err(e.into());
             }
-            Err(e) => return Err(e.into()),
         };
         let answer = load::stream_part(loader, chunk, input, tc, conn, stored).await?;
         if answer.complete && is_ok(&answer.result) {
@@ -305,7 +307,7 @@ async fn load_part(
 /// Commits a PREPARED transaction through the FE. When the answer is lost or not `OK`, the
 /// label's state decides: COMMITTED or VISIBLE is done, still PREPARED is committed again.
 async fn commit(loader: Loader<'_>, target: &TargetTable, txn: &Txn) -> Result<()> {
-    let mut retries = loader.client.retries();
+    let retries = Retries::new(loader.retry);
     loop {
         let answer = call(loader, target, txn, &txn.fe, "commit").await;
         if answer.as_ref().is_ok_and(is_ok) {
@@ -317,9 +319,8 @@ async fn commit(loader: Loader<'_>, target: &TargetTable, txn: &Txn) -> Result<(
                 tracing::info!(label = %txn.label, "commit answer lost or not OK, yet committed");
                 return Ok(());
             }
-            Ok("PREPARED") if retries.left() => {
-                tracing::warn!(label = %txn.label, "commit did not take; committing again");
-                retries.back_off().await;
+            Ok("PREPARED") if retries.back_off(true).await => {
+                tracing::warn!(label = %txn.label, "commit did not take; committed again");
             }
             _ => {
                 return Err(match answer {
@@ -379,7 +380,7 @@ async fn rollback_all(loader: Loader<'_>, target: &TargetTable, txn: &Txn, order
         if !busy {
             break;
         }
-        tokio::time::sleep(loader.client.retry().backoff(round)).await;
+        tokio::time::sleep(loader.retry.policy().backoff(round + 1)).await;
     }
     tracing::warn!(
         label = %txn.label, error = %last,

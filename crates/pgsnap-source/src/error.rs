@@ -110,19 +110,20 @@ fn transient_sqlstate(code: &str) -> bool {
 
 impl From<Error> for pgsnap_core::Error {
     fn from(e: Error) -> Self {
+        use pgsnap_core::ErrorKind;
         const B: &str = "postgres";
         match e {
             Error::SnapshotLost { snapshot, reason } => {
-                pgsnap_core::Error::SnapshotLost { snapshot, reason }
+                pgsnap_core::Error::snapshot_lost(snapshot, reason)
             }
-            Error::Preflight(m) => pgsnap_core::Error::Preflight(m),
+            Error::Preflight(m) => pgsnap_core::Error::preflight(m),
             Error::ConnInfo(_) | Error::Pattern(_) | Error::Config(_) | Error::Tls(_) => {
-                pgsnap_core::Error::Config(e.to_string())
+                pgsnap_core::Error::config(e.to_string())
             }
             e if e.is_transient() => {
-                pgsnap_core::Error::Transient { backend: B, source: Box::new(e) }
+                pgsnap_core::Error::from_backend(ErrorKind::Source, B, e).set_temporary()
             }
-            e => pgsnap_core::Error::Backend { backend: B, source: Box::new(e) },
+            e => pgsnap_core::Error::from_backend(ErrorKind::Source, B, e),
         }
     }
 }

@@ -1,54 +1,9 @@
 //! Chunk planning: splitting tables into ctid block ranges or integer key ranges.
 
-use std::fmt;
-use std::str::FromStr;
-
+pub use pgsnap_core::SplitBy;
 use pgsnap_core::{Chunk, ChunkId, ChunkRange, TablePlan};
 
 use crate::catalog::CatalogTable;
-
-/// How tables are split into chunks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum SplitBy {
-    /// ctid ranges on PostgreSQL 14 and later (TID range scans), integer primary-key ranges
-    /// before, one chunk per relation when neither applies.
-    #[default]
-    Auto,
-    /// Heap block ranges (`ctid >= '(a,0)' AND ctid < '(b,0)'`).
-    Ctid,
-    /// Ranges of a single-column integer primary key; tables without one fall back to `auto`.
-    Pk,
-}
-
-impl SplitBy {
-    /// The flag value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Ctid => "ctid",
-            Self::Pk => "pk",
-        }
-    }
-}
-
-impl fmt::Display for SplitBy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SplitBy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "ctid" => Ok(Self::Ctid),
-            "pk" => Ok(Self::Pk),
-            o => Err(format!("unknown split {o:?}: expected auto, ctid or pk")),
-        }
-    }
-}
 
 /// Key bounds of a relation under the snapshot, for key-range splitting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

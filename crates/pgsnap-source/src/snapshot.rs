@@ -85,6 +85,9 @@ pub(crate) async fn take(
                 slot_temporary: None,
             })
         }
+        other => {
+            Err(Error::Config(format!("snapshot mode {other} is not supported by this source")))
+        }
     }
 }
 

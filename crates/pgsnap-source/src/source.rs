@@ -561,7 +561,8 @@ impl PgSource {
             let use_key = match split {
                 SplitBy::Pk => t.integer_pk.is_some(),
                 SplitBy::Auto => !tid_range_scans && t.integer_pk.is_some(),
-                SplitBy::Ctid => false,
+                // Ctid, and whatever later ways a newer core knows and this source does not.
+                _ => false,
             };
             if matches!(split, SplitBy::Pk) && !use_key {
                 tracing::warn!(table = %t.schema.name, "no single-column integer primary key; split by {}", if tid_range_scans { "ctid" } else { "nothing (one chunk per relation)" });

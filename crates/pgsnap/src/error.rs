@@ -27,15 +27,18 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// The kind of a core error.
+    /// The kind of a core error, from what failed ([`pgsnap_core::ErrorKind`]): a
+    /// backend's failure before the run has a report is a failed preflight.
     pub fn of_core(e: &pgsnap_core::Error) -> ErrorKind {
-        use pgsnap_core::Error as E;
-        match e.root() {
-            E::Config(_) | E::Manifest { .. } | E::ResumeMismatch { .. } => ErrorKind::Usage,
-            E::Preflight(_) | E::Transient { .. } | E::Backend { .. } => ErrorKind::Preflight,
-            E::SnapshotLost { .. } => ErrorKind::SnapshotLost,
-            E::SinkFatal { .. } | E::Io { .. } => ErrorKind::Sink,
-            E::Cancelled => ErrorKind::Cancelled,
+        use pgsnap_core::ErrorKind as K;
+        match e.kind() {
+            K::Config | K::Manifest | K::ResumeMismatch => ErrorKind::Usage,
+            K::Preflight | K::Source | K::Sink | K::TargetSchema | K::Offsets | K::Unexpected => {
+                ErrorKind::Preflight
+            }
+            K::SnapshotLost => ErrorKind::SnapshotLost,
+            K::SinkUnavailable | K::Io => ErrorKind::Sink,
+            K::Cancelled => ErrorKind::Cancelled,
             _ => ErrorKind::Failed,
         }
     }
@@ -306,15 +309,7 @@ impl JobError {
             JobError::CannotResume(ResumeRefusal::TableGone { .. }) => ErrorKind::Preflight,
             JobError::CannotResume(_) => ErrorKind::SnapshotLost,
             JobError::Source(e) => ErrorKind::of_source(e),
-            JobError::Core(e) => {
-                // A sink's own error inside a core error decides (e.g. StarRocks' bad
-                // configuration is a usage error even when it surfaces while preparing).
-                #[cfg(feature = "starrocks")]
-                if let Some(sr) = find::<pgsnap_sink_starrocks::Error>(e) {
-                    return starrocks_kind(sr);
-                }
-                ErrorKind::of_core(e)
-            }
+            JobError::Core(e) => ErrorKind::of_core(e),
             #[cfg(feature = "files")]
             JobError::Files(e) => match e {
                 pgsnap_sink_file::Error::Io { .. } => ErrorKind::Sink,
@@ -328,19 +323,6 @@ impl JobError {
             JobError::Cancelled => ErrorKind::Cancelled,
         }
     }
-}
-
-/// The first error of type `E` in `e`'s source chain.
-#[cfg(feature = "starrocks")]
-fn find<E: std::error::Error + 'static>(e: &pgsnap_core::Error) -> Option<&E> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cur {
-        if let Some(hit) = c.downcast_ref::<E>() {
-            return Some(hit);
-        }
-        cur = c.source();
-    }
-    None
 }
 
 /// StarRocks errors before loading: bad configuration is a usage error, anything else a

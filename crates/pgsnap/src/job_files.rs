@@ -102,7 +102,7 @@ impl FilesJob {
     /// # Errors
     /// Before the run: [`JobError::DirectoryNotEmpty`](crate::JobError::DirectoryNotEmpty)
     /// for a new run into a used directory, [`JobError::NothingToResume`](crate::JobError::NothingToResume),
-    /// a resume with other options ([`pgsnap_core::Error::ResumeMismatch`]), the directory in
+    /// a resume with other options ([`pgsnap_core::ErrorKind::ResumeMismatch`]), the directory in
     /// use or not writable, connection and preflight failures, a snapshot that cannot be
     /// resumed. Failures during the run are in the report (tables, [`RunSummary::fatal`]).
     pub async fn run(&self, control: &RunControl) -> Result<FilesReport> {

@@ -535,7 +535,7 @@ impl HandoffJob {
             {
                 Ok(Ok(o)) => offsets = o,
                 Ok(Err(e)) => fatal = Some(e),
-                Err(_) => fatal = Some(pgsnap_core::Error::Cancelled),
+                Err(_) => fatal = Some(pgsnap_core::Error::cancelled()),
             }
             if let Some(r) = resolver.last_resolution() {
                 warnings.extend(r.partitions.iter().flat_map(|p| p.warnings.iter().cloned()));

@@ -197,7 +197,7 @@ impl SnapshotOptions {
     /// The options that shape the plan: a resume must use the same.
     pub fn plan_options(&self) -> PlanOptions {
         PlanOptions {
-            split_by: self.split_by.to_string(),
+            split_by: self.split_by,
             chunk_size: self.chunk_size,
             include: self.include.clone(),
             exclude: self.exclude.clone(),

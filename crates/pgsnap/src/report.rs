@@ -87,7 +87,8 @@ impl RunSummary {
 
     /// The JSON report of a snapshot job: `report_version`, `status`, `snapshot`,
     /// `elapsed_s`, `rows`, `bytes`, `tables` (each with `schema`, `name`, `status`, `rows`,
-    /// `bytes`, `chunks`, `chunks_done`, `error`), `error`, `warnings`. The jobs' own reports
+    /// `bytes`, `chunks`, `chunks_done`, `retries`, `retried_chunks` (`chunk`, `attempts`),
+    /// `error`), `error`, `warnings`. The jobs' own reports
     /// add their fields to it.
     pub fn to_json(&self) -> Value {
         self.json(json!({}), |_| json!({}))
@@ -95,7 +96,8 @@ impl RunSummary {
 
     /// The JSON report: `report_version`, `status`, the job's `extra` fields, `snapshot`,
     /// `elapsed_s`, `rows`, `bytes`, `tables` (each with `schema`, `name`, `status`, `rows`,
-    /// `bytes`, `chunks`, `chunks_done`, `error` and the job's `table_extra` fields),
+    /// `bytes`, `chunks`, `chunks_done`, `retries`, `retried_chunks`, `error` and the job's
+    /// `table_extra` fields),
     /// `error`, `warnings`.
     pub(crate) fn json(
         &self,
@@ -115,6 +117,10 @@ impl RunSummary {
                     "bytes": t.bytes(),
                     "chunks": t.chunks.len(),
                     "chunks_done": t.chunks_done(),
+                    "retries": t.chunks.iter().map(|c| c.attempts.saturating_sub(1)).sum::<u32>(),
+                    "retried_chunks": t.chunks.iter().filter(|c| c.attempts > 1)
+                        .map(|c| json!({"chunk": c.id.0, "attempts": c.attempts}))
+                        .collect::<Vec<_>>(),
                     "error": t.error,
                 });
                 merge(&mut v, table_extra(t));

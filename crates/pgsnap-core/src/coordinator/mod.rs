@@ -17,9 +17,11 @@ use progress::{Counters, Tracker};
 pub use progress::{ProgressEvent, ProgressHandler, ProgressSnapshot, TableProgress};
 
 use crate::manifest::{ChunkSnapshot, Manifest, RunStatus, TableStatus};
+use crate::retry::RetryPolicy;
+use crate::sink::WriteContext;
 use crate::{
-    CheckpointStore, Chunk, ChunkInspector, ChunkStats, ChunkStream, DataFormat, Error, Result,
-    Sink, Source, TableName,
+    CheckpointStore, Chunk, ChunkInspector, ChunkStats, ChunkStream, DataFormat, Error, ErrorKind,
+    Result, Sink, Source, TableName,
 };
 
 /// How a run is executed. Plan-shaping options live in [`PlanOptions`](crate::PlanOptions).
@@ -35,8 +37,7 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct CoordinatorOptions {
     jobs: usize,
-    max_attempts: u32,
-    retry_backoff: Duration,
+    retry: RetryPolicy,
     throttle: Option<u64>,
     progress_interval: Duration,
     chunk_snapshot: Option<ChunkSnapshot>,
@@ -48,8 +49,7 @@ impl Default for CoordinatorOptions {
     fn default() -> Self {
         Self {
             jobs: 4,
-            max_attempts: 3,
-            retry_backoff: Duration::from_millis(500),
+            retry: RetryPolicy::default(),
             throttle: None,
             progress_interval: Duration::from_secs(1),
             chunk_snapshot: None,
@@ -67,14 +67,22 @@ impl CoordinatorOptions {
         self.jobs = jobs.max(1);
         self
     }
-    /// Attempts per chunk for transient errors (at least 1). Default 3.
-    pub fn with_max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n.max(1);
+    /// How chunks are retried: one budget per chunk, shared with the sink's own retries.
+    /// Default [`RetryPolicy::default`] (3 attempts, backoff from 500 ms).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
         self
     }
-    /// First backoff between attempts; doubles each time, capped at 30 s. Default 500 ms.
+    /// Attempts per chunk for temporary errors (at least 1), the sink's own retries
+    /// included. Default 3.
+    pub fn with_max_attempts(mut self, n: u32) -> Self {
+        self.retry = self.retry.with_max_attempts(n);
+        self
+    }
+    /// The cap of the first backoff between attempts (full jitter below it); doubles each
+    /// time, up to 30 s. Default 500 ms.
     pub fn with_retry_backoff(mut self, d: Duration) -> Self {
-        self.retry_backoff = d;
+        self.retry = self.retry.with_initial_backoff(d);
         self
     }
     /// Limits the content read rate over all jobs, in bytes per second. Default unlimited.
@@ -270,7 +278,7 @@ impl Coordinator {
             .await?;
         let format = self.sink.description().input_format;
         if manifest.format != format {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "the manifest records format {} but the sink wants {}",
                 manifest.format.as_str(),
                 format.as_str()
@@ -386,7 +394,7 @@ impl Coordinator {
         let mut fatal = shared.fatal.lock().unwrap_or_else(|e| e.into_inner()).take();
         if fatal.is_none() && self.cancel.is_cancelled() {
             // Cancelled from outside (Ctrl-C): chunks in flight were abandoned, not recorded.
-            fatal = Some(Error::Cancelled);
+            fatal = Some(Error::cancelled());
         }
         let mut manifest = shared.manifest.lock().await.clone();
         let any_ok = manifest.tables.iter().any(|t| t.status == TableStatus::Ok);
@@ -436,18 +444,19 @@ impl Coordinator {
             self.cancel.is_cancelled()
                 || shared.failed_tables.lock().unwrap_or_else(|e| e.into_inner()).contains(&ti)
         };
-        let mut attempt = 0;
-        let mut backoff = self.options.retry_backoff;
+        // One budget per chunk: the sink's own retries take their attempts from it too.
+        let budget = self.options.retry.budget();
+        let ctx = WriteContext::new(budget.clone());
         let result = loop {
             if skip() {
                 return;
             }
-            attempt += 1;
+            let attempt = budget.begin();
             self.emit(ProgressEvent::ChunkStarted { chunk: chunk.clone(), attempt });
             let streamed = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let outcome = tokio::select! {
-                r = self.attempt(shared, ti, &chunk, &streamed) => r,
-                _ = self.cancel.cancelled() => Err(Error::Cancelled),
+                r = self.attempt(shared, ti, &chunk, &streamed, &ctx) => r,
+                _ = self.cancel.cancelled() => Err(Error::cancelled()),
             };
             match outcome {
                 Ok(ok) => break Ok(ok),
@@ -456,7 +465,8 @@ impl Coordinator {
                     let n = streamed.load(Ordering::Relaxed);
                     shared.tracker.total.bytes.fetch_sub(n, Ordering::Relaxed);
                     shared.tracker.tables[ti].1.bytes.fetch_sub(n, Ordering::Relaxed);
-                    if e.is_retryable() && attempt < self.options.max_attempts {
+                    if let Some(wait) = budget.retry_after(&e) {
+                        let attempt = budget.attempts();
                         tracing::warn!(chunk = %chunk.label(), attempt, error = %e, "transient failure; retrying");
                         self.emit(ProgressEvent::ChunkRetry {
                             chunk: chunk.clone(),
@@ -464,22 +474,12 @@ impl Coordinator {
                             error: e.to_string(),
                         });
                         tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
+                            _ = tokio::time::sleep(wait) => {}
                             _ = self.cancel.cancelled() => return,
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
                         continue;
                     }
-                    let e = if e.is_retryable() {
-                        Error::RetriesExhausted {
-                            what: chunk.label(),
-                            attempts: attempt,
-                            source: Box::new(e),
-                        }
-                    } else {
-                        e
-                    };
-                    break Err(e);
+                    break Err(budget.give_up(e));
                 }
             }
         };
@@ -496,6 +496,7 @@ impl Coordinator {
                 rec.stored_bytes = receipt.stored_bytes;
                 rec.load = receipt.load;
                 rec.snapshot = self.options.chunk_snapshot.clone();
+                rec.attempts = budget.attempts();
                 if table.chunks.iter().all(|c| c.done) && table.status != TableStatus::Failed {
                     table.status = TableStatus::Ok;
                 }
@@ -515,7 +516,7 @@ impl Coordinator {
                 tracing::debug!(chunk = %chunk.label(), rows = stats.rows, bytes = stats.bytes, "chunk done");
                 self.emit(ProgressEvent::ChunkDone { chunk, stats });
             }
-            Err(Error::Cancelled) => {}
+            Err(e) if e.kind() == ErrorKind::Cancelled => {}
             Err(e) if e.is_fatal() => {
                 self.emit(ProgressEvent::ChunkFailed {
                     chunk: chunk.clone(),
@@ -567,24 +568,28 @@ impl Coordinator {
         ti: usize,
         chunk: &Chunk,
         streamed: &Arc<std::sync::atomic::AtomicU64>,
+        ctx: &WriteContext,
     ) -> Result<(ChunkStats, crate::ChunkReceipt)> {
         // A read slot is held while the source streams; the sink's finishing work (fsync,
         // rename, a load's final answer) runs outside it, so the next chunk's read starts at
         // once and the source never idles behind a sink's commit.
         let slot =
-            Arc::clone(&shared.read_slots).acquire_owned().await.map_err(|_| Error::Cancelled)?;
+            Arc::clone(&shared.read_slots).acquire_owned().await.map_err(|_| Error::cancelled())?;
         let data = self.source.read_chunk(chunk, shared.format).await?;
         let result: Arc<StdMutex<Option<ChunkStats>>> = Arc::default();
         let wrapped =
             inspect(data, Arc::clone(shared), ti, Arc::clone(streamed), Arc::clone(&result), slot);
-        let receipt = self.sink.write_chunk(chunk, wrapped).await?;
-        let stats = result.lock().unwrap_or_else(|e| e.into_inner()).take().ok_or_else(|| Error::Backend {
-            backend: self.sink.name(),
-            source: format!(
-                "sink returned success for {} before reading the chunk to its end (a bug in the sink)",
-                chunk.label()
+        let receipt = self.sink.write_chunk(chunk, wrapped, ctx).await?;
+        let stats = result.lock().unwrap_or_else(|e| e.into_inner()).take().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!(
+                    "sink returned success for {} before reading the chunk to its end (a bug in \
+                     the sink)",
+                    chunk.label()
+                ),
             )
-            .into(),
+            .with_backend(self.sink.name())
         })?;
         Ok((stats, receipt))
     }

@@ -96,6 +96,7 @@ impl fmt::Display for ChunkRange {
 /// The wire format of chunk content, as `COPY ... TO STDOUT` produces it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DataFormat {
     /// PostgreSQL COPY text format (tab-separated, `\N` for NULL, backslash escapes).
     #[default]
@@ -149,5 +150,37 @@ impl Chunk {
     /// A short human-readable label, e.g. `"public"."t" chunk 00003`.
     pub fn label(&self) -> String {
         format!("{} chunk {}", self.table, self.id)
+    }
+}
+
+/// What a loading sink's target reported for one chunk: rows it accepted and filtered, and
+/// the loads (with their idempotency labels) that carried the chunk.
+///
+/// # Example
+/// ```
+/// use pgsnap_core::LoadReceipt;
+/// let r = LoadReceipt::new(10, 0, vec!["pgsnap-run-t-00001-0".into()]);
+/// assert_eq!(r.loads(), 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LoadReceipt {
+    /// Rows the target reported as loaded.
+    pub rows_loaded: u64,
+    /// Rows the target reported as filtered out (rejected).
+    pub rows_filtered: u64,
+    /// The labels of the loads that carried the chunk, in order.
+    pub labels: Vec<String>,
+}
+
+impl LoadReceipt {
+    /// A receipt from the target's counters and the loads' labels.
+    pub fn new(rows_loaded: u64, rows_filtered: u64, labels: Vec<String>) -> Self {
+        Self { rows_loaded, rows_filtered, labels }
+    }
+
+    /// How many loads carried the chunk.
+    pub fn loads(&self) -> usize {
+        self.labels.len()
     }
 }

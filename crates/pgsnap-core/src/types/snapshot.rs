@@ -10,6 +10,7 @@ use super::lsn::Lsn;
 /// How the consistent snapshot was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SnapshotMode {
     /// A logical replication slot created with an exported snapshot; its consistent point is
     /// the CDC handoff LSN.

@@ -8,7 +8,12 @@ use pgsnap_sink_file::{Compression, FileSinkBuilder, read_chunk_file, table_dir_
 use crate::{all_files, chunk, failing_stream, rows, stream_of, temp_files};
 
 fn injected() -> pgsnap_core::Error {
-    pgsnap_core::Error::Transient { backend: "test", source: "connection reset mid-chunk".into() }
+    pgsnap_core::Error::from_backend(
+        pgsnap_core::ErrorKind::Source,
+        "test",
+        "connection reset mid-chunk",
+    )
+    .set_temporary()
 }
 
 #[tokio::test]
@@ -21,10 +26,12 @@ async fn stream_error_midway_leaves_no_file() {
         let t = TableName::new("public", "t");
         let c = chunk(&t, 0);
         // Large enough that the writer has created and written its temp file.
-        let err =
-            sink.write_chunk(&c, failing_stream(rows("x", 50_000), injected())).await.unwrap_err();
+        let err = sink
+            .write_chunk(&c, failing_stream(rows("x", 50_000), injected()), &Default::default())
+            .await
+            .unwrap_err();
         // The stream's error comes back unchanged.
-        assert!(matches!(&err, pgsnap_core::Error::Transient { backend: "test", .. }), "{err:?}");
+        assert!(err.is_temporary() && err.backend() == Some("test"), "{err:?}");
         assert_eq!(err.to_string(), injected().to_string());
         assert!(!sink.chunk_path(&c).exists(), "{compression}: final file exists");
         assert_eq!(all_files(dir.path()), Vec::<std::path::PathBuf>::new(), "{compression}");
@@ -37,8 +44,10 @@ async fn failed_rewrite_keeps_the_previous_file() {
     let sink = FileSinkBuilder::new(dir.path()).build().unwrap();
     let c = chunk(&TableName::new("public", "t"), 3);
     let first = rows("first", 100);
-    sink.write_chunk(&c, stream_of(first.clone(), 64)).await.unwrap();
-    sink.write_chunk(&c, failing_stream(rows("second", 20_000), injected())).await.unwrap_err();
+    sink.write_chunk(&c, stream_of(first.clone(), 64), &Default::default()).await.unwrap();
+    sink.write_chunk(&c, failing_stream(rows("second", 20_000), injected()), &Default::default())
+        .await
+        .unwrap_err();
     assert_eq!(read_chunk_file(sink.chunk_path(&c)).unwrap(), first);
     assert!(temp_files(dir.path()).is_empty());
 }
@@ -51,9 +60,13 @@ async fn rewrite_replaces_the_file() {
         .build()
         .unwrap();
     let c = chunk(&TableName::new("public", "t"), 0);
-    let r1 = sink.write_chunk(&c, stream_of(rows("first", 1000), 100)).await.unwrap();
+    let r1 = sink
+        .write_chunk(&c, stream_of(rows("first", 1000), 100), &Default::default())
+        .await
+        .unwrap();
     let second = rows("second, longer", 3000);
-    let r2 = sink.write_chunk(&c, stream_of(second.clone(), 100)).await.unwrap();
+    let r2 =
+        sink.write_chunk(&c, stream_of(second.clone(), 100), &Default::default()).await.unwrap();
     assert_eq!(r1.path, r2.path);
     assert_ne!(r1.stored_bytes, r2.stored_bytes);
     assert_eq!(std::fs::metadata(sink.chunk_path(&c)).unwrap().len(), r2.stored_bytes);
@@ -68,11 +81,14 @@ async fn readers_see_old_or_new_content_never_a_mix() {
     let sink = FileSinkBuilder::new(dir.path()).build().unwrap();
     let c = chunk(&TableName::new("public", "t"), 0);
     let old = rows("old", 100);
-    sink.write_chunk(&c, stream_of(old.clone(), 100)).await.unwrap();
+    sink.write_chunk(&c, stream_of(old.clone(), 100), &Default::default()).await.unwrap();
     let (tx, rx) = futures::channel::mpsc::unbounded::<pgsnap_core::Result<bytes::Bytes>>();
     let sink2 = sink.clone();
     let c2 = c.clone();
-    let write = tokio::spawn(async move { sink2.write_chunk(&c2, Box::pin(rx)).await });
+    let write =
+        tokio::spawn(
+            async move { sink2.write_chunk(&c2, Box::pin(rx), &Default::default()).await },
+        );
     let new = rows("new", 20_000);
     tx.unbounded_send(Ok(new.slice(..new.len() / 2))).unwrap();
     // Wait for the temp file to show up, then look at the final name.
@@ -93,8 +109,11 @@ async fn cancelled_write_removes_its_temp_file() {
     let (tx, rx) = futures::channel::mpsc::unbounded::<pgsnap_core::Result<bytes::Bytes>>();
     tx.unbounded_send(Ok(rows("x", 10_000))).unwrap();
     // The stream never ends: the write is dropped by the timeout, as a cancelled run would.
-    let r =
-        tokio::time::timeout(Duration::from_millis(200), sink.write_chunk(&c, Box::pin(rx))).await;
+    let r = tokio::time::timeout(
+        Duration::from_millis(200),
+        sink.write_chunk(&c, Box::pin(rx), &Default::default()),
+    )
+    .await;
     assert!(r.is_err(), "the write should still be waiting");
     wait_for(|| temp_files(dir.path()).is_empty()).await;
     assert!(!sink.chunk_path(&c).exists());

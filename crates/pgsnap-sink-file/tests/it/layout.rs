@@ -155,7 +155,10 @@ async fn hostile_names_write_inside_out() {
     for (i, t) in names.iter().enumerate() {
         let c = chunk(t, 0);
         let content = rows(&format!("table {i}"), 10);
-        let receipt = sink.write_chunk(&c, stream_of(content.clone(), 50)).await.unwrap();
+        let receipt = sink
+            .write_chunk(&c, stream_of(content.clone(), 50), &Default::default())
+            .await
+            .unwrap();
         assert_eq!(receipt.path.as_deref(), Some(sink.relative_path(&c).as_str()));
         assert_eq!(read_chunk_file(out.join(receipt.path.unwrap())).unwrap(), content);
     }

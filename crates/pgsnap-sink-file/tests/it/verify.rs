@@ -12,7 +12,7 @@ async fn written(sink: &FileSink, c: &Chunk) -> ManifestChunk {
     let mut i = ChunkInspector::new(sink.format());
     i.update(&content);
     let stats = i.finish();
-    let receipt = sink.write_chunk(c, stream_of(content, 100)).await.unwrap();
+    let receipt = sink.write_chunk(c, stream_of(content, 100), &Default::default()).await.unwrap();
     ManifestChunk {
         id: c.id,
         relation: c.relation.clone(),
@@ -23,6 +23,7 @@ async fn written(sink: &FileSink, c: &Chunk) -> ManifestChunk {
         checksum: Some(stats.checksum),
         stored_bytes: receipt.stored_bytes,
         estimated_bytes: 0,
+        attempts: 1,
         done: true,
         snapshot: None,
         load: None,

@@ -153,7 +153,9 @@ async fn https_to_http_redirect_is_refused() {
     let data = pgsnap_core::Source::read_chunk(&source, &chunk, pgsnap_core::DataFormat::Text)
         .await
         .unwrap();
-    let err = pgsnap_core::Sink::write_chunk(sink.as_ref(), &chunk, data).await.unwrap_err();
+    let err = pgsnap_core::Sink::write_chunk(sink.as_ref(), &chunk, data, &Default::default())
+        .await
+        .unwrap_err();
     assert!(err.is_fatal(), "{err:?}");
     let msg = pgsnap_core::error_chain(&err);
     assert!(msg.contains("plain HTTP") && msg.contains(&d.be_url()), "{msg}");
@@ -173,7 +175,7 @@ async fn https_to_http_redirect_is_refused() {
     let data = pgsnap_core::Source::read_chunk(&source, &chunk, pgsnap_core::DataFormat::Text)
         .await
         .unwrap();
-    pgsnap_core::Sink::write_chunk(&allowed, &chunk, data).await.unwrap();
+    pgsnap_core::Sink::write_chunk(&allowed, &chunk, data, &Default::default()).await.unwrap();
     assert_eq!(d.rows(DB, "t").len(), 10);
 }
 

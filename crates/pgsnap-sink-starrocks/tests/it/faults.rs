@@ -319,8 +319,29 @@ async fn input_cut_short_commits_nothing() {
     let data = pgsnap_core::Source::read_chunk(&source, &chunk, pgsnap_core::DataFormat::Text)
         .await
         .unwrap();
-    let err = pgsnap_core::Sink::write_chunk(sink.as_ref(), &chunk, data).await.unwrap_err();
+    let err = pgsnap_core::Sink::write_chunk(sink.as_ref(), &chunk, data, &Default::default())
+        .await
+        .unwrap_err();
     assert!(pgsnap_core::error_chain(&err).contains("cut short"), "{err:?}");
     assert!(d.rows(DB, "t").is_empty(), "a short part was committed: {:?}", d.rows(DB, "t"));
     assert!(d.loads().iter().all(|l| l.status != "Success"), "{:?}", d.loads());
+}
+
+/// The sink's own retries (a load the BE refuses before its body) and the coordinator's
+/// share one budget per chunk: a chunk refused for ever gets exactly `max_attempts` loads in
+/// all (not the sink's retries inside each of the coordinator's attempts), and its table
+/// fails naming the attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_and_coordinator_share_one_budget_per_chunk() {
+    let d = double().await;
+    create_duplicate_table(&d);
+    let sink = Arc::new(builder(&d).with_create_tables(false).build().unwrap());
+    let (source, manifest) = MemorySource::example(1, ROWS);
+    d.inject(Fault::Busy, 100);
+    let report = run(&sink, &source, manifest).await;
+    assert_eq!(report.status, RunStatus::Failed, "{:?}", report.tables);
+    assert_eq!(100 - d.pending_faults(), 4, "loads tried: with_max_attempts(4) in all");
+    let error = report.tables[0].error.as_deref().unwrap_or_default();
+    assert!(error.contains("gave up after 4 attempts"), "{error}");
+    assert!(d.rows(DB, "t").is_empty());
 }

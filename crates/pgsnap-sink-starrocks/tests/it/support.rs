@@ -8,7 +8,7 @@ use pgsnap_core::{
     Coordinator, CoordinatorOptions, DataFormat, Manifest, ManifestHeader, MemoryCheckpointStore,
     PlanOptions, RunReport, SnapshotMode,
 };
-use pgsnap_sink_starrocks::{RetryPolicy, StarRocksSink, StarRocksSinkBuilder};
+use pgsnap_sink_starrocks::{StarRocksSink, StarRocksSinkBuilder};
 use pgsnap_source::{PgSourceBuilder, SplitBy};
 use pgsnap_test_support::starrocks::{Cell, StarRocksDouble, StarRocksOptions};
 use pgsnap_test_support::{shared_cluster, unique_db};
@@ -36,12 +36,7 @@ pub(crate) fn builder(d: &StarRocksDouble) -> StarRocksSinkBuilder {
         .with_password(d.options().password.clone())
         .with_fe_sql(d.mysql_addr().to_string())
         .with_create_tables(true)
-        .with_retry_policy(
-            RetryPolicy::default()
-                .with_initial_backoff(Duration::from_millis(5))
-                .with_max_backoff(Duration::from_millis(50))
-                .with_label_wait(Duration::from_secs(10)),
-        )
+        .with_label_wait(Duration::from_secs(10))
 }
 
 /// A fresh database on the shared cluster with `setup` run in it.
@@ -75,7 +70,7 @@ pub(crate) async fn load(
             sink: None,
             session: source.session().clone(),
             options: PlanOptions {
-                split_by: "auto".into(),
+                split_by: pgsnap_core::SplitBy::Auto,
                 chunk_size,
                 include: vec![],
                 exclude: vec![],

@@ -62,9 +62,9 @@ async fn a_chunk_in_parts_becomes_visible_only_when_committed_whole() {
     let label = format!("{}t", sink.chunk_label_prefix(&chunk).unwrap());
 
     let data = faulty.read_chunk(&chunk, DataFormat::Text).await.unwrap();
-    let err = sink.write_chunk(&chunk, data).await.unwrap_err();
+    let err = sink.write_chunk(&chunk, data, &Default::default()).await.unwrap_err();
     assert!(
-        matches!(err, pgsnap_core::Error::Transient { backend: "faulty", .. }),
+        err.is_temporary() && err.backend() == Some("faulty"),
         "the source's error, unchanged: {err:?}"
     );
     let parts = fe_calls(&d, "load");
@@ -74,7 +74,7 @@ async fn a_chunk_in_parts_becomes_visible_only_when_committed_whole() {
     assert_eq!(fe_calls(&d, "prepare") + fe_calls(&d, "commit"), 0);
 
     let data = faulty.read_chunk(&chunk, DataFormat::Text).await.unwrap();
-    let receipt = sink.write_chunk(&chunk, data).await.unwrap();
+    let receipt = sink.write_chunk(&chunk, data, &Default::default()).await.unwrap();
     let load = receipt.load.unwrap();
     assert_eq!((load.rows_loaded, load.rows_filtered), (u64::from(ROWS), 0));
     assert_eq!(load.labels, std::slice::from_ref(&label), "one transaction, one label");

@@ -165,12 +165,7 @@ pub(crate) async fn run_to_files_with(
             compression: "none".into(),
             sink: None,
             session: source.session().clone(),
-            options: PlanOptions {
-                split_by: split.to_string(),
-                chunk_size,
-                include: vec![],
-                exclude: vec![],
-            },
+            options: PlanOptions { split_by: split, chunk_size, include: vec![], exclude: vec![] },
         },
         plans,
     );

@@ -107,7 +107,7 @@ async fn external_snapshot_that_does_not_exist_is_lost() {
     match open(external(&name)).await {
         Err(e @ Error::SnapshotLost { .. }) => {
             let core: pgsnap_core::Error = e.into();
-            assert!(matches!(core, pgsnap_core::Error::SnapshotLost { .. }));
+            assert_eq!(core.kind(), pgsnap_core::ErrorKind::SnapshotLost);
         }
         other => panic!("expected SnapshotLost, got {other:?}"),
     }

@@ -119,8 +119,8 @@ async fn resume_rules_are_typed_errors() {
         .await
         .unwrap_err();
     match &e {
-        JobError::Core(pgsnap::core::Error::ResumeMismatch { option, .. }) => {
-            assert_eq!(*option, "chunk_size")
+        JobError::Core(c) if c.kind() == pgsnap::core::ErrorKind::ResumeMismatch => {
+            assert_eq!(c.context("option"), Some("chunk_size"))
         }
         other => panic!("{other:?}"),
     }
