@@ -102,7 +102,7 @@
 //! `--password-env` unset); 3 preflight or connection failure (PostgreSQL, Kafka or
 //! StarRocks, `--strict` refusals, offsets that cannot be resolved, Kafka Connect refusing or
 //! failing the submission, with `--strict` a running connector that has not passed the
-//! snapshot); 4 snapshot lost; 5 output not writable.
+//! snapshot); 4 snapshot lost; 5 non-retryable sink error.
 //!
 //! With `--connect-url` in slot-first mode the connector is submitted through
 //! `pgsnap_kafka::connect` once the snapshot and the offsets are complete; the JSON report

@@ -17,7 +17,7 @@ Environment:
 
 Exit codes:
   0 complete, 1 finished with failed tables, 2 usage, 3 preflight or connection,
-  4 snapshot lost, 5 output not writable, 130 stopped by SIGINT, 143 stopped by SIGTERM
+  4 snapshot lost, 5 non-retryable sink error, 130 stopped by SIGINT, 143 stopped by SIGTERM
   (a stopped run keeps what is done: rerun with --resume)";
 
 /// Zero-gap PostgreSQL -> StarRocks migrations: consistent parallel snapshots, exact-once
