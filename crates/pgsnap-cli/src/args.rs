@@ -81,7 +81,8 @@ pub struct SnapshotArgs {
     /// Limit the read rate (e.g. 50MB per second).
     #[arg(long, value_parser = parse_size)]
     pub throttle: Option<u64>,
-    /// Attempts per chunk for transient failures.
+    /// Attempts per chunk for transient failures, in all: re-reads of the chunk and the
+    /// sink's own retries (e.g. a StarRocks load refused before its body) share them.
     #[arg(long, default_value_t = 3)]
     pub max_attempts: u32,
     /// How long slot creation may wait behind older transactions, in seconds.
