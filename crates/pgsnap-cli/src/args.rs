@@ -471,6 +471,8 @@ mod handoff {
     use std::path::PathBuf;
     use std::time::Duration;
 
+    use pgsnap::kafka::KafkaClientConfig;
+    use pgsnap::kafka::client_config::is_secret_key;
     use pgsnap::kafka::connect::ConnectClient;
     use pgsnap::kafka::render::debezium::parse_connector_config;
     use pgsnap::starrocks::parity::StarRocksVersion;
@@ -526,6 +528,17 @@ mod handoff {
         /// the running connector has committed past the snapshot's consistent point.
         #[arg(long)]
         pub connect_url: Option<String>,
+        /// CA certificates (PEM) to trust for an https:// --connect-url, besides the public
+        /// root CAs: the CA that signed the Kafka Connect worker's certificate.
+        #[arg(long, value_name = "PATH", requires = "connect_url")]
+        pub connect_ca_file: Option<PathBuf>,
+        /// Kafka Connect basic-auth user (its password: --connect-password-env).
+        #[arg(long, value_name = "USER", requires_all = ["connect_url", "connect_password_env"])]
+        pub connect_user: Option<String>,
+        /// Name of the environment variable that holds the --connect-user password (there is no
+        /// password flag: a command line is visible to other users of the machine).
+        #[arg(long, value_name = "VAR", requires = "connect_user")]
+        pub connect_password_env: Option<String>,
         /// --mode running/time with --connect-url: the running Debezium connector's name.
         #[arg(long)]
         pub connector: Option<String>,
@@ -554,6 +567,21 @@ mod handoff {
         /// --connect-url and --connector to read it from Kafka Connect.
         #[arg(long)]
         pub debezium_config: Option<PathBuf>,
+        /// A librdkafka setting for every Kafka client of the handoff and for the Routine Loads,
+        /// e.g. security.protocol=SASL_SSL, sasl.mechanism=SCRAM-SHA-512, sasl.username=NAME,
+        /// ssl.ca.location=/etc/kafka/ca.pem; repeatable, overrides --kafka-config-file. Never a
+        /// secret: a command line is visible to other users of the machine, so secrets
+        /// (sasl.password, ssl.key.password, ...) are refused here: put them in
+        /// --kafka-config-file.
+        #[arg(long, value_name = "KEY=VALUE")]
+        pub kafka_config: Vec<String>,
+        /// Java properties file of librdkafka settings (like the Kafka tools' --command-config),
+        /// the place for secrets (sasl.password, ssl.key.password): keep it readable by you
+        /// only. The report shows secrets as "***"; the Routine Loads hold ${KAFKA_<KEY>}
+        /// placeholders instead. Refused: the keys pgsnap sets itself (bootstrap.servers,
+        /// group.id, ...) and SASL GSSAPI and OAUTHBEARER.
+        #[arg(long, value_name = "PATH")]
+        pub kafka_config_file: Option<PathBuf>,
         /// Refuse tables that cannot be kept exact (no primary key, TOAST risk, columns no Routine
         /// Load maps exactly): exit 3; and refuse to start without what the Routine Load needs
         /// (a StarRocks version, the connector's config): exit 2.
@@ -565,6 +593,40 @@ mod handoff {
         /// Print the report as one JSON object on stdout.
         #[arg(long)]
         pub json: bool,
+    }
+
+    impl HandoffCmd {
+        /// The Kafka client settings of `--kafka-config-file`, then `--kafka-config` over them.
+        ///
+        /// # Errors
+        /// An unreadable or malformed file (the message names the file and line), a flag that
+        /// is not `KEY=VALUE` or names a secret, a refused setting (named by its key; values
+        /// are never shown).
+        pub fn kafka_client_config(&self) -> Result<KafkaClientConfig, UsageError> {
+            let mut config = match &self.kafka_config_file {
+                Some(path) => KafkaClientConfig::from_properties_file(path)
+                    .map_err(|e| UsageError(format!("--kafka-config-file: {e}")))?,
+                None => KafkaClientConfig::new(),
+            };
+            for setting in &self.kafka_config {
+                // Never echo the flag: a mistyped one may hold a secret.
+                let Some((key, value)) = setting.split_once('=') else {
+                    return Err(UsageError(
+                        "--kafka-config: expected KEY=VALUE (the argument is not shown)".into(),
+                    ));
+                };
+                let key = key.trim();
+                if is_secret_key(key) {
+                    return Err(UsageError(format!(
+                        "--kafka-config {key}: a secret on the command line is visible to other \
+                         users of this machine (ps, /proc); put it in --kafka-config-file"
+                    )));
+                }
+                config.set(key, value);
+            }
+            config.validate().map_err(|e| UsageError(format!("--kafka-config: {e}")))?;
+            Ok(config)
+        }
     }
 
     impl HandoffCmd {
@@ -580,8 +642,10 @@ mod handoff {
         /// The handoff job these flags describe.
         ///
         /// # Errors
-        /// A bad `--connect-url` or `--starrocks-version`, an unreadable `--debezium-config`,
-        /// `--password-env` naming an unset variable.
+        /// A bad `--connect-url` or `--starrocks-version`, an unreadable `--debezium-config` or
+        /// `--connect-ca-file`, `--password-env` or `--connect-password-env` naming an unset
+        /// variable; a bad `--kafka-config` or `--kafka-config-file`
+        /// ([`kafka_client_config`](Self::kafka_client_config)).
         pub fn job(&self) -> Result<HandoffJob, UsageError> {
             let mut job =
                 HandoffJob::new(self.snap.options(), &self.out, &self.brokers, &self.topic_prefix)
@@ -596,9 +660,7 @@ mod handoff {
                 job.with_routine_load_target(self.sr.mapping_builder())
             };
             if let Some(url) = &self.connect_url {
-                let client = ConnectClient::new(url)
-                    .map_err(|e| UsageError(format!("--connect-url {url}: {e}")))?;
-                job = job.with_connect(client);
+                job = job.with_connect(self.connect_client(url)?);
             }
             if let Some(name) = &self.connector {
                 job = job.with_connector(name.clone());
@@ -622,7 +684,117 @@ mod handoff {
                 let config = parse_connector_config(&text).map_err(|e| bad(&e))?;
                 job = job.with_debezium_config(config);
             }
+            job = job.with_kafka_config(self.kafka_client_config()?);
             Ok(job)
+        }
+
+        /// The Kafka Connect client of `--connect-url` (`url`), `--connect-ca-file`,
+        /// `--connect-user` and `--connect-password-env`.
+        fn connect_client(&self, url: &str) -> Result<ConnectClient, UsageError> {
+            // The library's errors name the URL (without a password) and the CA file.
+            let mut client =
+                ConnectClient::new(url).map_err(|e| UsageError(format!("--connect-url: {e}")))?;
+            if let Some(path) = &self.connect_ca_file {
+                client = client
+                    .with_ca_file(path)
+                    .map_err(|e| UsageError(format!("--connect-ca-file: {e}")))?;
+            }
+            if let (Some(user), Some(var)) = (&self.connect_user, &self.connect_password_env) {
+                let password = std::env::var(var).map_err(|e| {
+                    let why = match e {
+                        std::env::VarError::NotPresent => "is not set",
+                        std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
+                    };
+                    UsageError(format!(
+                        "--connect-password-env {var}: the environment variable {var} {why}"
+                    ))
+                })?;
+                client = client.with_basic_auth(user.clone(), password);
+            }
+            Ok(client)
+        }
+    }
+
+    #[cfg(test)]
+    mod connect_tests {
+        use clap::Parser;
+
+        use super::HandoffCmd;
+
+        fn parse(extra: &[&str]) -> Result<HandoffCmd, clap::Error> {
+            let base = ["handoff", "--source", "host=db dbname=app", "--out", "/nonexistent/out"];
+            let rest = ["--brokers", "k:9092", "--topic-prefix", "pg"];
+            HandoffCmd::try_parse_from(base.iter().chain(&rest).chain(extra))
+        }
+
+        #[test]
+        fn connect_credentials_come_from_the_environment() {
+            // PATH is set wherever tests run: it stands for the password variable.
+            let password = std::env::var("PATH").unwrap();
+            let cmd = parse(&[
+                "--connect-url",
+                "https://connect:8443",
+                "--connect-user",
+                "pgsnap",
+                "--connect-password-env",
+                "PATH",
+            ])
+            .unwrap();
+            let job = format!("{:?}", cmd.job().unwrap());
+            assert!(job.contains("https://connect:8443") && job.contains("pgsnap"), "{job}");
+            assert!(!job.contains(&password), "{job}");
+
+            let unset = "PGSNAP_TEST_UNSET_CONNECT_PASSWORD_7Q";
+            let cmd = parse(&[
+                "--connect-url",
+                "https://connect:8443",
+                "--connect-user",
+                "pgsnap",
+                "--connect-password-env",
+                unset,
+            ])
+            .unwrap();
+            let e = cmd.job().unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "--connect-password-env {unset}: the environment variable {unset} is not set"
+                )
+            );
+        }
+
+        #[test]
+        fn connect_flags_need_their_companions() {
+            // A user without the password variable, the variable without a user, either or a
+            // CA file without --connect-url: clap's usage errors (exit 2).
+            for flags in [
+                &["--connect-url", "https://c:8443", "--connect-user", "u"][..],
+                &["--connect-url", "https://c:8443", "--connect-password-env", "V"],
+                &["--connect-user", "u", "--connect-password-env", "V"],
+                &["--connect-ca-file", "/x/ca.pem"],
+            ] {
+                let e = parse(flags).map(|_| ()).unwrap_err();
+                assert_eq!(e.exit_code(), 2, "{flags:?}: {e}");
+            }
+        }
+
+        #[test]
+        fn a_bad_ca_file_or_url_is_a_usage_error_naming_it() {
+            let cmd = parse(&[
+                "--connect-url",
+                "https://connect:8443",
+                "--connect-ca-file",
+                "/nonexistent/connect-ca.pem",
+            ])
+            .unwrap();
+            let e = cmd.job().unwrap_err().to_string();
+            assert!(
+                e.starts_with("--connect-ca-file: ") && e.contains("/nonexistent/connect-ca.pem"),
+                "{e}"
+            );
+            let cmd = parse(&["--connect-url", "https://u:s3cret@connect:8443"]).unwrap();
+            let e = cmd.job().unwrap_err().to_string();
+            assert!(e.starts_with("--connect-url: ") && !e.contains("s3cret"), "{e}");
         }
     }
 }
@@ -638,5 +810,83 @@ mod tests {
         assert_eq!(parse_size("64kB").unwrap(), 64_000);
         assert!(parse_size("").is_err());
         assert!(parse_size("0MB").is_err());
+    }
+}
+
+#[cfg(all(test, feature = "kafka"))]
+mod kafka_config_tests {
+    use clap::Parser;
+
+    use super::HandoffCmd;
+
+    /// A fresh directory for one test's files.
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("pgsnap-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn parse(extra: &[&str]) -> HandoffCmd {
+        let base = ["handoff", "--source", "host=db dbname=app", "--out", "/nonexistent/out"];
+        let rest = ["--brokers", "k:9092", "--topic-prefix", "pg"];
+        HandoffCmd::try_parse_from(base.iter().chain(&rest).chain(extra)).expect("flags")
+    }
+
+    #[test]
+    fn the_file_first_then_the_flags() {
+        let dir = scratch("kcfg-file");
+        let file = dir.join("client.properties");
+        std::fs::write(
+            &file,
+            "security.protocol=SASL_SSL\nsasl.mechanism=PLAIN\nsasl.username=file\n\
+             sasl.password=hunter2\n",
+        )
+        .unwrap();
+        let cmd = parse(&[
+            "--kafka-config-file",
+            file.to_str().unwrap(),
+            "--kafka-config",
+            "sasl.username=flag",
+            "--kafka-config",
+            "sasl.mechanism=SCRAM-SHA-256",
+        ]);
+        let config = cmd.kafka_client_config().unwrap();
+        assert_eq!(config.get("sasl.username"), Some("flag"));
+        assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-256"));
+        assert_eq!(config.get("sasl.password"), Some("hunter2"));
+        assert_eq!(config.redacted()["sasl.password"], "***");
+        cmd.job().expect("job");
+        std::fs::remove_dir_all(&dir).unwrap();
+        // No flags: no settings.
+        assert!(parse(&[]).kafka_client_config().unwrap().is_empty());
+    }
+
+    #[test]
+    fn secrets_and_refusals_never_echo_values() {
+        for (flag, named) in [
+            ("sasl.password=hunter2", "sasl.password"),
+            ("ssl.key.password=hunter2", "ssl.key.password"),
+            ("group.id=hunter2", "group.id"),
+            ("sasl.mechanism=GSSAPI", "GSSAPI"),
+            ("hunter2", "KEY=VALUE"),
+        ] {
+            let e = parse(&["--kafka-config", flag]).kafka_client_config().unwrap_err().0;
+            assert!(e.starts_with("--kafka-config"), "{e}");
+            assert!(e.contains(named) && !e.contains("hunter2"), "{e}");
+        }
+        let dir = scratch("kcfg-bad");
+        let file = dir.join("bad.properties");
+        std::fs::write(&file, "security.protocol=SSL\nbootstrap.servers=hunter2:9092\n").unwrap();
+        let e = parse(&["--kafka-config-file", file.to_str().unwrap()])
+            .kafka_client_config()
+            .unwrap_err()
+            .0;
+        assert!(e.contains("bad.properties line 2") && e.contains("bootstrap.servers"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e =
+            parse(&["--kafka-config-file", "/nonexistent/client.properties"]).job().unwrap_err().0;
+        assert!(e.contains("--kafka-config-file") && e.contains("/nonexistent/client.properties"));
     }
 }

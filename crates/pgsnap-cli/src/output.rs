@@ -175,6 +175,7 @@ fn config_message(c: &ConfigError) -> String {
         }
         ConfigError::SlotNeedsSlotMode(_) => "--slot only applies to --snapshot-mode slot".into(),
         ConfigError::EmptyKafka => "--brokers and --topic-prefix must not be empty".into(),
+        ConfigError::KafkaClient(e) => format!("--kafka-config / --kafka-config-file: {e}"),
         ConfigError::HandoffNeedsSlotMode(mode) => format!(
             "--snapshot-mode {mode}: a handoff needs a snapshot exported by a replication slot (--snapshot-mode slot); a pg_export_snapshot() snapshot is not a clean prefix of the change stream"
         ),
@@ -462,6 +463,14 @@ pub fn handoff(report: &pgsnap::HandoffReport, as_json: bool, signal: Option<i32
         for (topic, parts) in &report.offsets.0 {
             let p: Vec<String> = parts.iter().map(|(p, o)| format!("{p}:{o}")).collect();
             eprintln!("  {topic}  {}", p.join(" "));
+        }
+        if !report.routine_load_files.is_empty() {
+            eprintln!(
+                "\nfiles the Routine Loads read (serve each file at the URL its placeholder stands for, then run these first):"
+            );
+            for f in &report.routine_load_files {
+                eprintln!("-- {} = {}\n{}", f.setting, f.path, f.sql);
+            }
         }
         for sql in &report.routine_load {
             eprintln!("\n{sql}");

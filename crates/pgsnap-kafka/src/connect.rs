@@ -11,6 +11,8 @@
 //! <https://kafka.apache.org/documentation/#connect_rest> and
 //! <https://docs.confluent.io/platform/current/connect/references/restapi.html>):
 //!
+//! - `GET /`: 200 with `{"version","commit","kafka_cluster_id"}` (the worker's version; used
+//!   as a check of the URL, TLS and credentials);
 //! - `GET /connectors/{name}`: 200 with `{"name","config","tasks","type"}` when the connector
 //!   exists, 404 with `{"error_code":404,"message":"Connector {name} not found"}` otherwise;
 //! - `GET /connectors/{name}/offsets` (KIP-875, Kafka 3.6+):
@@ -28,28 +30,58 @@
 //! renderer's doc suggests a date or run id in it), or reset the old offsets before deleting
 //! (`DELETE /connectors/{name}/offsets` on a stopped connector, Kafka 3.6+).
 //!
-//! The client speaks plain HTTP/1.1 (`http://` only, one connection per request,
-//! `Connection: close`) over tokio, parsing responses with `httparse`; TLS and
-//! authentication are not supported. It never logs or returns the connector config's
-//! secrets: `*password*` config values are replaced by `<redacted>` in
-//! [`CreatedConnector::config`], in errors, and by [`redact`].
+//! # HTTP, TLS and authentication
+//!
+//! The client is [`reqwest`] 0.13 (hyper underneath), a maintained HTTP client, rather than
+//! a hand-written one: HTTPS, authentication, redirect policy and timeouts are its settings,
+//! not code of ours. Its TLS is rustls, so nothing links OpenSSL and the TLS stack is the one
+//! the other pgsnap clients use (rustls on the `ring` provider, as in `pgsnap-source` and
+//! `pgsnap-sink-starrocks`). reqwest is built without a crypto provider of its own
+//! (feature `rustls-no-provider`; its default would add `aws-lc-rs`, a second C crypto
+//! library) and handed a rustls configuration whose roots are the web PKI roots of
+//! `webpki-roots` (Mozilla's list) plus the certificates of [`ConnectClient::with_ca_file`];
+//! the system's certificate store is not read.
+//!
+//! - `http://` and `https://` URLs; HTTP/1.1, one connection per request, no proxy (the
+//!   `*_PROXY` variables are ignored).
+//! - Basic authentication with [`ConnectClient::with_basic_auth`] (what Kafka Connect's
+//!   `BasicAuthSecurityRestExtension` checks). The password is sent in the `Authorization`
+//!   header only: it never appears in `Debug` output, errors or logs.
+//! - Redirects are refused, not followed (a redirect could send the credentials to another
+//!   host): a 3xx answer is [`Error::ConnectRedirect`], naming its `Location`.
+//! - Timeouts: connecting (TCP and TLS) within [`CONNECT_TIMEOUT`] (10 s), each whole
+//!   request within [`DEFAULT_TIMEOUT`] (30 s; [`ConnectClient::with_timeout`]).
+//! - A certificate the client does not trust is [`Error::ConnectTls`], credentials the worker
+//!   refuses (401, 403) [`Error::ConnectAuth`]; neither is temporary
+//!   ([`Error::is_temporary`]), unlike I/O errors and timeouts.
+//!
+//! The client never logs or returns the connector config's secrets either: `*password*`
+//! config values are replaced by `<redacted>` in [`CreatedConnector::config`], in errors,
+//! and by [`redact`].
 
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::header::{ACCEPT, LOCATION};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use serde_json::{Map, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::error::{Error, Result};
 
-/// How long one request may take by default (connect, send, read).
+/// How long one request may take by default (connecting, sending, reading the answer).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting (TCP and the TLS handshake) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest response body accepted.
 const MAX_RESPONSE: usize = 16 << 20;
 /// What replaces secret values.
 pub const REDACTED: &str = "<redacted>";
+/// The `User-Agent` of every request.
+const USER_AGENT: &str = concat!("pgsnap-kafka/", env!("CARGO_PKG_VERSION"));
 
 /// The connector Kafka Connect created (`POST /connectors` answer), secrets redacted.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,101 +98,174 @@ pub struct CreatedConnector {
     pub connector_type: Option<String>,
 }
 
-/// A Kafka Connect worker's REST API.
+/// A Kafka Connect worker's REST API, over `http://` or `https://`.
+///
+/// `Debug` shows the URL, the user and the CA file, never the password.
 ///
 /// # Example
 /// ```no_run
 /// # async fn demo(payload: serde_json::Value) -> pgsnap_kafka::Result<()> {
 /// use pgsnap_kafka::connect::ConnectClient;
-/// let client = ConnectClient::new("http://connect:8083")?;
+/// let password = std::env::var("CONNECT_PASSWORD").unwrap_or_default();
+/// let client = ConnectClient::new("https://connect:8443")?
+///     .with_ca_file("/etc/pgsnap/connect-ca.pem")?
+///     .with_basic_auth("pgsnap", password);
 /// // Refuses when the name exists or has stored offsets.
 /// let created = client.submit(&payload).await?;
 /// println!("created {} ({} tasks)", created.name, created.tasks.len());
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectClient {
+    /// The URL as given, without trailing slashes: the prefix of every request URL.
     url: String,
-    host: String,
-    port: u16,
-    base_path: String,
     timeout: Duration,
+    auth: Option<BasicAuth>,
+    ca_file: Option<PathBuf>,
+    http: reqwest::Client,
 }
 
-/// A parsed HTTP response.
+/// Basic-auth credentials; the password is kept out of `Debug`.
+#[derive(Clone)]
+struct BasicAuth {
+    user: String,
+    password: String,
+}
+
+impl fmt::Debug for ConnectClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectClient")
+            .field("url", &self.url)
+            .field("user", &self.user())
+            .field("password", &self.auth.as_ref().map(|_| REDACTED))
+            .field("ca_file", &self.ca_file)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A response: status and body.
 struct Response {
     status: u16,
     body: Vec<u8>,
 }
 
 impl ConnectClient {
-    /// A client for the worker at `url` (`http://host[:port][/path]`, port 80 by default; a
-    /// path prefix is kept for workers behind a proxy).
+    /// A client for the worker at `url` (`http[s]://host[:port][/path]`; port 80 or 443 by
+    /// default; a path prefix is kept for workers behind a proxy). HTTPS trusts the web PKI
+    /// roots; add a private CA with [`with_ca_file`](Self::with_ca_file).
     ///
     /// # Errors
-    /// [`Error::ConnectUrl`] for anything else (`https://` included: TLS is not
-    /// supported).
+    /// [`Error::ConnectUrl`] for anything else (credentials in the URL included: use
+    /// [`with_basic_auth`](Self::with_basic_auth)).
     ///
     /// ```
     /// use pgsnap_kafka::connect::ConnectClient;
     /// assert_eq!(ConnectClient::new("http://connect:8083/").unwrap().url(), "http://connect:8083");
-    /// assert!(ConnectClient::new("https://connect:8083").is_err());
+    /// assert_eq!(ConnectClient::new("https://connect:8443").unwrap().url(), "https://connect:8443");
     /// assert!(ConnectClient::new("connect:8083").is_err());
+    /// assert!(ConnectClient::new("https://user:secret@connect:8443").is_err());
     /// ```
     pub fn new(url: &str) -> Result<Self> {
-        let bad = |reason: &str| Error::ConnectUrl { url: url.into(), reason: reason.into() };
         let trimmed = url.trim_end_matches('/');
-        let Some(rest) = trimmed.strip_prefix("http://") else {
-            return Err(if trimmed.starts_with("https://") {
-                bad("https is not supported by this client; use http:// (or a local proxy)")
-            } else {
-                bad("expected http://host[:port][/path]")
-            });
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        if authority.contains('@') {
-            return Err(bad("credentials in the URL are not supported"));
-        }
-        if path.contains(['?', '#']) {
-            return Err(bad("a query or fragment is not allowed"));
-        }
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let end = v6.find(']').ok_or_else(|| bad("unclosed [ in the host"))?;
-            (&v6[..end], v6[end + 1..].strip_prefix(':'))
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            }
-        };
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
-        let port = match port {
-            None => 80,
-            Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| bad("bad port"))?,
-        };
+        check_url(trimmed)?;
+        let http = http_client(web_pki_roots()).map_err(|reason| Error::ConnectUrl {
+            url: trimmed.to_owned(),
+            reason: format!("cannot set up the HTTP client: {reason}"),
+        })?;
         Ok(Self {
             url: trimmed.to_owned(),
-            host: host.to_owned(),
-            port,
-            base_path: path.to_owned(),
             timeout: DEFAULT_TIMEOUT,
+            auth: None,
+            ca_file: None,
+            http,
         })
     }
 
-    /// Sets the per-request timeout (default [`DEFAULT_TIMEOUT`]).
+    /// Sets the per-request timeout: connecting, sending and reading the whole answer
+    /// (default [`DEFAULT_TIMEOUT`]; connecting alone is also bounded by
+    /// [`CONNECT_TIMEOUT`]).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Trusts the CA certificates in the PEM file at `path` (one or more `CERTIFICATE`
+    /// blocks), in addition to the web PKI roots, for an `https://` worker whose certificate
+    /// a private CA signed. A second call replaces the first file.
+    ///
+    /// # Errors
+    /// [`Error::ConnectCaFile`], naming the file: it cannot be read, is not PEM, holds no
+    /// certificate, or one is unusable as a root.
+    pub fn with_ca_file(mut self, path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bad = |reason: String| Error::ConnectCaFile { path: path.to_owned(), reason };
+        let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        let mut roots = web_pki_roots();
+        let mut found = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| bad(format!("invalid PEM: {e}")))?;
+            roots.add(cert).map_err(|e| bad(format!("unusable CA certificate: {e}")))?;
+            found += 1;
+        }
+        if found == 0 {
+            return Err(bad("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into()));
+        }
+        self.http = http_client(roots).map_err(bad)?;
+        self.ca_file = Some(path.to_owned());
+        Ok(self)
+    }
+
+    /// Authenticates every request with HTTP basic authentication (Kafka Connect's
+    /// `BasicAuthSecurityRestExtension`). The password is sent in the `Authorization` header
+    /// only; it never appears in `Debug` output, errors or logs. Over `http://` it crosses
+    /// the network in clear (a warning is logged): prefer `https://`.
+    pub fn with_basic_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        let user = user.into();
+        if self.url.starts_with("http://") {
+            tracing::warn!(
+                url = %self.url,
+                user = %user,
+                "Kafka Connect: basic authentication over plain http sends the password in clear; prefer https"
+            );
+        }
+        self.auth = Some(BasicAuth { user, password: password.into() });
         self
     }
 
     /// The worker URL (without a trailing slash).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The basic-auth user, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.auth.as_ref().map(|a| a.user.as_str())
+    }
+
+    /// The CA file given to [`with_ca_file`](Self::with_ca_file), if any.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    /// `GET /`: the worker's version (Connect answers `{"version", "commit",
+    /// "kafka_cluster_id"}`), or `None` when the answer is 404 (a proxy that only passes
+    /// `/connectors`) or has no `version`. A cheap check of the URL, TLS and the credentials
+    /// before anything depends on them.
+    ///
+    /// # Errors
+    /// Transport, TLS ([`Error::ConnectTls`]) and authentication ([`Error::ConnectAuth`])
+    /// errors, a redirect, other statuses.
+    pub async fn worker_version(&self) -> Result<Option<String>> {
+        let path = "/";
+        let resp = self.request("GET", path, None).await?;
+        match resp.status {
+            200..=299 => Ok(serde_json::from_slice::<Value>(&resp.body)
+                .ok()
+                .and_then(|v| v.get("version").and_then(Value::as_str).map(str::to_owned))),
+            404 => Ok(None),
+            status => Err(self.status_error("GET", path, status, &resp.body, &[])),
+        }
     }
 
     /// `GET /connectors/{name}`: the connector's info (`{"name","config","tasks","type"}`,
@@ -292,9 +397,8 @@ impl ConnectClient {
             return Err(Error::OffsetsStored { url: self.url.clone(), connector: name, count: n });
         }
 
-        let body = serde_json::to_vec(payload).map_err(|e| self.invalid_payload(&e.to_string()))?;
         let path = "/connectors".to_owned();
-        let resp = self.request("POST", &path, Some(&body)).await?;
+        let resp = self.request("POST", &path, Some(payload)).await?;
         match resp.status {
             200 | 201 => {
                 let v = redact(&self.json("POST", &path, &resp.body)?);
@@ -319,7 +423,7 @@ impl ConnectClient {
             409 => Err(Error::ConnectConflict {
                 url: self.url.clone(),
                 connector: name,
-                message: error_message(&resp.body, &secrets),
+                message: self.error_message(&resp.body, &secrets),
             }),
             status => Err(self.status_error("POST", &path, status, &resp.body, &secrets)),
         }
@@ -351,126 +455,282 @@ impl ConnectClient {
             method,
             path: path.into(),
             status,
-            message: error_message(body, secrets),
+            message: self.error_message(body, secrets),
         }
     }
 
-    /// One HTTP/1.1 exchange on a fresh connection, within the timeout.
+    /// One request, within the timeout. A redirect is refused, and 401/403 are
+    /// [`Error::ConnectAuth`]; every other status is the caller's to judge.
     async fn request(
         &self,
         method: &'static str,
         path: &str,
-        body: Option<&[u8]>,
+        body: Option<&Value>,
     ) -> Result<Response> {
-        match tokio::time::timeout(self.timeout, self.exchange(method, path, body)).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::ConnectTimeout {
+        let target = format!("{}{path}", self.url);
+        let mut req = match body {
+            Some(b) => self.http.post(&target).json(b),
+            None => self.http.get(&target),
+        };
+        req = req.header(ACCEPT, "application/json").timeout(self.timeout);
+        if let Some(a) = &self.auth {
+            req = req.basic_auth(&a.user, Some(&a.password));
+        }
+        let mut resp = req.send().await.map_err(|e| self.transport_error(method, path, e))?;
+        let status = resp.status().as_u16();
+        tracing::debug!(url = %self.url, method, path, status, "Kafka Connect answered");
+        if (300..400).contains(&status) {
+            let location = resp.headers().get(LOCATION).map(|v| {
+                without_password(&String::from_utf8_lossy(v.as_bytes())).chars().take(500).collect()
+            });
+            return Err(Error::ConnectRedirect {
                 url: self.url.clone(),
                 method,
                 path: path.into(),
-                timeout: self.timeout,
-            }),
+                status,
+                location,
+            });
         }
+        let mut body = Vec::new();
+        while let Some(chunk) =
+            resp.chunk().await.map_err(|e| self.transport_error(method, path, e))?
+        {
+            if body.len() + chunk.len() > MAX_RESPONSE {
+                return Err(Error::ConnectResponse {
+                    url: self.url.clone(),
+                    method,
+                    path: path.into(),
+                    reason: format!("response larger than {MAX_RESPONSE} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if status == 401 || status == 403 {
+            return Err(Error::ConnectAuth {
+                url: self.url.clone(),
+                method,
+                path: path.into(),
+                status,
+                user: self.user().map(str::to_owned),
+                message: self.error_message(&body, &[]),
+            });
+        }
+        Ok(Response { status, body })
     }
 
-    async fn exchange(
-        &self,
-        method: &'static str,
-        path: &str,
-        body: Option<&[u8]>,
-    ) -> Result<Response> {
-        let io =
-            |source| Error::ConnectIo { url: self.url.clone(), method, path: path.into(), source };
-        let host_header = if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        };
-        let mut req = format!(
-            "{method} {}{path} HTTP/1.1\r\nHost: {host_header}\r\nAccept: application/json\r\n\
-             User-Agent: pgsnap\r\nConnection: close\r\n",
-            self.base_path
-        );
-        if let Some(b) = body {
-            req.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                b.len()
-            ));
+    /// What a failed request becomes: [`Error::ConnectTls`] when rustls refused the
+    /// handshake, [`Error::ConnectTimeout`], else [`Error::ConnectIo`] (the kind of the
+    /// innermost I/O error, the reqwest error as its source).
+    fn transport_error(&self, method: &'static str, path: &str, e: reqwest::Error) -> Error {
+        if let Some(tls) = find_tls_error(&e) {
+            return Error::ConnectTls {
+                url: self.url.clone(),
+                method,
+                path: path.into(),
+                reason: self.tls_reason(tls),
+                source: Box::new(tls.clone()),
+            };
         }
-        req.push_str("\r\n");
-        let mut stream = TcpStream::connect((self.host.as_str(), self.port)).await.map_err(io)?;
-        stream.write_all(req.as_bytes()).await.map_err(io)?;
-        if let Some(b) = body {
-            stream.write_all(b).await.map_err(io)?;
+        if e.is_timeout() {
+            let timeout =
+                if e.is_connect() { self.timeout.min(CONNECT_TIMEOUT) } else { self.timeout };
+            return Error::ConnectTimeout {
+                url: self.url.clone(),
+                method,
+                path: path.into(),
+                timeout,
+            };
         }
-        stream.flush().await.map_err(io)?;
-        let mut raw = Vec::new();
-        (&mut stream).take(MAX_RESPONSE as u64 + 1).read_to_end(&mut raw).await.map_err(io)?;
-        let bad = |reason: String| Error::ConnectResponse {
+        let kind = innermost_io_kind(&e).unwrap_or(std::io::ErrorKind::Other);
+        Error::ConnectIo {
             url: self.url.clone(),
             method,
             path: path.into(),
-            reason,
-        };
-        if raw.len() > MAX_RESPONSE {
-            return Err(bad(format!("response larger than {MAX_RESPONSE} bytes")));
+            source: std::io::Error::new(kind, Transport::new(e)),
         }
-        parse_response(&raw).map_err(bad)
+    }
+
+    /// Why rustls refused the handshake, and what to do, in words.
+    fn tls_reason(&self, e: &rustls::Error) -> String {
+        use rustls::CertificateError as C;
+        match e {
+            rustls::Error::InvalidCertificate(
+                C::NotValidForName | C::NotValidForNameContext { .. },
+            ) => format!(
+                "the server's certificate is not valid for the host of {} ({e}); use a host name \
+                 (or address) the certificate lists",
+                self.url
+            ),
+            rustls::Error::InvalidCertificate(
+                C::Expired
+                | C::ExpiredContext { .. }
+                | C::NotValidYet
+                | C::NotValidYetContext { .. },
+            ) => format!("the server's certificate is expired or not yet valid ({e})"),
+            rustls::Error::InvalidCertificate(_) => match &self.ca_file {
+                Some(file) => format!(
+                    "the server's certificate was not trusted ({e}): neither a CA in {} nor a \
+                     public root CA signed it; check the CA file (pgsnap: --connect-ca-file)",
+                    file.display()
+                ),
+                None => format!(
+                    "the server's certificate was not trusted ({e}): no public root CA signed \
+                     it; give the CA certificate that did as a PEM file (pgsnap: \
+                     --connect-ca-file; ConnectClient::with_ca_file)"
+                ),
+            },
+            other => format!("{other} (is the worker serving HTTPS at this address?)"),
+        }
+    }
+
+    /// Connect's error message for `body`, with `secrets` and the password redacted.
+    fn error_message(&self, body: &[u8], secrets: &[String]) -> String {
+        let mut all = secrets.to_vec();
+        if let Some(a) = self.auth.as_ref().filter(|a| !a.password.is_empty()) {
+            all.push(a.password.clone());
+        }
+        error_message(body, &all)
     }
 }
 
-/// Parses a complete HTTP/1.1 response (the connection was read to its end).
-fn parse_response(raw: &[u8]) -> Result<Response, String> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp.parse(raw) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return Err(format!("connection closed after {} bytes, inside the headers", raw.len()));
-        }
-        Err(e) => return Err(format!("not an HTTP response: {e}")),
+/// Checks a worker URL (without trailing slashes): `http` or `https`, a host, a port other
+/// than 0, no credentials, query or fragment.
+fn check_url(url: &str) -> Result<()> {
+    let parsed = reqwest::Url::parse(url);
+    // The URL in errors, without a password.
+    let shown = match &parsed {
+        Ok(u) if u.password().is_some() => without_password(url),
+        _ => url.to_owned(),
     };
-    let status = resp.code.ok_or("no status code")?;
-    let header = |name: &str| {
-        resp.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
-    };
-    let rest = &raw[head_len..];
-    let body = if header("transfer-encoding").is_some_and(|v| v.ends_with("chunked")) {
-        decode_chunked(rest)?
-    } else if let Some(len) = header("content-length") {
-        let len: usize = len.parse().map_err(|_| format!("bad Content-Length {len:?}"))?;
-        if rest.len() < len {
-            return Err(format!("body is {} bytes, Content-Length says {len}", rest.len()));
-        }
-        rest[..len].to_vec()
-    } else {
-        rest.to_vec()
-    };
-    Ok(Response { status, body })
+    let bad = |reason: &str| Error::ConnectUrl { url: shown.clone(), reason: reason.into() };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(bad("expected http://host[:port][/path] or https://host[:port][/path]"));
+    }
+    let parsed = parsed.map_err(|e| bad(&e.to_string()))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(bad(
+            "credentials in the URL are not supported; give them as basic auth (pgsnap: \
+             --connect-user, --connect-password-env)",
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad("a query or fragment is not allowed"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("no host"));
+    }
+    if parsed.port() == Some(0) {
+        return Err(bad("bad port"));
+    }
+    Ok(())
 }
 
-/// Decodes a `Transfer-Encoding: chunked` body (trailers ignored).
-fn decode_chunked(mut rest: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let line_end =
-            rest.windows(2).position(|w| w == b"\r\n").ok_or("truncated chunk size line")?;
-        let line = std::str::from_utf8(&rest[..line_end]).map_err(|_| "bad chunk size line")?;
-        let size_text = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
+/// `url` with the password of its user info (if any) removed; unparseable text as it is.
+fn without_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(None);
+            u.to_string()
         }
-        if rest.len() < size + 2 {
-            return Err("truncated chunk".into());
+        _ => url.to_owned(),
+    }
+}
+
+/// The web PKI roots (Mozilla's list, from `webpki-roots`).
+fn web_pki_roots() -> rustls::RootCertStore {
+    rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }
+}
+
+/// The reqwest client: rustls on ring with `roots`, no redirects, no proxy, a connect
+/// timeout, one connection per request.
+fn http_client(roots: rustls::RootCertStore) -> Result<reqwest::Client, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+        .user_agent(USER_AGENT)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The rustls error somewhere in `e`'s sources (I/O errors hide theirs: `get_ref` reaches it).
+fn find_tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(tls) = c.downcast_ref::<rustls::Error>() {
+            return Some(tls);
         }
-        out.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
+        cur = match c.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+            Some(inner) => Some(inner),
+            None => c.source(),
+        };
+    }
+    None
+}
+
+/// The kind of the innermost I/O error among `e`'s sources.
+fn innermost_io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut kind = None;
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            kind = Some(io.kind());
+            if let Some(inner) = io.get_ref() {
+                cur = Some(inner);
+                continue;
+            }
+        }
+        cur = c.source();
+    }
+    kind
+}
+
+/// A reqwest error as the source of an I/O error: shown as its causes (reqwest's own
+/// message only repeats the URL), with the reqwest error as the next source.
+#[derive(Debug)]
+struct Transport {
+    summary: String,
+    source: reqwest::Error,
+}
+
+impl Transport {
+    fn new(source: reqwest::Error) -> Self {
+        let mut summary = String::new();
+        let mut cur = std::error::Error::source(&source);
+        while let Some(c) = cur {
+            let text = c.to_string();
+            if !summary.contains(&text) {
+                if !summary.is_empty() {
+                    summary.push_str(": ");
+                }
+                summary.push_str(&text);
+            }
+            cur = c.source();
+        }
+        if summary.is_empty() {
+            summary = source.to_string();
+        }
+        Self { summary, source }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.summary)
+    }
+}
+
+impl std::error::Error for Transport {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
     }
 }
 
@@ -569,31 +829,64 @@ mod tests {
     #[test]
     fn urls() {
         let c = ConnectClient::new("http://[::1]:8083/proxy/").unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.base_path.as_str()), ("::1", 8083, "/proxy"));
-        let c = ConnectClient::new("http://connect").unwrap();
-        assert_eq!((c.port, c.base_path.as_str()), (80, ""));
-        for bad in
-            ["http://", "http://h:0", "http://h:x", "http://u:p@h:1", "ftp://h", "http://h/?a"]
-        {
+        assert_eq!(c.url(), "http://[::1]:8083/proxy");
+        let c = ConnectClient::new("https://connect").unwrap();
+        assert_eq!((c.url(), c.user(), c.ca_file()), ("https://connect", None, None));
+        for bad in [
+            "http://",
+            "http://h:0",
+            "http://h:x",
+            "http://u@h:1",
+            "ftp://h",
+            "http://h/?a",
+            "http://h/#f",
+            "connect:8083",
+        ] {
             let e = ConnectClient::new(bad).unwrap_err();
             assert!(matches!(e, Error::ConnectUrl { .. }), "{bad}: {e}");
         }
+        // A password in the URL is refused without being repeated.
+        let e = ConnectClient::new("https://u:s3cret@h:1").unwrap_err();
+        assert!(matches!(e, Error::ConnectUrl { .. }), "{e}");
+        assert!(!format!("{e} {e:?}").contains("s3cret"), "{e:?}");
+        assert!(e.to_string().contains("basic auth"), "{e}");
     }
 
     #[test]
-    fn responses_with_length_chunked_and_close() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}").unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (200, &b"{}"[..]));
-        let r = parse_response(
-            b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\n{\"a\r\n2\r\n\":\r\n2\r\n1}\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (201, &b"{\"a\":1}"[..]));
-        let r = parse_response(b"HTTP/1.1 404 Not Found\r\n\r\nbye").unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (404, &b"bye"[..]));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n{}").is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-").is_err());
-        assert!(parse_response(b"garbage\r\n\r\n").is_err());
+    fn debug_hides_the_password() {
+        let c =
+            ConnectClient::new("https://connect:8443").unwrap().with_basic_auth("alice", "pw-1");
+        let text = format!("{c:?}");
+        assert!(text.contains("alice") && text.contains(REDACTED), "{text}");
+        assert!(!text.contains("pw-1"), "{text}");
+        assert_eq!(c.user(), Some("alice"));
+    }
+
+    #[test]
+    fn ca_file_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("pgsnap-connect-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let client = || ConnectClient::new("https://connect:8443").unwrap();
+        let missing = dir.join("missing.pem");
+        let e = client().with_ca_file(&missing).unwrap_err();
+        assert!(matches!(e, Error::ConnectCaFile { ref path, .. } if *path == missing), "{e}");
+        assert!(e.to_string().contains("missing.pem") && e.to_string().contains("cannot read"));
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").unwrap();
+        let e = client().with_ca_file(&empty).unwrap_err();
+        assert!(e.to_string().contains("empty.pem") && e.to_string().contains("no PEM"), "{e}");
+        let broken = dir.join("broken.pem");
+        std::fs::write(&broken, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+            .unwrap();
+        let e = client().with_ca_file(&broken).unwrap_err();
+        assert!(e.to_string().contains("broken.pem"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn locations_lose_their_password() {
+        assert_eq!(without_password("https://u:pw@h:1/x"), "https://u@h:1/x");
+        assert_eq!(without_password("/relative"), "/relative");
     }
 
     #[test]

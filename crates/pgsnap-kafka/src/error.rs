@@ -20,6 +20,8 @@
 //!   [`NoSuchTopic`](Error::NoSuchTopic), `KafkaRequest`, `KafkaRead`,
 //!   [`KafkaReadTimeout`](Error::KafkaReadTimeout), [`InvalidOffset`](Error::InvalidOffset),
 //!   [`BlockingTask`](Error::BlockingTask);
+//! - Kafka client settings ([`client_config`](crate::client_config), and librdkafka
+//!   refusing one when a client is created): [`KafkaConfig`](Error::KafkaConfig);
 //! - the renderers ([`render`](crate::render)): [`NoPartitions`](Error::NoPartitions),
 //!   [`NegativeOffset`](Error::NegativeOffset),
 //!   [`NegativePartition`](Error::NegativePartition), [`Empty`](Error::Empty),
@@ -31,7 +33,9 @@
 //!   [`ConnectIo`](Error::ConnectIo), [`ConnectTimeout`](Error::ConnectTimeout),
 //!   [`ConnectResponse`](Error::ConnectResponse), [`ConnectStatus`](Error::ConnectStatus),
 //!   [`ConnectorExists`](Error::ConnectorExists), [`OffsetsStored`](Error::OffsetsStored),
-//!   [`ConnectConflict`](Error::ConnectConflict).
+//!   [`ConnectConflict`](Error::ConnectConflict), [`ConnectCaFile`](Error::ConnectCaFile),
+//!   [`ConnectTls`](Error::ConnectTls), [`ConnectAuth`](Error::ConnectAuth),
+//!   [`ConnectRedirect`](Error::ConnectRedirect).
 //!
 //! [`Error`] converts into [`pgsnap_core::Error`] (backend `kafka`) for the `OffsetResolver`
 //! trait and the jobs: broker and worker I/O that may go away by itself (transport errors,
@@ -41,6 +45,7 @@
 //! a permanent [`Offsets`](pgsnap_core::ErrorKind::Offsets) error. The converted error keeps this one as its
 //! source (except `Config`, which is a message).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -352,6 +357,24 @@ pub enum Error {
         source: tokio::task::JoinError,
     },
 
+    // ---- Kafka client settings ----
+    /// A Kafka client setting that pgsnap refuses ([`KafkaClientConfig::validate`]) or that
+    /// librdkafka rejected when a client was created, or a settings file that cannot be read.
+    /// Names the key, the file and the line when known; never holds a value.
+    ///
+    /// [`KafkaClientConfig::validate`]: crate::KafkaClientConfig::validate
+    #[error("{}", kafka_config_message(key.as_deref(), file.as_deref(), *line, reason))]
+    KafkaConfig {
+        /// The setting's key, when one setting is at fault.
+        key: Option<String>,
+        /// The properties file it was read from.
+        file: Option<PathBuf>,
+        /// The line of the file (1-based).
+        line: Option<usize>,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
+
     // ---- Renderers ----
     /// The offset map for a topic has no partitions.
     #[error(
@@ -423,7 +446,8 @@ pub enum Error {
     ConnectorConfig(String),
 
     // ---- Kafka Connect client ----
-    /// The worker URL is not `http://host[:port][/path]`.
+    /// The worker URL is not `http[s]://host[:port][/path]` (or the HTTP client cannot be
+    /// set up for it).
     #[error("Kafka Connect URL {url:?}: {reason}")]
     ConnectUrl {
         /// The URL given.
@@ -538,6 +562,82 @@ pub enum Error {
         /// Connect's message, secrets redacted.
         message: String,
     },
+    /// The CA file for an `https://` worker cannot be used.
+    #[error("Kafka Connect CA file {}: {reason}", path.display())]
+    ConnectCaFile {
+        /// The file given.
+        path: std::path::PathBuf,
+        /// What is wrong with it (unreadable, not PEM, no certificate).
+        reason: String,
+    },
+    /// The TLS handshake with an `https://` worker failed: most often its certificate is not
+    /// trusted (no CA of the CA file, nor a web PKI root, signed it). Not temporary.
+    #[error("Kafka Connect {url}: {method} {path}: TLS handshake failed: {reason}")]
+    ConnectTls {
+        /// Worker URL.
+        url: String,
+        /// HTTP method.
+        method: &'static str,
+        /// Request path.
+        path: String,
+        /// What failed and what to do.
+        reason: String,
+        /// rustls' error.
+        #[source]
+        source: BoxError,
+    },
+    /// The worker refused the request's credentials (HTTP 401), or the user is not allowed
+    /// (HTTP 403). Never carries the password. Not temporary.
+    #[error(
+        "Kafka Connect {url}: {method} {path}: HTTP {status}: {refusal}; check the user and the \
+         password (pgsnap: --connect-user, --connect-password-env) [{message}]",
+        refusal = auth_refusal(*status, user.as_deref())
+    )]
+    ConnectAuth {
+        /// Worker URL.
+        url: String,
+        /// HTTP method.
+        method: &'static str,
+        /// Request path.
+        path: String,
+        /// HTTP status (401 or 403).
+        status: u16,
+        /// The basic-auth user sent, if any.
+        user: Option<String>,
+        /// Connect's message (or the body's start), secrets redacted.
+        message: String,
+    },
+    /// The worker answered with a redirect, which the client refuses to follow (it could
+    /// carry the credentials to another host).
+    #[error(
+        "Kafka Connect {url}: {method} {path}: HTTP {status} redirect to {} refused: the client \
+         follows no redirects; give the URL it points to",
+        location.as_deref().unwrap_or("(no Location header)")
+    )]
+    ConnectRedirect {
+        /// Worker URL.
+        url: String,
+        /// HTTP method.
+        method: &'static str,
+        /// Request path.
+        path: String,
+        /// HTTP status (3xx).
+        status: u16,
+        /// The `Location` header (a password in it removed), if any.
+        location: Option<String>,
+    },
+}
+
+/// What a 401 or 403 means, naming the user.
+fn auth_refusal(status: u16, user: Option<&str>) -> String {
+    match (status, user) {
+        (401, Some(u)) => format!("the worker refused the credentials of user {u:?}"),
+        (_, Some(u)) => {
+            format!("the worker refused user {u:?} (credentials refused or not allowed)")
+        }
+        (401, None) => "the worker requires credentials and none were given".into(),
+        (_, None) => "the worker refused the request without credentials".into(),
+    }
 }
 
 impl Error {
@@ -547,7 +647,9 @@ impl Error {
     /// a temporary [`pgsnap_core::Error`].
     ///
     /// Every [`ConnectIo`](Error::ConnectIo) and [`ConnectTimeout`](Error::ConnectTimeout)
-    /// is temporary, as are [`KafkaReadTimeout`](Error::KafkaReadTimeout) and the
+    /// is temporary (but not [`ConnectTls`](Error::ConnectTls),
+    /// [`ConnectAuth`](Error::ConnectAuth) or [`ConnectRedirect`](Error::ConnectRedirect):
+    /// a certificate, credentials or a URL do not fix themselves), as are [`KafkaReadTimeout`](Error::KafkaReadTimeout) and the
     /// librdkafka errors of the transport kind; a [`Log`](Error::Log) is temporary when its
     /// source is (this crate's error or an [`std::io::Error`]).
     ///
@@ -592,6 +694,7 @@ impl Error {
         matches!(
             self,
             Self::TakenAt { .. }
+                | Self::KafkaConfig { .. }
                 | Self::NoPartitions { .. }
                 | Self::NegativeOffset { .. }
                 | Self::NegativePartition { .. }
@@ -602,7 +705,30 @@ impl Error {
                 | Self::ConnectorConfig(_)
                 | Self::ConnectUrl { .. }
                 | Self::ConnectPayload { .. }
+                | Self::ConnectCaFile { .. }
         )
+    }
+}
+
+/// The message of [`Error::KafkaConfig`]: the setting or the file, where, why.
+fn kafka_config_message(
+    key: Option<&str>,
+    file: Option<&Path>,
+    line: Option<usize>,
+    reason: &str,
+) -> String {
+    let at = match (file, line) {
+        (Some(f), Some(l)) => format!("{} line {l}", f.display()),
+        (Some(f), None) => f.display().to_string(),
+        (None, Some(l)) => format!("line {l}"),
+        (None, None) => String::new(),
+    };
+    match (key, at.is_empty()) {
+        (Some(k), true) => format!("Kafka client setting {k:?}: {reason}"),
+        (Some(k), false) => format!("Kafka client setting {k:?} ({at}): {reason}"),
+        (None, true) => format!("Kafka client settings: {reason}"),
+        (None, false) if file.is_some() => format!("Kafka client settings file {at}: {reason}"),
+        (None, false) => format!("Kafka client settings, {at}: {reason}"),
     }
 }
 
@@ -712,5 +838,42 @@ mod tests {
         assert_eq!((core.kind(), core.backend()), (pgsnap_core::ErrorKind::Offsets, Some("kafka")));
         let e = Error::OffsetsStored { url: "u".into(), connector: "c".into(), count: 1 };
         assert!(!e.is_temporary() && !e.is_config());
+    }
+
+    #[test]
+    fn connect_tls_auth_and_redirects_are_permanent() {
+        let (url, path) = ("https://connect:8443".to_owned(), "/connectors/c".to_owned());
+        let tls = Error::ConnectTls {
+            url: url.clone(),
+            method: "GET",
+            path: path.clone(),
+            reason: "the server's certificate was not trusted".into(),
+            source: "invalid peer certificate: UnknownIssuer".into(),
+        };
+        let auth = Error::ConnectAuth {
+            url: url.clone(),
+            method: "GET",
+            path: path.clone(),
+            status: 401,
+            user: Some("alice".into()),
+            message: "Unauthorized".into(),
+        };
+        assert!(auth.to_string().contains("refused the credentials of user \"alice\""), "{auth}");
+        let redirect = Error::ConnectRedirect {
+            url,
+            method: "GET",
+            path,
+            status: 307,
+            location: Some("https://elsewhere/".into()),
+        };
+        assert!(redirect.to_string().contains("307 redirect to https://elsewhere/"), "{redirect}");
+        for e in [tls, auth, redirect] {
+            assert!(!e.is_temporary() && !e.is_config(), "{e}");
+            let core = pgsnap_core::Error::from(e);
+            assert!(!core.is_temporary(), "{core}");
+            assert_eq!(core.kind(), pgsnap_core::ErrorKind::Offsets);
+        }
+        let ca = Error::ConnectCaFile { path: "/x/ca.pem".into(), reason: "no certificate".into() };
+        assert_eq!(pgsnap_core::Error::from(ca).kind(), pgsnap_core::ErrorKind::Config);
     }
 }

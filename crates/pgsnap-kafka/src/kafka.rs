@@ -13,6 +13,10 @@
 //!
 //! [`KafkaLog`] implements [`PartitionLog`], the resolver's view of a partition.
 //!
+//! TLS, SASL and any other librdkafka setting come from
+//! [`KafkaLogOptions::client_config`] ([`KafkaClientConfig`]), set before pgsnap's own
+//! settings; a setting librdkafka refuses is an [`Error::KafkaConfig`] naming the key.
+//!
 //! Every error names the brokers, topic, partition and offset involved.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +28,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use crate::client_config::KafkaClientConfig;
 use crate::error::{Error, Result};
 use crate::resolve::PartitionLog;
 
@@ -33,19 +38,34 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub use crate::resolve::LogRecord;
 
 /// Options of [`KafkaLogs::open_with`] / [`KafkaLog::open_with`].
+///
+/// ```
+/// use pgsnap_kafka::KafkaClientConfig;
+/// use pgsnap_kafka::kafka::KafkaLogOptions;
+///
+/// let options = KafkaLogOptions {
+///     client_config: KafkaClientConfig::new().with_setting("security.protocol", "SSL"),
+///     ..Default::default()
+/// };
+/// assert!(format!("{options:?}").contains("SSL"));
+/// ```
 #[derive(Debug, Clone)]
 pub struct KafkaLogOptions {
     /// Timeout of one broker request (metadata, watermarks, time lookup), and how long a
     /// read may wait for records the high watermark promised.
     pub request_timeout: Duration,
-    /// Extra librdkafka properties (`security.protocol`, `sasl.*`, ...), applied after the
-    /// defaults; `enable.auto.commit` and `group.id` cannot be changed to commit.
-    pub extra_config: Vec<(String, String)>,
+    /// The user's librdkafka settings (`security.protocol`, `ssl.*`, `sasl.*`, ...), set
+    /// before pgsnap's own; the keys pgsnap sets itself are refused
+    /// ([`KafkaClientConfig::validate`]).
+    pub client_config: KafkaClientConfig,
 }
 
 impl Default for KafkaLogOptions {
     fn default() -> Self {
-        KafkaLogOptions { request_timeout: DEFAULT_REQUEST_TIMEOUT, extra_config: Vec::new() }
+        KafkaLogOptions {
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            client_config: KafkaClientConfig::new(),
+        }
     }
 }
 
@@ -93,7 +113,8 @@ impl KafkaLogs {
     /// # Errors
     ///
     /// [`Error::KafkaClient`], [`Error::KafkaMetadata`], or
-    /// [`Error::NoSuchTopic`] when the topic does not exist.
+    /// [`Error::NoSuchTopic`] when the topic does not exist; with options,
+    /// [`Error::KafkaConfig`] for a client setting pgsnap or librdkafka refuses.
     pub async fn open(brokers: &str, topic: &str) -> Result<KafkaLogs> {
         KafkaLogs::open_with(brokers, topic, &KafkaLogOptions::default()).await
     }
@@ -156,7 +177,8 @@ impl KafkaLog {
     ///
     /// # Errors
     ///
-    /// [`Error::KafkaClient`] when librdkafka refuses the configuration.
+    /// [`Error::KafkaClient`] when librdkafka cannot create the client; with options,
+    /// [`Error::KafkaConfig`] for a client setting pgsnap or librdkafka refuses.
     pub fn open(brokers: &str, topic: &str, partition: i32) -> Result<KafkaLog> {
         KafkaLog::open_with(brokers, topic, partition, &KafkaLogOptions::default())
     }
@@ -433,7 +455,9 @@ impl PartitionLog for KafkaLog {
 
 impl Shared {
     fn new(brokers: &str, options: &KafkaLogOptions) -> Result<Shared> {
+        // The user's settings first, then pgsnap's own (which the user's may not name).
         let mut config = ClientConfig::new();
+        options.client_config.apply_to(&mut config)?;
         config
             .set("bootstrap.servers", brokers)
             .set("group.id", format!("pgsnap-reader-{}", throwaway_suffix()))
@@ -446,14 +470,13 @@ impl Shared {
             // A fetch the broker holds at the end of the partition delays the next read's
             // fetch (one in flight per broker): keep that wait short. Reads are short-lived.
             .set("fetch.wait.max.ms", "20");
-        for (k, v) in &options.extra_config {
-            config.set(k, v);
-        }
-        // Never commit, whatever the extra config says.
-        config.set("enable.auto.commit", "false");
-        let consumer: BaseConsumer = config.create().map_err(|source| Error::KafkaClient {
-            brokers: Arc::from(brokers),
-            source: Box::new(source),
+        let consumer: BaseConsumer = config.create().map_err(|source| match source {
+            // A key or value librdkafka does not accept: the user's setting (pgsnap's own are
+            // valid), named, its value hidden when it is a secret.
+            KafkaError::ClientConfig(_, description, key, value) => {
+                KafkaClientConfig::refusal(&key, &value, &description)
+            }
+            source => Error::KafkaClient { brokers: Arc::from(brokers), source: Box::new(source) },
         })?;
         Ok(Shared {
             brokers: Arc::from(brokers),
@@ -501,4 +524,41 @@ fn throwaway_suffix() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("{}-{}-{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(config: KafkaClientConfig) -> KafkaLogOptions {
+        KafkaLogOptions { client_config: config, ..Default::default() }
+    }
+
+    #[test]
+    fn settings_librdkafka_or_pgsnap_refuse_are_config_errors_naming_the_key() {
+        for (key, value) in [
+            ("no.such.setting", "1"),
+            ("security.protocol", "carrier-pigeon"),
+            ("group.id", "mine"),
+            ("sasl.mechanism", "GSSAPI"),
+        ] {
+            let config = KafkaClientConfig::new().with_setting(key, value);
+            let err = KafkaLog::open_with("127.0.0.1:1", "t", 0, &options(config)).unwrap_err();
+            assert!(
+                matches!(&err, Error::KafkaConfig { key: Some(k), .. } if k == key),
+                "{key}: {err:?}"
+            );
+            assert!(err.to_string().contains(key), "{err}");
+            let core = pgsnap_core::Error::from(err);
+            assert_eq!(core.kind(), pgsnap_core::ErrorKind::Config, "{core}");
+            assert!(!core.is_temporary());
+        }
+        // Accepted settings reach librdkafka (a plaintext client ignores the SASL ones).
+        let fine = KafkaClientConfig::new()
+            .with_setting("client.id", "pgsnap-unit")
+            .with_setting("sasl.username", "u")
+            .with_setting("sasl.password", "p");
+        let log = KafkaLog::open_with("127.0.0.1:1", "t", 0, &options(fine)).unwrap();
+        assert_eq!(log.brokers(), "127.0.0.1:1");
+    }
 }

@@ -14,6 +14,8 @@
 //!   `txId`.
 //! - [`resolve`]: the offset resolution modes (slot-first, running, time) over any
 //!   [`resolve::PartitionLog`], and the "connector has passed C" check.
+//! - [`client_config`]: [`KafkaClientConfig`], the librdkafka settings (TLS, SASL, ...) of
+//!   every Kafka client pgsnap opens and of the rendered Routine Load, secrets redacted.
 //! - [`kafka`] (feature `rdkafka`): topic partitions read through rdkafka
 //!   ([`kafka::KafkaLog`], a [`resolve::PartitionLog`]): watermarks, reads at an offset,
 //!   `offsets_for_times`.
@@ -30,6 +32,7 @@
 //!
 //! ```text
 //! error ← envelope, xid ← resolve ← kafka (rdkafka client) ← resolver
+//! error ← client_config ← kafka, render (routine_load)
 //! error ← render (debezium, routine_load)
 //! error ← connect
 //! ```
@@ -37,10 +40,12 @@
 //! `resolve` defines [`resolve::PartitionLog`] and knows no Kafka client; `kafka` implements
 //! it over rdkafka; `resolver` puts both behind `pgsnap_core::OffsetResolver`. The renderers
 //! and the Kafka Connect client are leaves: they take plain values (offsets, columns, a
-//! payload) and import nothing else of the crate.
+//! payload) and import nothing else of the crate, except that the Routine Load renderer
+//! takes the [`KafkaClientConfig`] it maps into `property.*` entries.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod client_config;
 pub mod connect;
 pub mod envelope;
 pub mod error;
@@ -54,6 +59,7 @@ pub mod resolve;
 pub mod resolver;
 pub mod xid;
 
+pub use client_config::KafkaClientConfig;
 pub use error::{Error, Result};
 pub use render::topic_name;
 pub use xid::PgSnapshot;

@@ -7,8 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pgsnap_core::{OffsetMap, OffsetResolver, SnapshotInfo};
 
+use crate::client_config::KafkaClientConfig;
 use crate::error::{Error, Result};
-use crate::kafka::KafkaLogs;
+use crate::kafka::{KafkaLogOptions, KafkaLogs};
 use crate::resolve::{
     PartitionLog, Resolution, ScanOptions, resolve_partition_time, resolve_running, slot_first,
 };
@@ -40,13 +41,22 @@ pub enum HandoffMode {
 
 /// Resolves, per topic and partition, the first offset after a pgsnap snapshot.
 ///
+/// Every client it opens uses the [`KafkaClientConfig`] of
+/// [`with_client_config`](Self::with_client_config) (TLS, SASL, ...).
+///
 /// # Example
 /// ```no_run
 /// # async fn demo(snapshot: pgsnap_core::SnapshotInfo) -> Result<(), Box<dyn std::error::Error>> {
 /// use pgsnap_core::OffsetResolver;
 /// use pgsnap_kafka::resolver::{HandoffMode, KafkaOffsetResolver};
 ///
-/// let resolver = KafkaOffsetResolver::new("kafka1:9092", HandoffMode::Running);
+/// use pgsnap_kafka::KafkaClientConfig;
+///
+/// let tls = KafkaClientConfig::new()
+///     .with_setting("security.protocol", "SSL")
+///     .with_setting("ssl.ca.location", "/etc/kafka/ca.pem");
+/// let resolver =
+///     KafkaOffsetResolver::new("kafka1:9093", HandoffMode::Running).with_client_config(tls);
 /// let offsets = resolver.resolve(&snapshot, &["pg.public.orders".to_owned()]).await?;
 /// println!("{}", serde_json::to_string(&offsets)?);
 /// # Ok(()) }
@@ -56,6 +66,7 @@ pub struct KafkaOffsetResolver {
     brokers: String,
     mode: HandoffMode,
     options: ScanOptions,
+    client_config: KafkaClientConfig,
     last: Mutex<Option<Resolution>>,
 }
 
@@ -66,8 +77,22 @@ impl KafkaOffsetResolver {
             brokers: brokers.into(),
             mode,
             options: ScanOptions::default(),
+            client_config: KafkaClientConfig::new(),
             last: Mutex::new(None),
         }
+    }
+
+    /// Sets the librdkafka settings of every client the resolver opens (TLS, SASL, ...).
+    /// Default: none (plaintext). Checked when the first client is created: a refused
+    /// setting fails [`resolve`](OffsetResolver::resolve) with a configuration error.
+    pub fn with_client_config(mut self, config: KafkaClientConfig) -> Self {
+        self.client_config = config;
+        self
+    }
+
+    /// The librdkafka settings of the resolver's clients.
+    pub fn client_config(&self) -> &KafkaClientConfig {
+        &self.client_config
     }
 
     /// Sets the scan options (batch size, confirmation window, scan limit).
@@ -84,15 +109,32 @@ impl KafkaOffsetResolver {
 
     /// Reads the high watermark of every partition of `topics`: call it before the connector
     /// starts, for [`HandoffMode::SlotFirst`]. Topics that do not exist yet are left out
-    /// (they start at 0).
+    /// (they start at 0). Plaintext, no client settings: see
+    /// [`capture_high_watermarks_with`](Self::capture_high_watermarks_with).
     ///
     /// # Errors
     /// When a broker or an existing topic cannot be read (see [`Error::is_temporary`] for
     /// the failures worth retrying).
     pub async fn capture_high_watermarks(brokers: &str, topics: &[String]) -> Result<OffsetMap> {
+        Self::capture_high_watermarks_with(brokers, topics, &KafkaClientConfig::new()).await
+    }
+
+    /// [`capture_high_watermarks`](Self::capture_high_watermarks) with the librdkafka
+    /// settings `config` (TLS, SASL, ...): the same settings as the resolver's
+    /// ([`with_client_config`](Self::with_client_config)).
+    ///
+    /// # Errors
+    /// As [`capture_high_watermarks`](Self::capture_high_watermarks), and
+    /// [`Error::KafkaConfig`] for a setting pgsnap or librdkafka refuses.
+    pub async fn capture_high_watermarks_with(
+        brokers: &str,
+        topics: &[String],
+        config: &KafkaClientConfig,
+    ) -> Result<OffsetMap> {
+        let options = KafkaLogOptions { client_config: config.clone(), ..Default::default() };
         let mut out = OffsetMap::default();
         for topic in topics {
-            let logs = match KafkaLogs::open(brokers, topic).await {
+            let logs = match KafkaLogs::open_with(brokers, topic, &options).await {
                 Ok(l) => l,
                 Err(Error::NoSuchTopic { .. }) => continue,
                 Err(e) => return Err(e),
@@ -149,8 +191,10 @@ impl OffsetResolver for KafkaOffsetResolver {
     ) -> pgsnap_core::Result<OffsetMap> {
         let mut all = Resolution::default();
         let pg = || snapshot.pg_snapshot.parse::<PgSnapshot>();
+        let open_options =
+            KafkaLogOptions { client_config: self.client_config.clone(), ..Default::default() };
         for topic in topics {
-            let logs = KafkaLogs::open(&self.brokers, topic).await?;
+            let logs = KafkaLogs::open_with(&self.brokers, topic, &open_options).await?;
             let refs: Vec<&dyn PartitionLog> =
                 logs.logs().iter().map(|l| l as &dyn PartitionLog).collect();
             let r = match &self.mode {
@@ -190,6 +234,31 @@ impl OffsetResolver for KafkaOffsetResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_client_config_reaches_every_client() {
+        let bad = KafkaClientConfig::new().with_setting("isolation.level", "read_uncommitted");
+        let topics = ["pg.public.t".to_owned()];
+        let err = KafkaOffsetResolver::capture_high_watermarks_with("127.0.0.1:1", &topics, &bad)
+            .await
+            .unwrap_err();
+        assert!(matches!(&err, Error::KafkaConfig { key: Some(k), .. } if k == "isolation.level"));
+        let resolver = KafkaOffsetResolver::new("127.0.0.1:1", HandoffMode::Running)
+            .with_client_config(bad.clone());
+        assert_eq!(resolver.client_config(), &bad);
+        let snapshot = pgsnap_core::SnapshotInfo {
+            mode: pgsnap_core::SnapshotMode::Slot,
+            name: "00000003-00000002-1".into(),
+            lsn: None,
+            slot: None,
+            slot_temporary: None,
+            pg_snapshot: "10:10:".into(),
+            taken_at: "2026-01-01T00:00:00Z".into(),
+        };
+        let err = resolver.resolve(&snapshot, &topics).await.unwrap_err();
+        assert_eq!(err.kind(), pgsnap_core::ErrorKind::Config, "{err}");
+        assert!(err.to_string().contains("isolation.level"), "{err}");
+    }
 
     #[test]
     fn taken_at_parses_to_epoch_millis() {

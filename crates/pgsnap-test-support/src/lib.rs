@@ -69,6 +69,7 @@
 
 pub mod connect;
 pub mod debezium;
+pub mod https_front;
 pub mod kafka;
 mod postgres;
 mod process;

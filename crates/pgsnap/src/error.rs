@@ -147,6 +147,10 @@ pub enum ConfigError {
     /// The Kafka brokers or the topic prefix are empty.
     #[error("the Kafka brokers and the topic prefix must not be empty")]
     EmptyKafka,
+    /// A Kafka client setting that is refused (a key pgsnap sets itself, an unsupported SASL
+    /// mechanism, ...): the message names the key, never the value.
+    #[error("{0}")]
+    KafkaClient(String),
     /// A handoff with a snapshot that is not exported by a replication slot.
     #[error(
         "snapshot mode {0}: a handoff needs a snapshot exported by a replication slot (slot \

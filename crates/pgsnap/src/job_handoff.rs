@@ -12,13 +12,14 @@ use pgsnap_core::{
     SnapshotMode, TableName,
 };
 use pgsnap_kafka::connect::ConnectClient;
+use pgsnap_kafka::render::routine_load::{RoutineLoadFile, routine_load_kafka};
 use pgsnap_kafka::render::{
     ColumnMapping, DebeziumConfig, PgConnection, RenderedColumn, RoutineLoadSpec,
     render_debezium_config, render_routine_load,
 };
 use pgsnap_kafka::resolve::{ConnectorPosition, connector_position};
 use pgsnap_kafka::resolver::{HandoffMode as ResolverMode, KafkaOffsetResolver};
-use pgsnap_kafka::topic_name;
+use pgsnap_kafka::{KafkaClientConfig, topic_name};
 use pgsnap_sink_file::{Compression, FileSinkBuilder};
 use pgsnap_sink_starrocks::StarRocksSinkBuilder;
 use pgsnap_sink_starrocks::mapping::KeyModel;
@@ -118,6 +119,7 @@ pub struct HandoffJob {
     strict: bool,
     starrocks_version: Option<StarRocksVersion>,
     debezium_config: Option<BTreeMap<String, String>>,
+    kafka_config: KafkaClientConfig,
 }
 
 impl HandoffJob {
@@ -148,6 +150,7 @@ impl HandoffJob {
             strict: false,
             starrocks_version: None,
             debezium_config: None,
+            kafka_config: KafkaClientConfig::new(),
         }
     }
 
@@ -199,8 +202,13 @@ impl HandoffJob {
         self
     }
 
-    /// Kafka Connect. Slot-first: the connector is submitted once the snapshot and the
-    /// offsets are complete. Running/time with [`with_connector`](Self::with_connector): the
+    /// Kafka Connect (`http://` or `https://`; TLS roots and basic auth are the client's:
+    /// [`ConnectClient::with_ca_file`], [`ConnectClient::with_basic_auth`]). Slot-first: the
+    /// connector is submitted once the snapshot and the offsets are complete; before the
+    /// snapshot the worker is asked once (`GET /`), and an untrusted certificate, refused
+    /// credentials or a redirect refuse the run
+    /// ([`JobError::Refused`](crate::JobError::Refused)), while a worker that does not answer
+    /// is only a warning. Running/time with [`with_connector`](Self::with_connector): the
     /// running connector's config and committed position are read from it.
     pub fn with_connect(mut self, client: ConnectClient) -> Self {
         self.connect = Some(client);
@@ -238,6 +246,16 @@ impl HandoffJob {
         self
     }
 
+    /// The librdkafka settings (TLS, SASL, ...) of every Kafka client the job opens (the
+    /// watermark capture, the offset resolution), carried into the Routine Loads by
+    /// [`KAFKA_PROPERTIES`](pgsnap_kafka::render::routine_load::KAFKA_PROPERTIES), secrets as
+    /// placeholders. The report's `kafka_config` shows them, secrets as `"***"`. Default:
+    /// none (plaintext). Checked before anything runs.
+    pub fn with_kafka_config(mut self, config: KafkaClientConfig) -> Self {
+        self.kafka_config = config;
+        self
+    }
+
     /// Refuses what cannot be kept exact: tables without a primary key or at TOAST risk,
     /// columns no Routine Load carries exactly, connector settings that block, a running
     /// connector that does not pass the snapshot; and a run without a StarRocks version or
@@ -263,6 +281,9 @@ impl HandoffJob {
         self.options.validate().map_err(JobError::Config)?;
         if self.brokers.trim().is_empty() || self.topic_prefix.trim().is_empty() {
             return bad(ConfigError::EmptyKafka);
+        }
+        if let Err(e) = self.kafka_config.validate() {
+            return bad(ConfigError::KafkaClient(e.to_string()));
         }
         if let Some(v) = self.starrocks_version {
             v.check_supported()
@@ -386,6 +407,28 @@ impl HandoffJob {
                 }
             }
         }
+        // Slot-first: the connector is submitted after the snapshot, but a certificate,
+        // credentials or a URL the worker refuses will not fix themselves: refused now,
+        // before any slot is taken. A worker that is only unreachable is a warning.
+        if let (HandoffMode::SlotFirst, Some(client)) = (self.mode, &self.connect) {
+            use pgsnap_kafka::Error as K;
+            match control.guard(async { Ok(client.worker_version().await) }).await? {
+                Ok(version) => {
+                    tracing::info!(url = client.url(), version = ?version, "Kafka Connect answers");
+                }
+                Err(
+                    e @ (K::ConnectTls { .. } | K::ConnectAuth { .. } | K::ConnectRedirect { .. }),
+                ) => {
+                    return Err(refused(format!(
+                        "checking Kafka Connect before the snapshot: {e}"
+                    )));
+                }
+                Err(e) => warnings.push(format!(
+                    "Kafka Connect did not answer before the snapshot ({e}); the connector is \
+                     submitted after it"
+                )),
+            }
+        }
         if let Some(e) = &encoding {
             warnings.extend(e.warnings.iter().map(|w| format!("Debezium connector: {w}")));
             if !e.blockers.is_empty() && self.strict {
@@ -433,13 +476,17 @@ impl HandoffJob {
         // exist (a missing one cannot be resolved).
         let captured = control
             .guard(async {
-                KafkaOffsetResolver::capture_high_watermarks(&self.brokers, &topics).await.map_err(
-                    |e| JobError::Kafka {
-                        context: "reading the topics' high watermarks".into(),
-                        message: e.to_string(),
-                        kind: ErrorKind::of_core(&e.into()),
-                    },
+                KafkaOffsetResolver::capture_high_watermarks_with(
+                    &self.brokers,
+                    &topics,
+                    &self.kafka_config,
                 )
+                .await
+                .map_err(|e| JobError::Kafka {
+                    context: "reading the topics' high watermarks".into(),
+                    message: e.to_string(),
+                    kind: ErrorKind::of_core(&e.into()),
+                })
             })
             .await?;
         let existing: Vec<String> =
@@ -528,7 +575,8 @@ impl HandoffJob {
                 HandoffMode::Running => ResolverMode::Running,
                 HandoffMode::Time { skew } => ResolverMode::Time { skew },
             };
-            let resolver = KafkaOffsetResolver::new(self.brokers.clone(), mode);
+            let resolver = KafkaOffsetResolver::new(self.brokers.clone(), mode)
+                .with_client_config(self.kafka_config.clone());
             match control
                 .guard(async { Ok(resolver.resolve(&manifest.snapshot, &existing).await) })
                 .await
@@ -618,6 +666,17 @@ impl HandoffJob {
             }
             tables.insert(t.schema.name.clone(), entry);
         }
+        // The Kafka client settings of the Routine Loads: the same for every table, so their
+        // files, placeholders and warnings are reported once.
+        let mut routine_load_files = Vec::new();
+        let mut routine_load_placeholders = BTreeMap::new();
+        if !routine_load.is_empty()
+            && let Ok(k) = routine_load_kafka(&self.kafka_config, mapper.database())
+        {
+            warnings.extend(k.warnings);
+            routine_load_files = k.files;
+            routine_load_placeholders = k.placeholders;
+        }
         if let Some(v) =
             version.filter(|v| !routine_load.is_empty() && !v.accepts_pause_on_fatal_parse_error())
         {
@@ -664,6 +723,9 @@ impl HandoffJob {
             debezium,
             preflight,
             connect: connect_report,
+            kafka_config: self.kafka_config.redacted(),
+            routine_load_files,
+            routine_load_placeholders,
             tables,
             refused: connect_failed || (not_passed && self.strict),
         })
@@ -700,7 +762,8 @@ impl HandoffJob {
         )
         .with_primary_key_table(plan.key_model == KeyModel::Primary)
         .with_schemas_enabled(encoding.schemas_enabled)
-        .with_pause_on_fatal_parse_error(version.accepts_pause_on_fatal_parse_error());
+        .with_pause_on_fatal_parse_error(version.accepts_pause_on_fatal_parse_error())
+        .with_kafka_config(self.kafka_config.clone());
         let r = render_routine_load(&spec)
             .map_err(|e| format!("{name}: no Routine Load rendered: {e}"))?;
         let warnings = r.warnings.iter().map(|w| format!("{name}: {w}")).collect();
@@ -1016,7 +1079,9 @@ pub struct HandoffTable {
 
 /// What [`HandoffJob::run`] reports. Its JSON is the snapshot report plus `out`, `mode`,
 /// `topics`, `offsets` (topic → partition as a string → offset), `routine_load`,
-/// `starrocks_version`, `debezium`, `preflight`, `connect`; per table `topic`,
+/// `starrocks_version`, `debezium`, `preflight`, `connect`, `kafka_config` (key → value, or
+/// `"***"` for a secret), `routine_load_files` (`{setting, path, name, url_placeholder,
+/// sql}`), `routine_load_placeholders` (placeholder → setting); per table `topic`,
 /// `starrocks_table`, `replica_identity`, `toast_at_risk`, `problems`,
 /// `routine_load_columns` (and with StarRocks output `target`, `rows_loaded`,
 /// `rows_filtered`, `loads`).
@@ -1043,6 +1108,17 @@ pub struct HandoffReport {
     pub preflight: HandoffPreflight,
     /// What Kafka Connect said (`null` without a client).
     pub connect: Value,
+    /// The Kafka client settings the job used ([`HandoffJob::with_kafka_config`]), each
+    /// secret's value `"***"`: JSON `kafka_config` (`{}` when none).
+    pub kafka_config: BTreeMap<String, String>,
+    /// The `CREATE FILE` statements (and the client paths) of the certificate files the
+    /// Routine Loads name as `FILE:<name>`: run them before [`routine_load`](Self::routine_load).
+    /// JSON `routine_load_files`.
+    pub routine_load_files: Vec<RoutineLoadFile>,
+    /// Each placeholder in the Routine Load and `CREATE FILE` statements → the Kafka client
+    /// setting whose value (a secret, or a file's download URL) replaces it when the
+    /// statements are executed. JSON `routine_load_placeholders`.
+    pub routine_load_placeholders: BTreeMap<String, String>,
     /// Per source table.
     pub tables: BTreeMap<TableName, HandoffTable>,
     refused: bool,
@@ -1071,6 +1147,9 @@ impl HandoffReport {
             "debezium": self.debezium,
             "preflight": self.preflight,
             "connect": self.connect,
+            "kafka_config": self.kafka_config,
+            "routine_load_files": self.routine_load_files,
+            "routine_load_placeholders": self.routine_load_placeholders,
         });
         self.run.json(extra, |t| {
             let entry = self.tables.get(&t.schema.name);
@@ -1100,5 +1179,59 @@ impl HandoffReport {
 impl Serialize for HandoffReport {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.to_json().serialize(s)
+    }
+}
+
+#[cfg(test)]
+mod connect_tests {
+    use pgsnap_kafka::connect::ConnectClient;
+    use pgsnap_test_support::TestCerts;
+    use pgsnap_test_support::connect::{ConnectDouble, State};
+    use pgsnap_test_support::https_front::{FrontOptions, HttpsFront};
+
+    use super::HandoffJob;
+    use crate::{Connection, JobError, RunControl, SnapshotOptions};
+
+    /// A slot-first handoff whose Kafka Connect refuses the credentials (or is not trusted)
+    /// is refused before the snapshot: nothing of PostgreSQL or Kafka is touched (neither
+    /// listens here).
+    #[tokio::test]
+    async fn slot_first_refuses_a_connect_it_cannot_use_before_the_snapshot() {
+        let certs = TestCerts::generate(&["127.0.0.1"]);
+        let double = ConnectDouble::start(State::default()).await;
+        let auth = Some(("pgsnap".to_owned(), "right-pw".to_owned()));
+        let options = FrontOptions { basic_auth: auth, ..FrontOptions::default() };
+        let front = HttpsFront::start(&double.url, &certs, options).await;
+        let dir = tempfile::tempdir().unwrap();
+        let job = |client: ConnectClient| {
+            let source = Connection::new("host=127.0.0.1 port=1 dbname=app user=app");
+            HandoffJob::new(
+                SnapshotOptions::new(source),
+                dir.path().join("out"),
+                "127.0.0.1:1",
+                "pg",
+            )
+            .with_connect(client)
+        };
+        let trusted =
+            || ConnectClient::new(&front.url).unwrap().with_ca_file(&certs.ca_cert).unwrap();
+
+        let run =
+            job(trusted().with_basic_auth("pgsnap", "wrong-pw")).run(&RunControl::new()).await;
+        let Err(JobError::Refused { reason, strict: false }) = run else { panic!("{run:?}") };
+        assert!(
+            reason.starts_with("checking Kafka Connect before the snapshot")
+                && reason.contains("refused the credentials of user \"pgsnap\""),
+            "{reason}"
+        );
+        assert!(!reason.contains("wrong-pw"), "{reason}");
+
+        let untrusted =
+            ConnectClient::new(&front.url).unwrap().with_basic_auth("pgsnap", "right-pw");
+        let run = job(untrusted).run(&RunControl::new()).await;
+        let Err(e @ JobError::Refused { .. }) = run else { panic!("{run:?}") };
+        assert!(e.to_string().contains("certificate was not trusted"), "{e}");
+        assert_eq!(e.kind(), crate::ErrorKind::Preflight);
+        assert!(double.requests().is_empty(), "{:?}", double.requests());
     }
 }

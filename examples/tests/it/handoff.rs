@@ -107,9 +107,18 @@ fn slot_first_reports_offsets_routine_load_and_debezium_config() {
     seed_topics(&kafka, &topics);
     let slot = format!("{db}_slot");
     let publication = format!("{db}_pub");
-    let (_tmp, out) = out_dir();
+    let (tmp, out) = out_dir();
     let src = source(&db);
     let brokers = kafka.bootstrap();
+    // Kafka client settings: a file with the secret (a plaintext broker ignores SASL
+    // settings), a flag over it.
+    let kafka_file = tmp.path().join("client.properties");
+    std::fs::write(
+        &kafka_file,
+        "# pgsnap's Kafka clients\nclient.id=from-file\nsasl.username=loader\n\
+         sasl.password=hunter2-cli\n",
+    )
+    .unwrap();
     let run = run_handoff(
         &src,
         &out,
@@ -125,6 +134,12 @@ fn slot_first_reports_offsets_routine_load_and_debezium_config() {
             "2",
             "--starrocks-version",
             "3.3.11",
+            "--kafka-config-file",
+            kafka_file.to_str().unwrap(),
+            "--kafka-config",
+            "client.id=hp-handoff",
+            "--kafka-config",
+            "security.protocol=plaintext",
         ],
     );
     // Whatever happens next, the permanent slot must not outlive the test.
@@ -155,6 +170,19 @@ fn slot_first_reports_offsets_routine_load_and_debezium_config() {
     assert_eq!(doc["snapshot"]["slot_temporary"], false);
     assert_eq!(doc["tables"].as_array().unwrap().len(), 2);
     assert!(out.join("manifest.json").is_file());
+    // The effective Kafka settings, the flag over the file, the secret redacted and nowhere
+    // in the output.
+    assert_eq!(
+        doc["kafka_config"],
+        serde_json::json!({
+            "client.id": "hp-handoff",
+            "sasl.password": "***",
+            "sasl.username": "loader",
+            "security.protocol": "plaintext",
+        })
+    );
+    assert!(!run.stdout.contains("hunter2") && !run.stderr.contains("hunter2"));
+    assert_eq!(doc["routine_load_placeholders"]["${KAFKA_SASL_PASSWORD}"], "sasl.password");
 
     // Offsets: every partition of both topics, equal to the high watermarks written above
     // (2, 3, 4 records on partitions 0, 1, 2), as string partition keys.
@@ -186,6 +214,9 @@ fn slot_first_reports_offsets_routine_load_and_debezium_config() {
         assert!(stmt.contains("\"max_error_number\" = \"0\""), "{stmt}");
         // 3.3.11 rejects properties it does not know.
         assert!(!stmt.contains("pause_on_fatal_parse_error"), "{stmt}");
+        // The client settings StarRocks' consumer needs, the secret a placeholder.
+        assert!(stmt.contains(r#""property.security.protocol" = "plaintext""#), "{stmt}");
+        assert!(stmt.contains(r#""property.sasl.password" = "${KAFKA_SASL_PASSWORD}""#));
     }
     // Per table, where each column comes from: keys by expression, the rest direct.
     let plain = doc["tables"].as_array().unwrap().iter().find(|t| t["name"] == "plain").unwrap();

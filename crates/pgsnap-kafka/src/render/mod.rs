@@ -6,7 +6,9 @@
 //!   `kafka_partitions`/`kafka_offsets` (never `OFFSET_END`/`OFFSET_BEGINNING`/`-1`), the raw
 //!   Debezium JSON envelope mapped with `jsonpaths` (directly into the columns wherever
 //!   possible) and a `COLUMNS` clause for keys, conversions and `__op`, `strict_mode=true`,
-//!   `timezone=UTC`, `max_error_number=0`.
+//!   `timezone=UTC`, `max_error_number=0`; the Kafka client settings (TLS, SASL) as
+//!   `property.*` entries, secrets as placeholders, certificate files as `FILE:<name>` with
+//!   their `CREATE FILE` statements.
 //! - [`debezium`]: the Kafka Connect payload (`{"name":…,"config":{…}}`) for the
 //!   Debezium PostgreSQL connector running on a slot that pgsnap created, with the value
 //!   encodings the Routine Load relies on; and [`debezium::parse_connector_config`] for a
@@ -30,5 +32,6 @@ pub mod routine_load;
 
 pub use debezium::{DebeziumConfig, PgConnection, render_debezium_config, topic_name};
 pub use routine_load::{
-    ColumnMapping, RenderedColumn, RenderedRoutineLoad, RoutineLoadSpec, render_routine_load,
+    ColumnMapping, RenderedColumn, RenderedRoutineLoad, RoutineLoadFile, RoutineLoadKafka,
+    RoutineLoadSpec, render_routine_load,
 };

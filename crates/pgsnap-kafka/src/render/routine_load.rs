@@ -33,11 +33,36 @@
 //! partition of the offset map with a non-negative offset. `OFFSET_END`, `OFFSET_BEGINNING`
 //! and `-1`/`-2` are never rendered; negative values are refused with
 //! [`Error::NegativeOffset`].
+//!
+//! # Kafka client settings: TLS and SASL
+//!
+//! The spec's [`kafka_config`](RoutineLoadSpec::kafka_config) (the same
+//! [`KafkaClientConfig`] pgsnap's own clients use) becomes `"property.<key>" = "<value>"`
+//! entries after `kafka_offsets` in `FROM KAFKA`, following one table, [`KAFKA_PROPERTIES`]
+//! (printed with its sources in the [crate docs](crate#production-kafka-tls-and-sasl)):
+//!
+//! - a plain setting is copied (`security.protocol`, `sasl.mechanism`, `sasl.username`,
+//!   `ssl.endpoint.identification.algorithm`);
+//! - a secret (`sasl.password`, `ssl.key.password`) is rendered as a placeholder,
+//!   `${KAFKA_<KEY>}` ([`secret_placeholder`]: `${KAFKA_SASL_PASSWORD}`), never the value:
+//!   whatever executes the statement substitutes it then, and only then;
+//! - a certificate or key file (`ssl.ca.location`, `ssl.certificate.location`,
+//!   `ssl.key.location`) is rendered as `FILE:<name>`: StarRocks reads such files from those
+//!   registered with `CREATE FILE "<name>" IN <db> PROPERTIES ("url" = ..., "catalog" =
+//!   "kafka")`, not from paths on the client. The name is derived from the path
+//!   ([`file_name`]), and [`RoutineLoadKafka::files`] holds the `CREATE FILE` statements to
+//!   run first, their URL a placeholder too (`${KAFKA_SSL_CA_LOCATION_URL}`: an
+//!   unauthenticated HTTP URL the FE downloads the file from once). `ssl.ca.location=probe`
+//!   (librdkafka's "find the system's CA store") is copied as is.
+//!
+//! A setting the table does not list is not rendered, and [`RoutineLoadKafka::warnings`]
+//! names it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::client_config::KafkaClientConfig;
 use crate::error::{Error, Result};
 
 /// Prefix of the temporary (non-table) columns in the `COLUMNS` clause. Target columns
@@ -61,6 +86,243 @@ pub const RESERVED_PROPERTIES: &[&str] = &[
     "max_filter_ratio",
     "pause_on_fatal_parse_error",
 ];
+
+/// How a Kafka client setting's value is rendered into its Routine Load property (a row of
+/// [`KAFKA_PROPERTIES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PropertyValue {
+    /// The value, as is.
+    Copied,
+    /// A secret: the placeholder `${KAFKA_<KEY>}` ([`secret_placeholder`]), never the value.
+    Secret,
+    /// A file on the client: `FILE:<name>` of the file registered with `CREATE FILE`
+    /// ([`file_name`], [`RoutineLoadFile`]).
+    File,
+}
+
+/// One row of [`KAFKA_PROPERTIES`]: a librdkafka client setting and the Routine Load
+/// property that carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KafkaProperty {
+    /// The librdkafka key in [`KafkaClientConfig`].
+    pub setting: &'static str,
+    /// The `FROM KAFKA` property of `CREATE ROUTINE LOAD`.
+    pub property: &'static str,
+    /// How the value is rendered.
+    pub value: PropertyValue,
+}
+
+const fn row(setting: &'static str, property: &'static str, value: PropertyValue) -> KafkaProperty {
+    KafkaProperty { setting, property, value }
+}
+
+/// Which Kafka client settings the rendered Routine Load carries, and how: the one table
+/// (printed with its sources in the [crate docs](crate#production-kafka-tls-and-sasl)).
+/// Every property name is from StarRocks' `CREATE ROUTINE LOAD` documentation; a setting
+/// not listed here is not rendered and the rendering warns
+/// ([`RoutineLoadKafka::warnings`]).
+///
+/// ```
+/// use pgsnap_kafka::render::routine_load::{KAFKA_PROPERTIES, PropertyValue};
+/// let password = KAFKA_PROPERTIES.iter().find(|p| p.setting == "sasl.password").unwrap();
+/// assert_eq!(password.property, "property.sasl.password");
+/// assert_eq!(password.value, PropertyValue::Secret);
+/// ```
+pub const KAFKA_PROPERTIES: &[KafkaProperty] = &[
+    row("security.protocol", "property.security.protocol", PropertyValue::Copied),
+    row("sasl.mechanism", "property.sasl.mechanism", PropertyValue::Copied),
+    row("sasl.mechanisms", "property.sasl.mechanism", PropertyValue::Copied),
+    row("sasl.username", "property.sasl.username", PropertyValue::Copied),
+    row("sasl.password", "property.sasl.password", PropertyValue::Secret),
+    row("ssl.ca.location", "property.ssl.ca.location", PropertyValue::File),
+    row("ssl.certificate.location", "property.ssl.certificate.location", PropertyValue::File),
+    row("ssl.key.location", "property.ssl.key.location", PropertyValue::File),
+    row("ssl.key.password", "property.ssl.key.password", PropertyValue::Secret),
+    row(
+        "ssl.endpoint.identification.algorithm",
+        "property.ssl.endpoint.identification.algorithm",
+        PropertyValue::Copied,
+    ),
+];
+
+/// The `catalog` StarRocks looks up a Routine Load's `FILE:<name>` in.
+pub const FILE_CATALOG: &str = "kafka";
+
+/// The placeholder a rendered statement holds instead of the value of `setting`:
+/// `${KAFKA_<SETTING>}`, the setting upper-cased with every character other than `A-Z0-9`
+/// as `_` (the `${NAME}` of a shell or `envsubst`).
+///
+/// ```
+/// use pgsnap_kafka::render::routine_load::secret_placeholder;
+/// assert_eq!(secret_placeholder("sasl.password"), "${KAFKA_SASL_PASSWORD}");
+/// assert_eq!(secret_placeholder("ssl.key.password"), "${KAFKA_SSL_KEY_PASSWORD}");
+/// ```
+pub fn secret_placeholder(setting: &str) -> String {
+    format!("${{KAFKA_{}}}", env_name(setting))
+}
+
+fn env_name(setting: &str) -> String {
+    setting
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .collect()
+}
+
+/// The StarRocks file name of a client-side file: `pgsnap_<hash>_<file name>`, where the
+/// hash (8 hex digits, FNV-1a of the whole path) keeps two files of the same name apart and
+/// the file name keeps `[A-Za-z0-9_.-]` (anything else becomes `_`). The same path always
+/// gives the same name.
+///
+/// ```
+/// use pgsnap_kafka::render::routine_load::file_name;
+/// let name = file_name("/etc/kafka/ca.pem");
+/// assert!(name.starts_with("pgsnap_") && name.ends_with("_ca.pem"), "{name}");
+/// assert_eq!(name, file_name("/etc/kafka/ca.pem"));
+/// assert_ne!(name, file_name("/etc/other/ca.pem"));
+/// ```
+pub fn file_name(path: &str) -> String {
+    // FNV-1a, 64 bits, folded to 32: stable across Rust versions and platforms.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in path.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let base = path.rsplit(['/', '\\']).find(|s| !s.is_empty()).unwrap_or("file");
+    let base: String = base
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '_' })
+        .collect();
+    format!("pgsnap_{:08x}_{base}", (h ^ (h >> 32)) as u32)
+}
+
+/// A client-side file a Routine Load names as `FILE:<name>`: register it with [`sql`](Self::sql)
+/// before the `CREATE ROUTINE LOAD`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RoutineLoadFile {
+    /// The client setting that names it (`ssl.ca.location`, ...).
+    pub setting: String,
+    /// Its path on the client.
+    pub path: String,
+    /// Its StarRocks name ([`file_name`]).
+    pub name: String,
+    /// The placeholder of its download URL in [`sql`](Self::sql): an unauthenticated HTTP(S)
+    /// URL the FE fetches the file from once (StarRocks keeps the file; the URL is not needed
+    /// afterwards).
+    pub url_placeholder: String,
+    /// `CREATE FILE "<name>" IN <database> PROPERTIES ("url" = "<placeholder>", "catalog" =
+    /// "kafka");`
+    pub sql: String,
+}
+
+/// The Kafka client settings as Routine Load `FROM KAFKA` properties ([`KAFKA_PROPERTIES`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RoutineLoadKafka {
+    /// `("property.<key>", value)` in the table's order; secrets and file URLs as
+    /// placeholders.
+    pub properties: Vec<(String, String)>,
+    /// The files to register first, one per distinct path.
+    pub files: Vec<RoutineLoadFile>,
+    /// Every placeholder in [`properties`](Self::properties) and the files' statements → the
+    /// client setting whose value (for a file: whose file's URL) replaces it.
+    pub placeholders: BTreeMap<String, String>,
+    /// The settings not carried (no row in the table), by name; and, when there are
+    /// placeholders, what to substitute.
+    pub warnings: Vec<String>,
+}
+
+/// Maps `config` into Routine Load properties for a job in `database` (the database of the
+/// `CREATE FILE` statements). Never copies a secret.
+///
+/// ```
+/// use pgsnap_kafka::KafkaClientConfig;
+/// use pgsnap_kafka::render::routine_load::routine_load_kafka;
+///
+/// let config = KafkaClientConfig::new()
+///     .with_setting("security.protocol", "SASL_SSL")
+///     .with_setting("sasl.mechanism", "SCRAM-SHA-512")
+///     .with_setting("sasl.username", "loader")
+///     .with_setting("sasl.password", "s3cr3t")
+///     .with_setting("ssl.ca.location", "/etc/kafka/ca.pem")
+///     .with_setting("client.id", "pgsnap");
+/// let k = routine_load_kafka(&config, "shop")?;
+/// assert!(k.properties.contains(&(
+///     "property.sasl.password".to_owned(), "${KAFKA_SASL_PASSWORD}".to_owned()
+/// )));
+/// let ca = &k.files[0];
+/// assert!(k.properties.contains(&(
+///     "property.ssl.ca.location".to_owned(), format!("FILE:{}", ca.name)
+/// )));
+/// assert!(ca.sql.starts_with(&format!("CREATE FILE \"{}\" IN `shop`", ca.name)));
+/// assert!(k.warnings.iter().any(|w| w.contains("client.id")));
+/// assert!(!format!("{k:?}").contains("s3cr3t"));
+/// # Ok::<(), pgsnap_kafka::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::KafkaConfig`] when `config` does not [validate](KafkaClientConfig::validate).
+pub fn routine_load_kafka(config: &KafkaClientConfig, database: &str) -> Result<RoutineLoadKafka> {
+    config.validate()?;
+    let mut out = RoutineLoadKafka::default();
+    for row in KAFKA_PROPERTIES {
+        let Some(value) = config.get(row.setting) else { continue };
+        let rendered = match row.value {
+            PropertyValue::Copied => value.to_owned(),
+            PropertyValue::File if value.trim() == "probe" => value.to_owned(),
+            PropertyValue::Secret => {
+                let p = secret_placeholder(row.setting);
+                out.placeholders.insert(p.clone(), row.setting.to_owned());
+                p
+            }
+            PropertyValue::File => {
+                let name = file_name(value);
+                if !out.files.iter().any(|f| f.name == name) {
+                    let url_placeholder = format!("${{KAFKA_{}_URL}}", env_name(row.setting));
+                    out.placeholders.insert(url_placeholder.clone(), row.setting.to_owned());
+                    let sql = format!(
+                        "CREATE FILE {} IN {} PROPERTIES ({} = {}, {} = {});",
+                        string_literal(&name),
+                        quote_ident(database),
+                        string_literal("url"),
+                        string_literal(&url_placeholder),
+                        string_literal("catalog"),
+                        string_literal(FILE_CATALOG),
+                    );
+                    out.files.push(RoutineLoadFile {
+                        setting: row.setting.to_owned(),
+                        path: value.to_owned(),
+                        name: name.clone(),
+                        url_placeholder,
+                        sql,
+                    });
+                }
+                format!("FILE:{name}")
+            }
+        };
+        out.properties.push((row.property.to_owned(), rendered));
+    }
+    for (key, _) in config.iter() {
+        if !KAFKA_PROPERTIES.iter().any(|r| r.setting == key) {
+            out.warnings.push(format!(
+                "Kafka client setting {key} has no Routine Load counterpart in pgsnap's table                  (pgsnap_kafka::render::routine_load::KAFKA_PROPERTIES), so the Routine Loads                  do not carry it; if StarRocks' consumer needs it too, add                  \"property.{key}\" to their FROM KAFKA clause by hand (StarRocks passes                  property.* settings to librdkafka)"
+            ));
+        }
+    }
+    if !out.placeholders.is_empty() {
+        let list: Vec<String> =
+            out.placeholders.iter().map(|(p, s)| format!("{p} ({s})")).collect();
+        out.warnings.push(format!(
+            "the Routine Load statements hold placeholders, never secrets: {}; substitute them              when executing the statements, and run the CREATE FILE statements first",
+            list.join(", ")
+        ));
+    }
+    Ok(out)
+}
 
 /// How one target column is filled.
 ///
@@ -153,6 +415,10 @@ pub struct RoutineLoadSpec {
     /// Further job properties (`desired_concurrent_number`, `max_batch_interval`, …), rendered
     /// as string literals after the fixed ones. Keys in [`RESERVED_PROPERTIES`] are refused.
     pub properties: BTreeMap<String, String>,
+    /// The Kafka client settings (TLS, SASL) the job's consumer needs, rendered as
+    /// `property.*` entries by [`KAFKA_PROPERTIES`] (see the [module docs](self)). Default:
+    /// none.
+    pub kafka_config: KafkaClientConfig,
 }
 
 impl RoutineLoadSpec {
@@ -183,7 +449,30 @@ impl RoutineLoadSpec {
             pause_on_fatal_parse_error: false,
             offsets,
             properties: BTreeMap::new(),
+            kafka_config: KafkaClientConfig::new(),
         }
+    }
+
+    /// Set [`kafka_config`](Self::kafka_config).
+    ///
+    /// ```
+    /// # use std::collections::BTreeMap;
+    /// # use pgsnap_kafka::render::{render_routine_load, RoutineLoadSpec};
+    /// use pgsnap_kafka::KafkaClientConfig;
+    /// let tls = KafkaClientConfig::new()
+    ///     .with_setting("security.protocol", "SASL_SSL")
+    ///     .with_setting("sasl.mechanism", "PLAIN")
+    ///     .with_setting("sasl.password", "s3cr3t");
+    /// let spec = RoutineLoadSpec::new("d", "t", "j", "p.s.t", ["k:9093"], ["id"], ["id"],
+    ///     BTreeMap::from([(0, 0)])).with_kafka_config(tls);
+    /// let sql = render_routine_load(&spec).unwrap().sql;
+    /// assert!(sql.contains(r#""property.security.protocol" = "SASL_SSL""#));
+    /// assert!(sql.contains(r#""property.sasl.password" = "${KAFKA_SASL_PASSWORD}""#));
+    /// assert!(!sql.contains("s3cr3t"));
+    /// ```
+    pub fn with_kafka_config(mut self, config: KafkaClientConfig) -> Self {
+        self.kafka_config = config;
+        self
     }
 
     /// Set one extra job property (e.g. `desired_concurrent_number`).
@@ -264,6 +553,10 @@ pub struct RenderedRoutineLoad {
     pub columns: Vec<(String, RenderedColumn)>,
     /// Caveats for the report (e.g. deletes not applied on a Duplicate Key table).
     pub warnings: Vec<String>,
+    /// The Kafka client settings as rendered (`property.*` entries), the files to register
+    /// first, the placeholders, and the settings not carried. The same for every table of
+    /// one config: its warnings are not repeated in [`warnings`](Self::warnings).
+    pub kafka: RoutineLoadKafka,
 }
 
 fn is_path_safe(name: &str) -> bool {
@@ -422,6 +715,7 @@ fn validate(spec: &RoutineLoadSpec) -> Result<()> {
 /// ```
 pub fn render_routine_load(spec: &RoutineLoadSpec) -> Result<RenderedRoutineLoad> {
     validate(spec)?;
+    let kafka_settings = routine_load_kafka(&spec.kafka_config, &spec.database)?;
     let root = if spec.schemas_enabled { "$.payload" } else { "$" };
     let mut warnings = Vec::new();
 
@@ -506,6 +800,8 @@ pub fn render_routine_load(spec: &RoutineLoadSpec) -> Result<RenderedRoutineLoad
         ("kafka_partitions".into(), partitions.join(",")),
         ("kafka_offsets".into(), offsets.join(",")),
     ];
+    let kafka: Vec<(String, String)> =
+        kafka.into_iter().chain(kafka_settings.properties.iter().cloned()).collect();
 
     let kv = |list: &[(String, String)]| {
         list.iter()
@@ -522,7 +818,7 @@ pub fn render_routine_load(spec: &RoutineLoadSpec) -> Result<RenderedRoutineLoad
         kv(&props),
         kv(&kafka),
     );
-    Ok(RenderedRoutineLoad { sql, columns: report, warnings })
+    Ok(RenderedRoutineLoad { sql, columns: report, warnings, kafka: kafka_settings })
 }
 
 /// Quote a StarRocks identifier with backticks, doubling embedded backticks.
@@ -741,6 +1037,143 @@ FROM KAFKA (
         assert!(out.sql.starts_with("CREATE ROUTINE LOAD `d``b`.`j``` ON `t\"x`\n"));
         assert!(out.sql.contains(r#""kafka_topic" = "we\"ird\\topic""#));
         assert!(out.sql.contains(r#""task_timeout_second" = "A\"\\B""#));
+    }
+
+    fn tls_sasl() -> KafkaClientConfig {
+        KafkaClientConfig::from_properties(
+            "security.protocol=SASL_SSL\n\
+             sasl.mechanism=SCRAM-SHA-512\n\
+             sasl.username=loader\n\
+             sasl.password=hunter2-sasl\n\
+             ssl.ca.location=/etc/kafka/ca.pem\n\
+             ssl.certificate.location=/etc/kafka/client.pem\n\
+             ssl.key.location=/etc/kafka/client.key\n\
+             ssl.key.password=hunter2-key\n\
+             ssl.keystore.password=hunter2-ks\n\
+             socket.timeout.ms=10000\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn client_settings_become_properties_with_placeholders_and_files() {
+        let out = render_routine_load(&spec().with_kafka_config(tls_sasl())).unwrap();
+        let ca = file_name("/etc/kafka/ca.pem");
+        let cert = file_name("/etc/kafka/client.pem");
+        let key = file_name("/etc/kafka/client.key");
+        let expected_tail = format!(
+            r#"FROM KAFKA (
+  "kafka_broker_list" = "k1:9092,k2:9092",
+  "kafka_topic" = "pg.public.orders",
+  "kafka_partitions" = "0,1,2",
+  "kafka_offsets" = "1234,0,1102",
+  "property.security.protocol" = "SASL_SSL",
+  "property.sasl.mechanism" = "SCRAM-SHA-512",
+  "property.sasl.username" = "loader",
+  "property.sasl.password" = "${{KAFKA_SASL_PASSWORD}}",
+  "property.ssl.ca.location" = "FILE:{ca}",
+  "property.ssl.certificate.location" = "FILE:{cert}",
+  "property.ssl.key.location" = "FILE:{key}",
+  "property.ssl.key.password" = "${{KAFKA_SSL_KEY_PASSWORD}}"
+);"#
+        );
+        assert!(out.sql.ends_with(&expected_tail), "{}", out.sql);
+        assert!(!out.sql.contains("hunter2"), "{}", out.sql);
+        assert!(!format!("{out:?}").contains("hunter2"));
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+        let k = &out.kafka;
+        assert_eq!(
+            k.files.iter().map(|f| f.sql.as_str()).collect::<Vec<_>>(),
+            vec![
+                format!(
+                    r#"CREATE FILE "{ca}" IN `db` PROPERTIES ("url" = "${{KAFKA_SSL_CA_LOCATION_URL}}", "catalog" = "kafka");"#
+                ),
+                format!(
+                    r#"CREATE FILE "{cert}" IN `db` PROPERTIES ("url" = "${{KAFKA_SSL_CERTIFICATE_LOCATION_URL}}", "catalog" = "kafka");"#
+                ),
+                format!(
+                    r#"CREATE FILE "{key}" IN `db` PROPERTIES ("url" = "${{KAFKA_SSL_KEY_LOCATION_URL}}", "catalog" = "kafka");"#
+                ),
+            ]
+        );
+        assert_eq!(k.files[0].path, "/etc/kafka/ca.pem");
+        assert_eq!(k.placeholders["${KAFKA_SASL_PASSWORD}"], "sasl.password");
+        assert_eq!(k.placeholders["${KAFKA_SSL_CA_LOCATION_URL}"], "ssl.ca.location");
+        assert_eq!(k.placeholders.len(), 5);
+        // Settings without a counterpart are named (a secret by its key only).
+        let unmapped: Vec<&String> =
+            k.warnings.iter().filter(|w| w.contains("no Routine Load counterpart")).collect();
+        assert_eq!(unmapped.len(), 2, "{:?}", k.warnings);
+        assert!(unmapped.iter().any(|w| w.contains("ssl.keystore.password")));
+        assert!(unmapped.iter().any(|w| w.contains("socket.timeout.ms")));
+        assert!(k.warnings.iter().any(|w| w.contains("${KAFKA_SASL_PASSWORD} (sasl.password)")));
+        assert!(!k.warnings.iter().any(|w| w.contains("hunter2")));
+    }
+
+    #[test]
+    fn no_client_settings_render_nothing_extra() {
+        let out = render_routine_load(&spec()).unwrap();
+        assert!(!out.sql.contains("property."));
+        assert_eq!(out.kafka, RoutineLoadKafka::default());
+    }
+
+    #[test]
+    fn file_names_are_stable_and_safe() {
+        assert_eq!(file_name("/etc/kafka/ca.pem"), file_name("/etc/kafka/ca.pem"));
+        assert_ne!(file_name("/a/ca.pem"), file_name("/b/ca.pem"));
+        let odd = file_name("C:\\certs\\my ca\"x.pem");
+        assert!(odd.ends_with("_my_ca_x.pem"), "{odd}");
+        assert!(odd.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)), "{odd}");
+        // FNV-1a is fixed: the name of a path never changes between releases.
+        assert_eq!(file_name("/etc/kafka/ca.pem"), file_name(&String::from("/etc/kafka/ca.pem")));
+        assert_eq!(
+            file_name(""),
+            format!("pgsnap_{:08x}_file", {
+                let h: u64 = 0xcbf2_9ce4_8422_2325;
+                (h ^ (h >> 32)) as u32
+            })
+        );
+    }
+
+    #[test]
+    fn probe_ca_and_aliases() {
+        let config = KafkaClientConfig::new()
+            .with_setting("security.protocol", "SSL")
+            .with_setting("ssl.ca.location", "probe")
+            .with_setting("sasl.mechanisms", "PLAIN")
+            .with_setting("ssl.endpoint.identification.algorithm", "none");
+        let k = routine_load_kafka(&config, "db").unwrap();
+        assert!(k.files.is_empty());
+        assert!(k.properties.contains(&("property.ssl.ca.location".into(), "probe".into())));
+        assert!(k.properties.contains(&("property.sasl.mechanism".into(), "PLAIN".into())));
+        assert!(
+            k.properties.contains(&(
+                "property.ssl.endpoint.identification.algorithm".into(),
+                "none".into()
+            ))
+        );
+        assert!(k.warnings.is_empty(), "{:?}", k.warnings);
+        // A refused setting is refused here too.
+        let bad = KafkaClientConfig::new().with_setting("sasl.mechanism", "GSSAPI");
+        let err = render_routine_load(&spec().with_kafka_config(bad)).unwrap_err();
+        assert!(matches!(err, Error::KafkaConfig { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn the_crate_docs_print_the_table() {
+        let readme = include_str!("../../README.md");
+        for row in KAFKA_PROPERTIES {
+            let kind = match row.value {
+                PropertyValue::Copied => "the value",
+                PropertyValue::Secret => "placeholder",
+                PropertyValue::File => "`FILE:",
+            };
+            let line = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` | `{}` |", row.setting, row.property)))
+                .unwrap_or_else(|| panic!("README has no row for {}", row.setting));
+            assert!(line.contains(kind), "{line}");
+        }
     }
 
     #[test]

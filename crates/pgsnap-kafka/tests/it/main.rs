@@ -1,7 +1,7 @@
 //! Integration tests of pgsnap-kafka.
 //!
 //! `connect` and `render` test the pure parts and run without default features; the
-//! broker tests (`handoff`, `resolver`, `tansu`) need the `rdkafka` feature.
+//! broker tests (`handoff`, `resolver`, `tansu`, `tls`) need the `rdkafka` feature.
 
 mod connect;
 #[cfg(feature = "rdkafka")]
@@ -11,3 +11,5 @@ mod render;
 mod resolver;
 #[cfg(feature = "rdkafka")]
 mod tansu;
+#[cfg(feature = "rdkafka")]
+mod tls;

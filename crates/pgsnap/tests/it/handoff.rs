@@ -2,6 +2,7 @@
 //! answer, the Routine Load and the Debezium config; typed refusals of options that do not
 //! fit together.
 
+use pgsnap::kafka::KafkaClientConfig;
 use pgsnap::starrocks::parity::StarRocksVersion;
 use pgsnap::{ConfigError, HandoffJob, HandoffMode, JobError, Outcome, RunControl};
 use pgsnap_test_support::kafka::{Record, Tansu};
@@ -36,6 +37,15 @@ async fn a_slot_first_handoff_answers_with_the_high_watermarks() {
         "lh",
     )
     .with_starrocks_version(StarRocksVersion::new(3, 4, 2))
+    // Client settings reach the clients (a plaintext broker ignores the SASL ones) and the
+    // report, the secret redacted.
+    .with_kafka_config(
+        KafkaClientConfig::new()
+            .with_setting("security.protocol", "plaintext")
+            .with_setting("client.id", "pgsnap-lib-test")
+            .with_setting("sasl.username", "loader")
+            .with_setting("sasl.password", "hunter2-secret"),
+    )
     .run(&RunControl::new())
     .await
     .unwrap();
@@ -63,6 +73,26 @@ async fn a_slot_first_handoff_answers_with_the_high_watermarks() {
     assert_eq!(json["debezium"]["config"]["slot.name"], slot.as_str());
     assert_eq!(json["starrocks_version"], "3.4.2");
     assert_eq!(json["tables"][0]["starrocks_table"], "big");
+    // The effective Kafka settings, the secret as "***", nowhere in clear.
+    assert_eq!(
+        json["kafka_config"],
+        serde_json::json!({
+            "client.id": "pgsnap-lib-test",
+            "sasl.password": "***",
+            "sasl.username": "loader",
+            "security.protocol": "plaintext",
+        })
+    );
+    assert!(!json.to_string().contains("hunter2"), "{json}");
+    assert!(!format!("{report:?}").contains("hunter2"));
+    let rl = &report.routine_load[0];
+    assert!(rl.contains(r#""property.security.protocol" = "plaintext""#), "{rl}");
+    assert!(rl.contains(r#""property.sasl.password" = "${KAFKA_SASL_PASSWORD}""#), "{rl}");
+    assert_eq!(json["routine_load_placeholders"]["${KAFKA_SASL_PASSWORD}"], "sasl.password");
+    assert_eq!(json["routine_load_files"], serde_json::json!([]));
+    let unmapped: Vec<_> =
+        report.run.warnings.iter().filter(|w| w.contains("no Routine Load counterpart")).collect();
+    assert!(unmapped.len() == 1 && unmapped[0].contains("client.id"), "{unmapped:?}");
     assert_eq!(rows_written(&dir.path().join("out")).len(), 5_000);
 }
 
@@ -88,5 +118,14 @@ async fn options_that_do_not_fit_are_refused_before_anything_runs() {
         .await
         .unwrap_err();
     assert!(matches!(e, JobError::Config(ConfigError::SlotWhileRunning { .. })), "{e:?}");
+    for (key, value) in [("group.id", "hunter2"), ("sasl.mechanism", "GSSAPI")] {
+        let e = job(HandoffMode::SlotFirst)
+            .with_kafka_config(KafkaClientConfig::new().with_setting(key, value))
+            .run(&RunControl::new())
+            .await
+            .unwrap_err();
+        let JobError::Config(ConfigError::KafkaClient(message)) = &e else { panic!("{e:?}") };
+        assert!(message.contains(key) && !message.contains("hunter2"), "{message}");
+    }
     assert!(!dir.path().join("out").exists(), "nothing was written");
 }

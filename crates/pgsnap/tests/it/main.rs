@@ -5,3 +5,4 @@ mod files;
 mod handoff;
 mod migrate;
 mod support;
+mod tls;
