@@ -264,7 +264,7 @@ impl Debezium {
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting {} {}: {e}", python.display(), script.display()));
-        let watchdog = crate::process::spawn_watchdog("pgsnap-debezium-watchdog", child.id());
+        let watchdog = crate::process::spawn_watchdog("pgsnap-debezium-watchdog", child.id(), &[]);
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel::<()>();
         std::thread::spawn(move || {

@@ -67,7 +67,6 @@
 
 use std::fs::{self, File};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -147,7 +146,7 @@ impl Tansu {
             match wait_until_listening(&mut child, port) {
                 Ok(()) => {
                     let watchdog =
-                        crate::process::spawn_watchdog("pgsnap-tansu-watchdog", child.id());
+                        crate::process::spawn_watchdog("pgsnap-tansu-watchdog", child.id(), &[]);
                     return Tansu { child: Some(child), watchdog, port, log_file, _dir: dir };
                 }
                 Err(e) => {
@@ -339,7 +338,8 @@ impl TlsTansu {
             let mut child = spawn_stunnel(&stunnel_bin, &conf, &stunnel_log);
             match wait_for_port("stunnel", &mut child, tls_port) {
                 Ok(()) => {
-                    let watchdog = spawn_cleanup_watchdog(
+                    let watchdog = crate::process::spawn_watchdog(
+                        "pgsnap-stunnel-watchdog",
                         child.id(),
                         &[dir.path(), certs.dir.path(), broker._dir.path()],
                     );
@@ -538,38 +538,6 @@ fn missing_stunnel(looked_for: &str) -> String {
         "stunnel not found ({looked_for}); the TLS tests put Debian's stunnel4 in front of \
          tansu: install it with `{STUNNEL_SETUP_COMMAND}` (or `apt-get install -y stunnel4`)"
     )
-}
-
-/// A detached `sh` that, once this test process is gone, kills `child` (stunnel) and removes
-/// `dirs`; tansu has a watchdog of its own.
-fn spawn_cleanup_watchdog(child: u32, dirs: &[&Path]) -> Option<Child> {
-    const SCRIPT: &str = r#"
-pid=$1; child=$2; shift 2
-while kill -0 "$pid" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done
-if ! kill -0 "$pid" 2>/dev/null; then
-    kill -9 "$child" 2>/dev/null
-    sleep 2
-    rm -rf "$@"
-fi
-"#;
-    let mut cmd = Command::new("sh");
-    cmd.args(["-c", SCRIPT, "pgsnap-stunnel-watchdog"])
-        .arg(std::process::id().to_string())
-        .arg(child.to_string())
-        .args(dirs)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        // Own process group: a Ctrl-C to the test run must not kill it.
-        .process_group(0);
-    match cmd.spawn() {
-        Ok(c) => Some(c),
-        Err(e) => {
-            eprintln!("pgsnap-test-support: could not start the stunnel watchdog: {e}");
-            None
-        }
-    }
 }
 
 /// One record for [`OneByOneProducer::send`]. `None` fields are left to the

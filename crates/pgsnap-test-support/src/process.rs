@@ -1,7 +1,7 @@
 //! Helpers shared by the process-starting parts of test support (tansu, Debezium).
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// `$PGSNAP_TOOLS_DIR`, else `$HOME/.cache/pgsnap/tools` (as `scripts/setup.sh --kafka`).
@@ -13,18 +13,23 @@ pub(crate) fn tools_dir() -> PathBuf {
     PathBuf::from(home).join(".cache/pgsnap/tools")
 }
 
-/// A detached `sh` (named `name` in `ps`) that kills `child` with SIGKILL once this test
-/// process is gone, so no helper process outlives a test run, even a killed one.
-pub(crate) fn spawn_watchdog(name: &str, child: u32) -> Option<Child> {
+/// A detached `sh` (named `name` in `ps`) that, once this test process is gone, kills
+/// `child` with SIGKILL and removes `dirs`, so no helper process or temp directory outlives a
+/// test run, even a killed one.
+pub(crate) fn spawn_watchdog(name: &str, child: u32, dirs: &[&Path]) -> Option<Child> {
     const SCRIPT: &str = r#"
-pid=$1; child=$2
+pid=$1; child=$2; shift 2
 while kill -0 "$pid" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done
-kill -0 "$pid" 2>/dev/null || kill -9 "$child" 2>/dev/null
+if ! kill -0 "$pid" 2>/dev/null; then
+    kill -9 "$child" 2>/dev/null
+    if [ $# -gt 0 ]; then sleep 2; rm -rf "$@"; fi
+fi
 "#;
     let mut cmd = Command::new("sh");
     cmd.args(["-c", SCRIPT, name])
         .arg(std::process::id().to_string())
         .arg(child.to_string())
+        .args(dirs)
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
