@@ -121,7 +121,7 @@ pub fn progress_handler(every: Duration) -> ProgressHandler {
 
 /// Prints `error: <message>` (and hints) for a job that could not run; returns the exit code.
 pub fn fail(e: &JobError, front: Front, signal: Option<i32>) -> i32 {
-    eprintln!("error: {}", error_message(e, front));
+    eprintln!("error: {}", in_flags(&error_message(e, front)));
     for h in hints(e) {
         eprintln!("hint: {h}");
     }
@@ -237,6 +237,18 @@ fn mismatch_message(option: &str, was: &str, now: &str) -> String {
     )
 }
 
+/// The library calls that library messages name, and this command's flags for them.
+const API_FLAGS: &[(&str, &str)] = &[
+    ("ConnectClient::with_ca_file", "--connect-ca-file"),
+    ("ConnectClient::with_basic_auth", "--connect-user, --connect-password-env"),
+];
+
+/// `text` (an error or a warning of the library) with the API calls it names replaced by
+/// this command's flags: the library does not know the command that runs it.
+pub fn in_flags(text: &str) -> String {
+    API_FLAGS.iter().fold(text.to_owned(), |t, (api, flags)| t.replace(api, flags))
+}
+
 /// Flag hints for errors whose library message names the API: what to pass to this command.
 fn hints(e: &JobError) -> Vec<String> {
     let mut out = Vec::new();
@@ -321,7 +333,7 @@ fn emit(
 /// The text report's tail: warnings, and what to do about incomplete tables.
 fn text_tail(run: &RunSummary) {
     for w in &run.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", in_flags(w));
     }
     if run.manifest.tables.iter().any(|t| t.status != TableStatus::Ok) {
         eprintln!("some tables are incomplete: {}", resume_hint(&run.manifest.snapshot));
@@ -512,4 +524,37 @@ pub fn drop_slot(
         );
     }
     EXIT_OK
+}
+
+#[cfg(all(test, feature = "kafka"))]
+mod tests {
+    use super::*;
+
+    /// Every API name of [`API_FLAGS`] is one a library message really uses: a renamed call
+    /// would otherwise leave the command's users reading Rust.
+    #[test]
+    fn library_messages_name_the_calls_the_command_translates() {
+        use pgsnap::kafka::Error;
+        let auth = Error::ConnectAuth {
+            url: "https://connect:8083".into(),
+            method: "GET",
+            path: "/".into(),
+            status: 401,
+            user: Some("u".into()),
+            message: String::new(),
+        };
+        let in_url = pgsnap::kafka::connect::ConnectClient::new("https://u:p@connect:8083")
+            .map(|_| ())
+            .unwrap_err();
+        // `ConnectClient::with_ca_file` is named by TLS refusals, which need a handshake:
+        // pgsnap-kafka's connect tests assert it (`a_wrong_ca_...`).
+        let messages = [auth.to_string(), in_url.to_string()];
+        for m in &messages {
+            assert!(m.contains(API_FLAGS[1].0), "{m}");
+        }
+        assert_eq!(API_FLAGS[0].0, "ConnectClient::with_ca_file");
+        let text = in_flags(&messages[0]);
+        assert!(text.contains("--connect-user, --connect-password-env"), "{text}");
+        assert!(!text.contains("ConnectClient"), "{text}");
+    }
 }

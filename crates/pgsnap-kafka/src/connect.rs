@@ -570,13 +570,13 @@ impl ConnectClient {
             rustls::Error::InvalidCertificate(_) => match &self.ca_file {
                 Some(file) => format!(
                     "the server's certificate was not trusted ({e}): neither a CA in {} nor a \
-                     public root CA signed it; check the CA file (pgsnap: --connect-ca-file)",
+                     public root CA signed it; check the CA file (ConnectClient::with_ca_file)",
                     file.display()
                 ),
                 None => format!(
                     "the server's certificate was not trusted ({e}): no public root CA signed \
-                     it; give the CA certificate that did as a PEM file (pgsnap: \
-                     --connect-ca-file; ConnectClient::with_ca_file)"
+                     it; give the CA certificate that did as a PEM file \
+                     (ConnectClient::with_ca_file)"
                 ),
             },
             other => format!("{other} (is the worker serving HTTPS at this address?)"),
@@ -608,10 +608,8 @@ fn check_url(url: &str) -> Result<()> {
     }
     let parsed = parsed.map_err(|e| bad(&e.to_string()))?;
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(bad(
-            "credentials in the URL are not supported; give them as basic auth (pgsnap: \
-             --connect-user, --connect-password-env)",
-        ));
+        return Err(bad("credentials in the URL are not supported; give them as basic auth \
+             (ConnectClient::with_basic_auth)"));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err(bad("a query or fragment is not allowed"));

@@ -17,6 +17,7 @@
 //!   [`ScanLimit`](Error::ScanLimit), [`ConnectOffset`](Error::ConnectOffset),
 //!   [`TakenAt`](Error::TakenAt);
 //! - the Kafka client (module `kafka`, feature `rdkafka`): `KafkaClient`, `KafkaMetadata`,
+//!   `KafkaConnection` (TLS, SASL or transport, see [`ConnectionFailure`]),
 //!   [`NoSuchTopic`](Error::NoSuchTopic), `KafkaRequest`, `KafkaRead`,
 //!   [`KafkaReadTimeout`](Error::KafkaReadTimeout), [`InvalidOffset`](Error::InvalidOffset),
 //!   [`BlockingTask`](Error::BlockingTask);
@@ -263,6 +264,27 @@ pub enum Error {
         /// librdkafka's error (boxed: it is large).
         #[source]
         source: Box<rdkafka::error::KafkaError>,
+    },
+    /// A request failed after librdkafka reported that it could not connect to a broker:
+    /// the TLS handshake failed (an untrusted certificate, a plaintext listener), the SASL
+    /// login was refused, or the connection broke. `reason` is librdkafka's own account,
+    /// which names the broker (`ssl://host:port/id: SSL handshake failed: ...`) and never
+    /// holds a password.
+    ///
+    /// A TLS or login failure is returned as soon as librdkafka reports it (waiting does not
+    /// fix a certificate or a password) and is permanent; a broken connection is temporary.
+    #[cfg(feature = "rdkafka")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rdkafka")))]
+    #[error("kafka {brokers}: {what}: {reason} ({})", failure.hint())]
+    KafkaConnection {
+        /// Bootstrap servers.
+        brokers: Arc<str>,
+        /// What was asked (`reading the metadata of topic pg.public.t`, ...).
+        what: String,
+        /// What kind of failure librdkafka reported.
+        failure: ConnectionFailure,
+        /// librdkafka's account of it, naming the broker.
+        reason: String,
     },
     /// The topic does not exist (or has no partitions).
     #[error("kafka {brokers}: topic {topic} does not exist{detail}")]
@@ -590,7 +612,7 @@ pub enum Error {
     /// (HTTP 403). Never carries the password. Not temporary.
     #[error(
         "Kafka Connect {url}: {method} {path}: HTTP {status}: {refusal}; check the user and the \
-         password (pgsnap: --connect-user, --connect-password-env) [{message}]",
+         password (ConnectClient::with_basic_auth) [{message}]",
         refusal = auth_refusal(*status, user.as_deref())
     )]
     ConnectAuth {
@@ -640,6 +662,79 @@ fn auth_refusal(status: u16, user: Option<&str>) -> String {
     }
 }
 
+/// What kind of broker connection failure librdkafka reported
+/// ([`Error::KafkaConnection`]).
+///
+/// ```
+/// use pgsnap_kafka::ConnectionFailure;
+/// let f = ConnectionFailure::of("ssl://k:9093/bootstrap: SSL handshake failed: certificate verify failed");
+/// assert_eq!(f, Some(ConnectionFailure::Tls));
+/// assert!(f.unwrap().is_permanent());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectionFailure {
+    /// The TLS handshake failed: the broker's certificate is not trusted
+    /// (`ssl.ca.location`), the client's is refused, or the listener does not speak TLS.
+    Tls,
+    /// The SASL handshake or login failed: mechanism, user name or password.
+    Authentication,
+    /// The client and the listener disagree on the protocol (a plaintext client on a TLS or
+    /// SASL listener).
+    Protocol,
+    /// The connection was refused, reset or timed out.
+    Transport,
+}
+
+impl ConnectionFailure {
+    /// The kind of failure a librdkafka log or error line tells of, `None` when it tells of
+    /// none.
+    pub fn of(reason: &str) -> Option<ConnectionFailure> {
+        let lower = reason.to_ascii_lowercase();
+        if lower.contains("ssl handshake failed") || lower.contains("certificate verify failed") {
+            Some(ConnectionFailure::Tls)
+        } else if lower.contains("sasl")
+            && (lower.contains("authentication failed")
+                || lower.contains("handshake failed")
+                || lower.contains("mechanism"))
+        {
+            Some(ConnectionFailure::Authentication)
+        } else if lower.contains("security.protocol") {
+            Some(ConnectionFailure::Protocol)
+        } else if lower.contains("connect to ")
+            || lower.contains("connection refused")
+            || lower.contains("disconnected")
+            || lower.contains("timed out")
+        {
+            Some(ConnectionFailure::Transport)
+        } else {
+            None
+        }
+    }
+
+    /// Whether waiting cannot help: a certificate or a password does not fix itself.
+    pub fn is_permanent(self) -> bool {
+        matches!(self, ConnectionFailure::Tls | ConnectionFailure::Authentication)
+    }
+
+    /// What to check, in words (part of [`Error::KafkaConnection`]'s message).
+    pub fn hint(self) -> &'static str {
+        match self {
+            ConnectionFailure::Tls => {
+                "check the Kafka client settings security.protocol and ssl.ca.location: the CA \
+                 file must hold the CA that signed the broker's certificate"
+            }
+            ConnectionFailure::Authentication => {
+                "check the Kafka client settings sasl.mechanism, sasl.username and sasl.password"
+            }
+            ConnectionFailure::Protocol => {
+                "check the Kafka client setting security.protocol against the broker's listener"
+            }
+            ConnectionFailure::Transport => "is the broker up and reachable at this address?",
+        }
+    }
+}
+
 impl Error {
     /// Whether the failure is broker or worker I/O that may go away by itself, so retrying
     /// the same operation may succeed: transport errors, timeouts, broker or partition
@@ -673,6 +768,8 @@ impl Error {
             Self::KafkaMetadata { source, .. }
             | Self::KafkaRequest { source, .. }
             | Self::KafkaRead { source, .. } => is_transport(source),
+            #[cfg(feature = "rdkafka")]
+            Self::KafkaConnection { failure, .. } => !failure.is_permanent(),
             Self::Log { source, .. } => {
                 if let Some(e) = source.downcast_ref::<Error>() {
                     e.is_temporary()
@@ -780,6 +877,43 @@ mod tests {
             path: "/connectors/c".into(),
             source: kind.into(),
         }
+    }
+
+    #[test]
+    fn librdkafka_failure_lines_are_classified() {
+        use ConnectionFailure as F;
+        // Lines as librdkafka 2.12 logs them (seen in the TLS tests against tansu + stunnel).
+        for (line, want) in [
+            (
+                "ssl://127.0.0.1:42703/bootstrap: SSL handshake failed: error:0A000086:SSL \
+                 routines::certificate verify failed: broker certificate could not be verified",
+                Some(F::Tls),
+            ),
+            (
+                "sasl_ssl://127.0.0.1:42871/bootstrap: SASL authentication error: SASL SCRAM \
+                 authentication failed: broker responded with unknown-user",
+                Some(F::Authentication),
+            ),
+            (
+                "sasl_ssl://k:9093/bootstrap: SASL PLAIN mechanism handshake failed: Broker: \
+                 Unsupported SASL mechanism: broker's supported mechanisms: SCRAM-SHA-256",
+                Some(F::Authentication),
+            ),
+            (
+                "k:9093/bootstrap: Disconnected while requesting ApiVersion: might be caused by \
+                 incorrect security.protocol configuration (connecting to a SSL listener?)",
+                Some(F::Protocol),
+            ),
+            (
+                "127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused",
+                Some(F::Transport),
+            ),
+            ("1/1 brokers are down", None),
+        ] {
+            assert_eq!(F::of(line), want, "{line}");
+        }
+        assert!(F::Tls.is_permanent() && F::Authentication.is_permanent());
+        assert!(!F::Protocol.is_permanent() && !F::Transport.is_permanent());
     }
 
     #[test]

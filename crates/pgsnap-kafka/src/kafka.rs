@@ -18,18 +18,30 @@
 //! settings; a setting librdkafka refuses is an [`Error::KafkaConfig`] naming the key.
 //!
 //! Every error names the brokers, topic, partition and offset involved.
+//!
+//! librdkafka reports a broker it cannot connect to (TLS handshake, SASL login, refused
+//! connection) only in its log and error callbacks, while the request itself just times out.
+//! The consumer's context (`Observer`) records those reports (delivered when the consumer
+//! is polled, which a failed request does), and requests run in slices
+//! (1 s, 2 s, 4 s, ... up to the request timeout): after a slice that timed out, a TLS or
+//! login failure reported since the request began ends it at once as an
+//! [`Error::KafkaConnection`] carrying librdkafka's account (which names the broker); any
+//! other failure still waits for the whole timeout and is then reported with the last
+//! account.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::client_config::KafkaClientConfig;
-use crate::error::{Error, Result};
+use crate::error::{ConnectionFailure, Error, Result};
 use crate::resolve::PartitionLog;
 
 /// How long one broker request (metadata, watermarks, time lookup) may take by default.
@@ -69,11 +81,65 @@ impl Default for KafkaLogOptions {
     }
 }
 
+/// The consumer's context: forwards librdkafka's log lines to `tracing` (target
+/// `librdkafka`) and keeps the last broker connection failure they tell of.
+#[derive(Default)]
+struct Observer {
+    last_failure: Mutex<Option<(Instant, ConnectionFailure, String)>>,
+}
+
+impl Observer {
+    fn record(&self, line: &str) {
+        if let Some(failure) = ConnectionFailure::of(line) {
+            *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((Instant::now(), failure, line.to_owned()));
+        }
+    }
+
+    /// The last failure reported at or after `since`.
+    fn failure_since(&self, since: Instant) -> Option<(ConnectionFailure, String)> {
+        let last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
+        match &*last {
+            Some((at, failure, reason)) if *at >= since => Some((*failure, reason.clone())),
+            _ => None,
+        }
+    }
+}
+
+impl ClientContext for Observer {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                self.record(log_message);
+                tracing::error!(target: "librdkafka", "{fac} {log_message}");
+            }
+            RDKafkaLogLevel::Warning => {
+                self.record(log_message);
+                tracing::warn!(target: "librdkafka", "{fac} {log_message}");
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", "{fac} {log_message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", "{fac} {log_message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.record(reason);
+        tracing::warn!(target: "librdkafka", "{error}: {reason}");
+    }
+}
+
+impl ConsumerContext for Observer {}
+
 /// State shared by the logs of one consumer.
 struct Shared {
     brokers: Arc<str>,
     timeout: Duration,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<Observer>,
     /// Held while a read assigns and polls (one assignment at a time).
     read_lock: Mutex<()>,
 }
@@ -316,10 +382,12 @@ impl KafkaLog {
     }
 
     fn watermarks_blocking(&self) -> Result<(i64, i64)> {
-        self.shared
-            .consumer
-            .fetch_watermarks(&self.topic, self.partition, self.shared.timeout)
-            .map_err(|e| self.partition_error("fetching watermarks", e))
+        let what = "fetching watermarks";
+        self.shared.request(
+            || format!("{}[{}]: {what}", self.topic, self.partition),
+            |timeout| self.shared.consumer.fetch_watermarks(&self.topic, self.partition, timeout),
+            |e| self.partition_error(what, e),
+        )
     }
 
     fn offset_for_time_blocking(&self, ts_ms: i64) -> Result<Option<i64>> {
@@ -327,11 +395,11 @@ impl KafkaLog {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(ts_ms))
             .map_err(|e| self.partition_error(what(), e))?;
-        let answer = self
-            .shared
-            .consumer
-            .offsets_for_times(tpl, self.shared.timeout)
-            .map_err(|e| self.partition_error(what(), e))?;
+        let answer = self.shared.request(
+            || format!("{}[{}]: {}", self.topic, self.partition, what()),
+            |timeout| self.shared.consumer.offsets_for_times(tpl.clone(), timeout),
+            |e| self.partition_error(what(), e),
+        )?;
         let elem = answer.find_partition(&self.topic, self.partition).ok_or_else(|| {
             self.partition_error(
                 what(),
@@ -399,7 +467,14 @@ impl KafkaLog {
                 });
             }
             match self.shared.consumer.poll(Duration::from_millis(100)) {
-                None => continue,
+                None => {
+                    let what = || {
+                        format!("{}[{}]: reading from offset {offset}", self.topic, self.partition)
+                    };
+                    if let Some(e) = self.shared.permanent_failure_since(started, what) {
+                        return Err(e);
+                    }
+                }
                 Some(Err(KafkaError::PartitionEOF(p))) if p == self.partition => {
                     return Ok(records);
                 }
@@ -470,14 +545,17 @@ impl Shared {
             // A fetch the broker holds at the end of the partition delays the next read's
             // fetch (one in flight per broker): keep that wait short. Reads are short-lived.
             .set("fetch.wait.max.ms", "20");
-        let consumer: BaseConsumer = config.create().map_err(|source| match source {
-            // A key or value librdkafka does not accept: the user's setting (pgsnap's own are
-            // valid), named, its value hidden when it is a secret.
-            KafkaError::ClientConfig(_, description, key, value) => {
-                KafkaClientConfig::refusal(&key, &value, &description)
-            }
-            source => Error::KafkaClient { brokers: Arc::from(brokers), source: Box::new(source) },
-        })?;
+        let consumer: BaseConsumer<Observer> =
+            config.create_with_context(Observer::default()).map_err(|source| match source {
+                // A key or value librdkafka does not accept: the user's setting (pgsnap's own are
+                // valid), named, its value hidden when it is a secret.
+                KafkaError::ClientConfig(_, description, key, value) => {
+                    KafkaClientConfig::refusal(&key, &value, &description)
+                }
+                source => {
+                    Error::KafkaClient { brokers: Arc::from(brokers), source: Box::new(source) }
+                }
+            })?;
         Ok(Shared {
             brokers: Arc::from(brokers),
             timeout: options.request_timeout,
@@ -486,16 +564,94 @@ impl Shared {
         })
     }
 
+    /// Runs the broker request `call` in slices of 1 s, 2 s, 4 s, ... until it answers or the
+    /// request timeout has passed (the module docs say why). A slice that timed out after
+    /// librdkafka reported a TLS or login failure ends the request with that failure; at the
+    /// end of the timeout, or when librdkafka answers that it could not reach a broker, a
+    /// reported connection failure replaces librdkafka's bare error code. Every other error
+    /// is `wrap`ped at once. `what` describes the request.
+    fn request<T>(
+        &self,
+        what: impl FnOnce() -> String,
+        mut call: impl FnMut(Duration) -> KafkaResult<T>,
+        wrap: impl FnOnce(KafkaError) -> Error,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let mut slice = Duration::from_secs(1);
+        loop {
+            let remaining = self.timeout.saturating_sub(started.elapsed());
+            let error = match call(slice.min(remaining).max(Duration::from_millis(1))) {
+                Ok(answer) => return Ok(answer),
+                Err(e) => e,
+            };
+            let timed_out = is_timeout(&error);
+            let transport = is_broker_failure(&error);
+            if !timed_out && !transport {
+                return Err(wrap(error));
+            }
+            self.serve_events();
+            let failure = self.consumer.context().failure_since(started);
+            let out_of_time = !timed_out || started.elapsed() >= self.timeout;
+            match failure {
+                Some((failure, reason)) if failure.is_permanent() || out_of_time => {
+                    return Err(Error::KafkaConnection {
+                        brokers: Arc::clone(&self.brokers),
+                        what: what(),
+                        failure,
+                        reason,
+                    });
+                }
+                _ if out_of_time => return Err(wrap(error)),
+                _ => slice = slice.saturating_mul(2),
+            }
+        }
+    }
+
+    /// Lets librdkafka deliver its queued log lines and errors to the `Observer`: rdkafka
+    /// routes them through the consumer's queue, which only a poll serves. A read in progress
+    /// polls (and holds the read lock) anyway; otherwise nothing is assigned, so the poll
+    /// returns no record.
+    fn serve_events(&self) {
+        match self.read_lock.try_lock() {
+            Ok(_guard) => {
+                for _ in 0..1000 {
+                    if self.consumer.poll(Duration::ZERO).is_none() {
+                        break;
+                    }
+                }
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+
+    /// A TLS or login failure librdkafka reported at or after `since`, as an error.
+    fn permanent_failure_since(
+        &self,
+        since: Instant,
+        what: impl FnOnce() -> String,
+    ) -> Option<Error> {
+        match self.consumer.context().failure_since(since) {
+            Some((failure, reason)) if failure.is_permanent() => Some(Error::KafkaConnection {
+                brokers: Arc::clone(&self.brokers),
+                what: what(),
+                failure,
+                reason,
+            }),
+            _ => None,
+        }
+    }
+
     /// The topic's partition ids, sorted.
     fn partitions(&self, topic: &str) -> Result<Vec<i32>> {
-        let metadata =
-            self.consumer.fetch_metadata(Some(topic), self.timeout).map_err(|source| {
-                Error::KafkaMetadata {
-                    brokers: Arc::clone(&self.brokers),
-                    topic: Arc::from(topic),
-                    source: Box::new(source),
-                }
-            })?;
+        let metadata = self.request(
+            || format!("reading the metadata of topic {topic}"),
+            |timeout| self.consumer.fetch_metadata(Some(topic), timeout),
+            |source| Error::KafkaMetadata {
+                brokers: Arc::clone(&self.brokers),
+                topic: Arc::from(topic),
+                source: Box::new(source),
+            },
+        )?;
         let no_such = |detail: String| Error::NoSuchTopic {
             brokers: Arc::clone(&self.brokers),
             topic: Arc::from(topic),
@@ -514,6 +670,30 @@ impl Shared {
         ids.sort_unstable();
         Ok(ids)
     }
+}
+
+/// librdkafka's answer to a request that got no answer in time.
+fn is_timeout(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::OperationTimedOut | C::TimedOutQueue | C::RequestTimedOut)
+    )
+}
+
+/// librdkafka's answer when it could not reach a broker.
+fn is_broker_failure(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::BrokerTransportFailure
+                | C::AllBrokersDown
+                | C::Authentication
+                | C::SaslAuthenticationFailed
+                | C::SSL
+        )
+    )
 }
 
 /// A group id suffix unique enough for a consumer that never joins its group.

@@ -60,6 +60,6 @@ pub mod resolver;
 pub mod xid;
 
 pub use client_config::KafkaClientConfig;
-pub use error::{Error, Result};
+pub use error::{ConnectionFailure, Error, Result};
 pub use render::topic_name;
 pub use xid::PgSnapshot;

@@ -241,7 +241,7 @@ async fn a_certificate_from_another_ca_is_not_trusted() {
             && text.contains("certificate was not trusted")
             && text.contains("UnknownIssuer")
             && text.contains(&certs.other_ca_cert.display().to_string())
-            && text.contains("--connect-ca-file"),
+            && text.contains("ConnectClient::with_ca_file"),
         "{text}"
     );
     assert!(!err.is_temporary());
@@ -256,7 +256,7 @@ async fn a_certificate_from_another_ca_is_not_trusted() {
     assert!(
         text.contains("not trusted")
             && text.contains("no public root CA")
-            && text.contains("--connect-ca-file"),
+            && text.contains("ConnectClient::with_ca_file"),
         "{text}"
     );
     assert_no_secret(&err);
@@ -303,7 +303,7 @@ async fn a_wrong_password_is_refused_by_name_without_the_password() {
         text.contains(&front.url)
             && text.contains("HTTP 401")
             && text.contains(&format!("refused the credentials of user \"{USER}\""))
-            && text.contains("--connect-password-env"),
+            && text.contains("ConnectClient::with_basic_auth"),
         "{text}"
     );
     assert!(!err.is_temporary());

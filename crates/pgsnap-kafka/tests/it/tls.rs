@@ -24,9 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pgsnap_core::{OffsetResolver, SnapshotInfo, SnapshotMode};
-use pgsnap_kafka::KafkaClientConfig;
 use pgsnap_kafka::kafka::{KafkaLogOptions, KafkaLogs};
 use pgsnap_kafka::resolver::{HandoffMode, KafkaOffsetResolver};
+use pgsnap_kafka::{ConnectionFailure, KafkaClientConfig};
 use pgsnap_test_support::kafka::{Record, TlsTansu, shared_sasl_tls_tansu, shared_tls_tansu};
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
@@ -310,23 +310,43 @@ async fn pgsnap_clients_with_the_wrong_ca_fail_naming_the_broker() {
     let address = broker.bootstrap();
     let wrong = tls_config(broker.other_ca_cert());
 
-    let options =
-        KafkaLogOptions { client_config: wrong.clone(), request_timeout: WRONG_CA_TIMEOUT };
+    // The default request timeout (30 s): a TLS failure must end the request long before.
+    let options = KafkaLogOptions { client_config: wrong.clone(), ..Default::default() };
     let started = Instant::now();
     let err = KafkaLogs::open_with(&address, &topic, &options)
         .await
         .expect_err("opening a topic with the wrong CA");
+    let elapsed = started.elapsed();
     let message = err.to_string();
-    eprintln!("KafkaLogs, wrong CA, after {:?}: {message}", started.elapsed());
-    assert!(message.contains(&address), "the error does not name {address}: {message}");
+    eprintln!("KafkaLogs, wrong CA, after {elapsed:?}: {message}");
+    assert_tls_failure(&err, &address);
+    assert!(elapsed < FAIL_FAST, "a TLS failure took {elapsed:?}");
 
     let started = Instant::now();
     let err = KafkaOffsetResolver::capture_high_watermarks_with(&address, &[topic], &wrong)
         .await
         .expect_err("capturing watermarks with the wrong CA");
+    let elapsed = started.elapsed();
+    eprintln!("capture_high_watermarks_with, wrong CA, after {elapsed:?}: {err}");
+    assert_tls_failure(&err, &address);
+    assert!(elapsed < FAIL_FAST, "a TLS failure took {elapsed:?}");
+    let core = pgsnap_core::Error::from(err);
+    assert!(!core.is_temporary(), "a TLS failure is not worth retrying: {core}");
+}
+
+/// How long a TLS or login failure may take to end a request whose timeout is 30 s.
+const FAIL_FAST: Duration = Duration::from_secs(10);
+
+/// `err` is a TLS failure with librdkafka's account, naming `address`.
+fn assert_tls_failure(err: &pgsnap_kafka::Error, address: &str) {
     let message = err.to_string();
-    eprintln!("capture_high_watermarks_with, wrong CA, after {:?}: {message}", started.elapsed());
-    assert!(message.contains(&address), "the error does not name {address}: {message}");
+    assert!(
+        matches!(err, pgsnap_kafka::Error::KafkaConnection { failure: ConnectionFailure::Tls, .. }),
+        "{err:?}"
+    );
+    assert!(message.contains(&format!("ssl://{address}")), "does not name {address}: {message}");
+    assert!(message.contains("certificate verify failed"), "{message}");
+    assert!(message.contains("ssl.ca.location"), "no hint: {message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,13 +388,26 @@ async fn pgsnap_clients_with_sasl_settings_fail_naming_the_broker_not_the_passwo
         .with_setting("sasl.mechanism", "SCRAM-SHA-512")
         .with_setting("sasl.username", "pgsnap")
         .with_setting("sasl.password", SASL_PASSWORD);
-    let options = KafkaLogOptions { client_config: config, request_timeout: WRONG_CA_TIMEOUT };
+    let options = KafkaLogOptions { client_config: config, ..Default::default() };
+    let started = Instant::now();
     let err = KafkaLogs::open_with(&address, "pg.public.items", &options)
         .await
         .expect_err("no SASL login succeeds on tansu 0.6");
+    let elapsed = started.elapsed();
     let message = err.to_string();
     let debug = format!("{err:?}");
-    eprintln!("KafkaLogs, SASL SCRAM-SHA-512 as an unknown user: {message}");
-    assert!(message.contains(&address), "the error does not name {address}: {message}");
+    eprintln!("KafkaLogs, SASL SCRAM-SHA-512 as an unknown user, after {elapsed:?}: {message}");
+    assert!(
+        matches!(
+            err,
+            pgsnap_kafka::Error::KafkaConnection { failure: ConnectionFailure::Authentication, .. }
+        ),
+        "{debug}"
+    );
+    assert!(message.contains(&format!("sasl_ssl://{address}")), "does not name it: {message}");
+    assert!(message.contains("SASL SCRAM authentication failed"), "{message}");
+    assert!(message.contains("sasl.username"), "no hint: {message}");
     assert!(!message.contains(SASL_PASSWORD) && !debug.contains(SASL_PASSWORD), "{debug}");
+    assert!(elapsed < FAIL_FAST, "a login failure took {elapsed:?}");
+    assert!(!pgsnap_core::Error::from(err).is_temporary());
 }
