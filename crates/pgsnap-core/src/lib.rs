@@ -24,8 +24,8 @@ pub use coordinator::{
 };
 pub use error::{BoxError, Error, ErrorKind, ErrorStatus, Result};
 pub use manifest::{
-    ChunkSnapshot, Manifest, ManifestChunk, ManifestHeader, ManifestTable, PlanOptions, RunStatus,
-    SplitBy, TablePlan, TableStatus,
+    ChunkSnapshot, HandoffState, Manifest, ManifestChunk, ManifestHeader, ManifestTable,
+    PlanOptions, RoutineLoadRecord, RunStatus, SplitBy, TablePlan, TableStatus,
 };
 pub use memory::{MemorySink, MemorySource};
 pub use offset::{OffsetMap, OffsetResolver};

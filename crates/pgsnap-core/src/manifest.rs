@@ -276,6 +276,107 @@ pub struct Manifest {
     pub options: PlanOptions,
     /// The selected tables.
     pub tables: Vec<ManifestTable>,
+    /// The CDC handoff that continues this snapshot, once a handoff job recorded it: the
+    /// Kafka side, the connector and the Routine Loads it created. Absent for a plain
+    /// snapshot (and in manifests written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<HandoffState>,
+}
+
+/// The CDC handoff recorded in a manifest ([`Manifest::handoff`]): what `pgsnap status`
+/// watches and what a rerun of the handoff compares with (never with `SHOW ROUTINE LOAD`,
+/// whose progress moves).
+///
+/// ```
+/// use pgsnap_core::manifest::{HandoffState, RoutineLoadRecord};
+/// let mut state = HandoffState::new("kafka1:9092", "sales");
+/// state.topics.push("pg.public.orders".into());
+/// let mut job = RoutineLoadRecord::new("pgsnap_orders", "public.orders", "orders", "pg.public.orders");
+/// job.offsets.insert(0, 42);
+/// state.routine_loads.push(job);
+/// let json = serde_json::to_value(&state).unwrap();
+/// assert_eq!(json["routine_loads"][0]["offsets"]["0"], 42);
+/// assert_eq!(serde_json::from_value::<HandoffState>(json).unwrap(), state);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HandoffState {
+    /// Kafka bootstrap servers (`host:port[,host:port...]`).
+    pub brokers: String,
+    /// The StarRocks database of the Routine Loads (empty when none is rendered).
+    #[serde(default)]
+    pub database: String,
+    /// The Debezium topics, one per table.
+    pub topics: Vec<String>,
+    /// The Debezium connector's name: the one rendered (slot-first) or the running one.
+    #[serde(default)]
+    pub connector: Option<String>,
+    /// The Routine Loads the handoff created (or rendered, `job_id` then absent), one per
+    /// table.
+    #[serde(default)]
+    pub routine_loads: Vec<RoutineLoadRecord>,
+}
+
+impl HandoffState {
+    /// A state for `brokers` and the StarRocks `database`, with no topic, connector or job.
+    pub fn new(brokers: impl Into<String>, database: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            database: database.into(),
+            topics: Vec::new(),
+            connector: None,
+            routine_loads: Vec::new(),
+        }
+    }
+}
+
+/// One Routine Load of a [`HandoffState`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RoutineLoadRecord {
+    /// The job's name (unique in its database).
+    pub name: String,
+    /// The PostgreSQL table it continues (`schema.table`).
+    #[serde(default)]
+    pub source: String,
+    /// The StarRocks table it loads.
+    pub table: String,
+    /// The Kafka topic it consumes.
+    pub topic: String,
+    /// The offsets it starts at, per partition (`kafka_offsets`).
+    pub offsets: BTreeMap<i32, i64>,
+    /// SHA-256 (hex) of the rendered `CREATE ROUTINE LOAD` statement, secrets as
+    /// placeholders: a rerun that renders another definition is refused.
+    pub definition_hash: String,
+    /// The rendered statement, secrets as placeholders (what a rerun creates when the job is
+    /// missing).
+    #[serde(default)]
+    pub definition: String,
+    /// StarRocks' job id (`SHOW ROUTINE LOAD`'s `Id`), once created.
+    #[serde(default)]
+    pub job_id: Option<String>,
+}
+
+impl RoutineLoadRecord {
+    /// A record of job `name` continuing `source` into `table` from `topic`, with no offsets,
+    /// definition or id yet.
+    pub fn new(
+        name: impl Into<String>,
+        source: impl Into<String>,
+        table: impl Into<String>,
+        topic: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            source: source.into(),
+            table: table.into(),
+            topic: topic.into(),
+            offsets: BTreeMap::new(),
+            definition_hash: String::new(),
+            definition: String::new(),
+            job_id: None,
+        }
+    }
 }
 
 /// The fixed parts of a new manifest, besides the tables.
@@ -343,6 +444,7 @@ impl Manifest {
             checksum_algorithm: crate::stats::CHECKSUM_ALGORITHM.to_owned(),
             options: header.options,
             tables,
+            handoff: None,
         }
     }
 
