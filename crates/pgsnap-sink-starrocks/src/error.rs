@@ -72,6 +72,17 @@ pub enum Error {
         /// StarRocks' message.
         message: String,
     },
+    /// StarRocks refused a Routine Load statement. The message never holds a secret that was
+    /// substituted into the statement.
+    #[error("Routine Load {database}.{job}: StarRocks refused it: {message}")]
+    RoutineLoad {
+        /// The job's name.
+        job: String,
+        /// Its database.
+        database: String,
+        /// StarRocks' message, secrets redacted.
+        message: String,
+    },
     /// The target table does not exist.
     #[error(
         "StarRocks table {database}.{table} does not exist: {message} (create it, or let pgsnap create it: with_create_tables(true))"

@@ -132,6 +132,11 @@ impl FeSql {
             .map_err(|e| Error::Sql { what: format!("{what} at {}", self.address), source: e })
     }
 
+    /// The connection, for statements this module does not wrap.
+    pub(crate) fn conn(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+
     pub(crate) async fn close(self) {
         let _ = self.conn.disconnect().await;
     }

@@ -34,6 +34,8 @@
 //! (one transaction per chunk, on `load`'s pieces), which take the client and the load
 //! options, never the sink ← `sink` ([`StarRocksSink`]) ← `builder`
 //! ([`StarRocksSinkBuilder`], which builds the client, the load options and the sink).
+//! [`routine_load`] adds the sink's Routine Load statements (create, `SHOW ROUTINE LOAD`) on
+//! top of `sink`.
 //!
 //! Beside them, with no I/O: [`mapping`] (PostgreSQL → StarRocks types) ← [`transcode`]
 //! (COPY text → CSV/JSON bodies, in the [`canonical`] forms), used by the load paths;
@@ -54,6 +56,7 @@ mod load;
 pub mod mapping;
 pub mod parity;
 mod response;
+pub mod routine_load;
 mod sink;
 pub mod transcode;
 mod txn_load;

@@ -96,7 +96,7 @@ pub(crate) struct SqlLogin {
 }
 
 impl SqlLogin {
-    async fn connect(&self) -> Result<FeSql> {
+    pub(crate) async fn connect(&self) -> Result<FeSql> {
         FeSql::connect(&self.host, self.port, &self.user, &self.password.0).await
     }
 }
@@ -340,6 +340,17 @@ impl StarRocksSink {
         let v = sql.current_version().await;
         sql.close().await;
         v
+    }
+
+    /// How the sink logs in to the FE's MySQL port.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when SQL is disabled.
+    pub(crate) fn sql_login(&self) -> Result<&SqlLogin> {
+        self.config
+            .sql
+            .as_ref()
+            .ok_or_else(|| Error::Config("SQL through the FE is disabled".into()))
     }
 
     /// `SELECT COUNT(*)` of a StarRocks table through the FE.
