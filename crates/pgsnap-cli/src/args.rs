@@ -587,6 +587,18 @@ mod handoff {
         /// (a StarRocks version, the connector's config): exit 2.
         #[arg(long)]
         pub strict: bool,
+        /// Create the rendered Routine Loads through the FE once the snapshot is loaded and the
+        /// offsets are resolved (needs the StarRocks flags), secrets substituted only in the
+        /// text sent. The manifest's `handoff` records each job (name, definition hash, offsets,
+        /// job id). Rerun on a complete handoff's --state, it copies nothing: jobs it created
+        /// are reported `already_there`, missing ones are created, and another definition, or
+        /// another or STOPPED/CANCELLED job holding a name, is refused with both named.
+        #[arg(long)]
+        pub create_routine_loads: bool,
+        /// With --create-routine-loads: also create jobs for Duplicate Key targets, which
+        /// cannot apply deletes (refused otherwise, before anything is copied).
+        #[arg(long, requires = "create_routine_loads")]
+        pub allow_no_deletes: bool,
         #[command(flatten)]
         #[allow(missing_docs)]
         pub files: super::FilesArgs,
@@ -653,7 +665,9 @@ mod handoff {
                     .with_files(self.files.format, self.files.compress)
                     .with_connector_wait(Duration::from_secs(self.connector_wait))
                     .with_password_placeholder(self.password_placeholder.clone())
-                    .with_strict(self.strict);
+                    .with_strict(self.strict)
+                    .with_create_routine_loads(self.create_routine_loads)
+                    .with_allow_no_deletes(self.allow_no_deletes);
             job = if self.sr.enabled() {
                 job.with_starrocks(self.sr.sink_builder()?)
             } else {

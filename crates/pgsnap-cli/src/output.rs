@@ -189,6 +189,7 @@ fn config_message(c: &ConfigError) -> String {
         ),
         ConfigError::DebeziumConfigInSlotFirst => "--debezium-config describes a running connector (--mode running or time); slot-first renders the connector config itself".into(),
         ConfigError::StarRocksVersion(e) => format!("--starrocks-version: {e}"),
+        ConfigError::CreateRoutineLoadsWithoutStarRocks => "--create-routine-loads needs the StarRocks flags (--fe ..., with the SQL port): the jobs are created through the FE once the snapshot is loaded".into(),
         ConfigError::NoStarRocksVersion => "--strict: no StarRocks version is known, so no Routine Load would be rendered (its properties depend on the version): pass --starrocks-version, or the StarRocks flags (--fe ...)".into(),
         ConfigError::UnknownEncodings { mode } => format!(
             "--strict: --mode {mode}: the running connector's encodings are unknown, so no Routine Load would be rendered: pass --debezium-config FILE, or --connect-url and --connector"
@@ -241,6 +242,7 @@ fn mismatch_message(option: &str, was: &str, now: &str) -> String {
 const API_FLAGS: &[(&str, &str)] = &[
     ("ConnectClient::with_ca_file", "--connect-ca-file"),
     ("ConnectClient::with_basic_auth", "--connect-user, --connect-password-env"),
+    ("HandoffJob::with_allow_no_deletes", "--allow-no-deletes"),
 ];
 
 /// `text` (an error or a warning of the library) with the API calls it names replaced by
@@ -484,8 +486,24 @@ pub fn handoff(report: &pgsnap::HandoffReport, as_json: bool, signal: Option<i32
                 eprintln!("-- {} = {}\n{}", f.setting, f.path, f.sql);
             }
         }
-        for sql in &report.routine_load {
-            eprintln!("\n{sql}");
+        let created = report.routine_load_jobs.iter().any(|j| j.status != "not_created");
+        if created || report.routine_load_jobs.iter().any(|j| j.error.is_some()) {
+            eprintln!("\nRoutine Loads:");
+            for j in &report.routine_load_jobs {
+                let id = j.job_id.as_deref().map(|i| format!(" (id {i})")).unwrap_or_default();
+                let error = j.error.as_deref().map(|e| format!(": {}", in_flags(e)));
+                eprintln!(
+                    "  {} -> {}{id}: {}{}",
+                    j.name,
+                    j.table,
+                    j.status,
+                    error.unwrap_or_default()
+                );
+            }
+        } else {
+            for sql in &report.routine_load {
+                eprintln!("\n{sql}");
+            }
         }
         if !report.debezium.is_null() {
             eprintln!(

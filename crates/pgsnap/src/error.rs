@@ -199,6 +199,13 @@ pub enum ConfigError {
          properties depend on the version): give the version, or load StarRocks"
     )]
     NoStarRocksVersion,
+    /// Creating the Routine Loads needs the snapshot loaded into StarRocks (its FE runs the
+    /// statements).
+    #[error(
+        "creating the Routine Loads needs StarRocks loaded by the handoff (with its SQL port): \
+         the jobs are created through the FE once the snapshot is loaded"
+    )]
+    CreateRoutineLoadsWithoutStarRocks,
     /// Strict, and the running connector's encodings are unknown.
     #[error(
         "strict: mode {mode}: the running connector's encodings are unknown, so no Routine Load \

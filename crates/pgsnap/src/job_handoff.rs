@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgsnap_core::{
-    DataFormat, Lsn, ManifestStore, OffsetMap, OffsetResolver, PrepareContext, RunStatus, Sink,
-    SnapshotMode, TableName,
+    CheckpointStore, DataFormat, HandoffState, Lsn, ManifestStore, OffsetMap, OffsetResolver,
+    PrepareContext, RoutineLoadRecord, RunStatus, Sink, SnapshotMode, TableName,
 };
 use pgsnap_kafka::connect::ConnectClient;
 use pgsnap_kafka::render::routine_load::{RoutineLoadFile, routine_load_kafka};
@@ -34,6 +34,7 @@ use crate::error::{ConfigError, ErrorKind, JobError, Result};
 use crate::job_migrate::{check_starrocks, table_loads, unverified_tables};
 use crate::options::{RunControl, SnapshotOptions};
 use crate::report::{Outcome, RunSummary};
+use crate::routine_loads::{RoutineLoadJob, create_all, definition_hash, names_taken};
 use crate::run::{self, Layout};
 
 /// The default `database.password` of the rendered Debezium config: a Kafka Connect
@@ -120,6 +121,8 @@ pub struct HandoffJob {
     starrocks_version: Option<StarRocksVersion>,
     debezium_config: Option<BTreeMap<String, String>>,
     kafka_config: KafkaClientConfig,
+    create_routine_loads: bool,
+    allow_no_deletes: bool,
 }
 
 impl HandoffJob {
@@ -151,6 +154,8 @@ impl HandoffJob {
             starrocks_version: None,
             debezium_config: None,
             kafka_config: KafkaClientConfig::new(),
+            create_routine_loads: false,
+            allow_no_deletes: false,
         }
     }
 
@@ -256,6 +261,29 @@ impl HandoffJob {
         self
     }
 
+    /// Creates the rendered Routine Loads through the FE once the snapshot is loaded and the
+    /// offsets are resolved (needs [`with_starrocks`](Self::with_starrocks)), secrets
+    /// substituted only in the text sent. The manifest's `handoff` records each job (name,
+    /// definition hash, offsets, StarRocks' job id). A job name that StarRocks already knows
+    /// is refused before the snapshot copies anything.
+    ///
+    /// Run again on the state of a complete handoff, the job copies nothing: it renders each
+    /// job again, refuses a definition whose hash differs from the recorded one, reports the
+    /// jobs it created as `already_there`, creates those still missing, and refuses (naming
+    /// both) a job of that name it did not create or that was STOPPED/CANCELLED. Default off.
+    pub fn with_create_routine_loads(mut self, create: bool) -> Self {
+        self.create_routine_loads = create;
+        self
+    }
+
+    /// Lets [`with_create_routine_loads`](Self::with_create_routine_loads) create jobs for
+    /// Duplicate Key targets, which cannot apply deletes (a deleted row stays, an update adds
+    /// a row). Default off: such tables are refused before the snapshot copies anything.
+    pub fn with_allow_no_deletes(mut self, allow: bool) -> Self {
+        self.allow_no_deletes = allow;
+        self
+    }
+
     /// Refuses what cannot be kept exact: tables without a primary key or at TOAST risk,
     /// columns no Routine Load carries exactly, connector settings that block, a running
     /// connector that does not pass the snapshot; and a run without a StarRocks version or
@@ -292,6 +320,9 @@ impl HandoffJob {
         if !running && self.debezium_config.is_some() {
             return bad(ConfigError::DebeziumConfigInSlotFirst);
         }
+        if self.create_routine_loads && !self.load_starrocks {
+            return bad(ConfigError::CreateRoutineLoadsWithoutStarRocks);
+        }
         if self.strict && self.starrocks_version.is_none() && !self.load_starrocks {
             return bad(ConfigError::NoStarRocksVersion);
         }
@@ -316,6 +347,11 @@ impl HandoffJob {
     /// topics' watermarks unreadable. Failures during the snapshot, the offset resolution and
     /// the connector submission are in the report.
     pub async fn run(&self, control: &RunControl) -> Result<HandoffReport> {
+        // The whole sequence is a large future: boxed once here, not by every caller.
+        Box::pin(self.run_boxed(control)).await
+    }
+
+    async fn run_boxed(&self, control: &RunControl) -> Result<HandoffReport> {
         self.validate()?;
         let tgt = target(&self.options)?;
         let mut options = self.options.clone();
@@ -372,8 +408,19 @@ impl HandoffJob {
             }
         };
         let store = ManifestStore::new(&self.out);
-        run::previous_run(&store, false, false, &options, &layout).await?;
-        let file_sink = if self.load_starrocks {
+        // The state of a complete handoff, run again to create its Routine Loads: nothing is
+        // copied again.
+        let rerun = match self.create_routine_loads {
+            true => match store.load().await? {
+                Some(m) if m.handoff.is_some() && m.status == RunStatus::Ok => Some(m),
+                _ => None,
+            },
+            false => None,
+        };
+        if rerun.is_none() {
+            run::previous_run(&store, false, false, &options, &layout).await?;
+        }
+        let file_sink = if self.load_starrocks || rerun.is_some() {
             None
         } else {
             let sink = FileSinkBuilder::new(&self.out)
@@ -382,7 +429,9 @@ impl HandoffJob {
                 .build()?;
             Some(Arc::new(sink))
         };
-        run::remove_stale_manifest_temp_files(&self.out);
+        if rerun.is_none() {
+            run::remove_stale_manifest_temp_files(&self.out);
+        }
         // StarRocks before any snapshot (or slot) is taken for a target we cannot load; the
         // Routine Load is rendered for the version the FE reports.
         if self.load_starrocks {
@@ -437,6 +486,10 @@ impl HandoffJob {
                     e.blockers.join("; ")
                 )));
             }
+        }
+
+        if let Some(manifest) = rerun {
+            return self.rerun(manifest, &mapper, version, encoding.as_ref(), warnings).await;
         }
 
         // Preflight: keys, replica identity, TOAST risk of the tables the snapshot selects.
@@ -544,6 +597,53 @@ impl HandoffJob {
                 )));
             }
         }
+        // Routine Loads to create: Duplicate Key targets refused (they cannot apply deletes),
+        // and every job name must be free, before any row is copied.
+        if let (true, Some(s)) = (self.create_routine_loads, &sr_sink) {
+            let duplicate: Vec<String> = cdc
+                .iter()
+                .filter(|(_, p)| p.key_model == KeyModel::Duplicate)
+                .map(|(name, p)| format!("{name} -> {}", p.table))
+                .collect();
+            if !duplicate.is_empty() && !self.allow_no_deletes {
+                run::abandon(&options, &opened).await;
+                return Err(refused(format!(
+                    "Duplicate Key targets cannot apply deletes (a deleted row stays, an update \
+                     adds a row), so no Routine Load is created for them: {}; give the tables a \
+                     primary key, or allow it (HandoffJob::with_allow_no_deletes)",
+                    duplicate.join(", ")
+                )));
+            }
+            if !duplicate.is_empty() {
+                warnings.push(format!(
+                    "Routine Loads into Duplicate Key targets apply no deletes and append updates \
+                     as new rows: {}",
+                    duplicate.join(", ")
+                ));
+            }
+            let planned: Vec<RoutineLoadRecord> = cdc
+                .iter()
+                .map(|(name, p)| {
+                    let topic = topic_name(&self.topic_prefix, &name.schema, &name.name);
+                    RoutineLoadRecord::new(job_name(&p.table), source_name(name), &p.table, topic)
+                })
+                .collect();
+            match control.guard(async { Ok(names_taken(s, &planned).await) }).await {
+                Ok(Ok(taken)) if taken.is_empty() => {}
+                Ok(Ok(taken)) => {
+                    run::abandon(&options, &opened).await;
+                    return Err(refused(taken.join("\n  ")));
+                }
+                Ok(Err(e)) => {
+                    run::abandon(&options, &opened).await;
+                    return Err(refused(format!("reading the Routine Loads of StarRocks: {e}")));
+                }
+                Err(e) => {
+                    run::abandon(&options, &opened).await;
+                    return Err(e);
+                }
+            }
+        }
         let sink: Arc<dyn Sink> = match (&sr_sink, file_sink) {
             (Some(s), _) => Arc::clone(s) as Arc<dyn Sink>,
             (None, Some(f)) => f,
@@ -631,6 +731,7 @@ impl HandoffJob {
             .map(str::to_owned)
             .collect();
         let mut routine_load = Vec::new();
+        let mut records = Vec::new();
         let mut tables = BTreeMap::new();
         for t in &manifest.tables {
             let (schema, name) = (&t.schema.name.schema, &t.schema.name.name);
@@ -659,6 +760,16 @@ impl HandoffJob {
                 Some(Ok((sql, columns, w))) => {
                     warnings.extend(w);
                     entry.routine_load_columns = Some(columns);
+                    let mut record = RoutineLoadRecord::new(
+                        job_name(&plan.table),
+                        source_name(&t.schema.name),
+                        &plan.table,
+                        &topic,
+                    );
+                    record.offsets = offsets.0.get(&topic).cloned().unwrap_or_default();
+                    record.definition_hash = definition_hash(&sql);
+                    record.definition = sql.clone();
+                    records.push(record);
                     routine_load.push(sql);
                 }
                 Some(Err(w)) => warnings.push(w),
@@ -690,6 +801,46 @@ impl HandoffJob {
         } else {
             Value::Null
         };
+
+        // The handoff's state: recorded in the manifest (what `status` and a rerun read), and
+        // the Routine Loads created when asked.
+        let mut manifest = manifest;
+        let mut routine_load_jobs: Vec<RoutineLoadJob> =
+            records.iter().map(RoutineLoadJob::rendered).collect();
+        let mut jobs_failed = false;
+        if snapshot_ok && fatal.is_none() {
+            let mut state = HandoffState::new(self.brokers.clone(), mapper.database());
+            state.topics = topics.clone();
+            state.connector = match self.mode {
+                HandoffMode::SlotFirst => debezium["name"].as_str().map(str::to_owned),
+                _ => self.connector.clone(),
+            };
+            state.routine_loads = records;
+            if let (true, Some(s)) = (self.create_routine_loads, &sr_sink) {
+                let secrets = crate::routine_loads::secrets(&self.kafka_config, mapper.database());
+                routine_load_jobs = create_all(s, &mut state, &secrets).await;
+                for j in routine_load_jobs.iter().filter(|j| j.error.is_some()) {
+                    jobs_failed = true;
+                    warnings.push(format!(
+                        "Routine Load {} not created: {}",
+                        j.name,
+                        j.error.as_deref().unwrap_or_default()
+                    ));
+                }
+            }
+            manifest.handoff = Some(state);
+            if let Err(e) = ManifestStore::new(&self.out).save(&manifest).await {
+                jobs_failed |= self.create_routine_loads;
+                warnings.push(format!(
+                    "the handoff's state (its Routine Loads and their job ids) was not recorded \
+                     in the manifest: {e}"
+                ));
+            }
+        } else if self.create_routine_loads {
+            warnings.push(
+                "the snapshot or the offsets are incomplete: no Routine Load was created".into(),
+            );
+        }
 
         // Submit the connector only after a complete snapshot with its offsets: it starts
         // streaming from the slot at once.
@@ -726,8 +877,159 @@ impl HandoffJob {
             kafka_config: self.kafka_config.redacted(),
             routine_load_files,
             routine_load_placeholders,
+            routine_load_jobs,
             tables,
             refused: connect_failed || (not_passed && self.strict),
+            jobs_failed,
+        })
+    }
+
+    /// Run again on the state of a complete handoff (`manifest`) with
+    /// [`with_create_routine_loads`](Self::with_create_routine_loads): renders each recorded
+    /// job again for the tables StarRocks holds, refuses a definition other than the recorded
+    /// one, then creates what is missing ([`create_all`]). Copies nothing.
+    async fn rerun(
+        &self,
+        mut manifest: pgsnap_core::Manifest,
+        mapper: &StarRocksSinkBuilder,
+        version: Option<StarRocksVersion>,
+        encoding: Option<&DebeziumEncoding>,
+        mut warnings: Vec<String>,
+    ) -> Result<HandoffReport> {
+        let started = std::time::Instant::now();
+        let Some(mut state) = manifest.handoff.take() else {
+            unreachable!("a rerun is only chosen for a manifest with a handoff")
+        };
+        if state.database != mapper.database() {
+            return Err(refused(format!(
+                "the handoff in {} recorded its Routine Loads in StarRocks database {:?}; this \
+                 run names {:?}",
+                self.out.display(),
+                state.database,
+                mapper.database()
+            )));
+        }
+        let (Some(encoding), Some(version)) = (encoding, version) else {
+            return Err(refused(
+                "the Routine Loads cannot be rendered again to compare them with the recorded \
+                 ones: the StarRocks version or the connector's encodings are unknown",
+            ));
+        };
+        // The tables as the first run left them (rows and all).
+        let sink = mapper
+            .clone()
+            .with_run_id(manifest.run_id.clone())
+            .with_allow_existing_rows(true)
+            .with_create_tables(false)
+            .build()?;
+        let schemas: Vec<_> = manifest.tables.iter().map(|t| t.schema.clone()).collect();
+        let ctx = PrepareContext::new(&schemas, &manifest.run_id, false);
+        sink.prepare(&ctx).await.map_err(|e| {
+            refused(format!("the StarRocks tables of the handoff cannot be read again: {e}"))
+        })?;
+        let cdc = cdc_plans(&manifest, Some(&sink), mapper, Some(encoding), &mut warnings);
+        let brokers: Vec<String> = self
+            .brokers
+            .split(',')
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let mut differ = Vec::new();
+        let mut tables = BTreeMap::new();
+        for r in &state.routine_loads {
+            let Some(t) = manifest.tables.iter().find(|t| source_name(&t.schema.name) == r.source)
+            else {
+                differ.push(format!("{}: table {} is not in the manifest", r.name, r.source));
+                continue;
+            };
+            let name = &t.schema.name;
+            let Some(plan) = cdc.get(name) else { continue };
+            match self.render(
+                name,
+                plan,
+                &r.topic,
+                &r.offsets,
+                encoding,
+                version,
+                &brokers,
+                mapper.database(),
+            ) {
+                Ok((sql, columns, w)) => {
+                    warnings.extend(w);
+                    let hash = definition_hash(&sql);
+                    if hash != r.definition_hash {
+                        differ.push(format!(
+                            "{}: this run renders definition {hash}, the handoff recorded {} \
+                             (other options than the handoff's: table mapping, column types, \
+                             brokers, Kafka settings, StarRocks version?)",
+                            r.name, r.definition_hash
+                        ));
+                    }
+                    tables.insert(
+                        name.clone(),
+                        HandoffTable {
+                            topic: r.topic.clone(),
+                            starrocks_table: plan.table.clone(),
+                            routine_load_columns: Some(columns),
+                            load: None,
+                        },
+                    );
+                }
+                Err(w) => differ.push(w),
+            }
+        }
+        if !differ.is_empty() {
+            return Err(refused(format!(
+                "the Routine Loads of the handoff in {} cannot be created as recorded:\n  {}",
+                self.out.display(),
+                differ.join("\n  ")
+            )));
+        }
+        let secrets = crate::routine_loads::secrets(&self.kafka_config, mapper.database());
+        let routine_load_jobs = create_all(&sink, &mut state, &secrets).await;
+        let mut jobs_failed = false;
+        for j in routine_load_jobs.iter().filter(|j| j.error.is_some()) {
+            jobs_failed = true;
+            warnings.push(format!(
+                "Routine Load {} not created: {}",
+                j.name,
+                j.error.as_deref().unwrap_or_default()
+            ));
+        }
+        let mut offsets = OffsetMap::default();
+        for r in &state.routine_loads {
+            for (p, o) in &r.offsets {
+                offsets.insert(r.topic.clone(), *p, *o);
+            }
+        }
+        let routine_load = state.routine_loads.iter().map(|r| r.definition.clone()).collect();
+        let topics = state.topics.clone();
+        let (files, placeholders) = match routine_load_kafka(&self.kafka_config, mapper.database())
+        {
+            Ok(k) => (k.files, k.placeholders),
+            Err(_) => Default::default(),
+        };
+        manifest.handoff = Some(state);
+        ManifestStore::new(&self.out).save(&manifest).await?;
+        Ok(HandoffReport {
+            run: RunSummary::new(manifest, started.elapsed(), None, warnings, true),
+            out: self.out.clone(),
+            mode: self.mode,
+            topics,
+            offsets,
+            routine_load,
+            starrocks_version: Some(version.to_string()),
+            debezium: Value::Null,
+            preflight: HandoffPreflight::default(),
+            connect: Value::Null,
+            kafka_config: self.kafka_config.redacted(),
+            routine_load_files: files,
+            routine_load_placeholders: placeholders,
+            routine_load_jobs,
+            tables,
+            refused: false,
+            jobs_failed,
         })
     }
 
@@ -753,7 +1055,7 @@ impl HandoffJob {
         let spec = RoutineLoadSpec::new(
             database,
             &plan.table,
-            sanitize(&format!("pgsnap_{}", plan.table)),
+            job_name(&plan.table),
             topic,
             brokers.to_vec(),
             mappings,
@@ -864,6 +1166,16 @@ fn fe_version(
 
 /// A rendered Routine Load: the statement, where each column comes from, warnings.
 type Rendered = (String, Vec<(String, RenderedColumn)>, Vec<String>);
+
+/// The Routine Load job of StarRocks table `table`: `pgsnap_<table>`, sanitised.
+fn job_name(table: &str) -> String {
+    sanitize(&format!("pgsnap_{table}"))
+}
+
+/// `schema.table`, unquoted (the manifest's `handoff.routine_loads[].source`).
+fn source_name(t: &TableName) -> String {
+    format!("{}.{}", t.schema, t.name)
+}
 
 /// A refusal of something the job checked.
 fn refused(reason: impl Into<String>) -> JobError {
@@ -1119,18 +1431,25 @@ pub struct HandoffReport {
     /// setting whose value (a secret, or a file's download URL) replaces it when the
     /// statements are executed. JSON `routine_load_placeholders`.
     pub routine_load_placeholders: BTreeMap<String, String>,
+    /// Each rendered Routine Load and what became of it: `created`, `already_there` (a rerun
+    /// found the job it created), `not_created` (only rendered, or refused: `error`). JSON
+    /// `routine_load_jobs`.
+    pub routine_load_jobs: Vec<RoutineLoadJob>,
     /// Per source table.
     pub tables: BTreeMap<TableName, HandoffTable>,
     refused: bool,
+    jobs_failed: bool,
 }
 
 impl HandoffReport {
     /// How the job ended: the run's outcome, except that a connector submission that failed
     /// (slot-first) or, when strict, a running connector that did not pass the snapshot make
-    /// a complete run a failed preflight.
+    /// a complete run a failed preflight, and a Routine Load that was to be created and was
+    /// not a failed sink.
     pub fn outcome(&self) -> Outcome {
         match self.run.outcome() {
             Outcome::Complete if self.refused => Outcome::Failed(ErrorKind::Preflight),
+            Outcome::Complete if self.jobs_failed => Outcome::Failed(ErrorKind::Sink),
             o => o,
         }
     }
@@ -1150,6 +1469,7 @@ impl HandoffReport {
             "kafka_config": self.kafka_config,
             "routine_load_files": self.routine_load_files,
             "routine_load_placeholders": self.routine_load_placeholders,
+            "routine_load_jobs": self.routine_load_jobs,
         });
         self.run.json(extra, |t| {
             let entry = self.tables.get(&t.schema.name);

@@ -12,6 +12,8 @@ mod job_migrate;
 mod job_snapshot;
 mod options;
 mod report;
+#[cfg(feature = "kafka")]
+mod routine_loads;
 mod run;
 
 /// The run machinery: types, the `Source` / `Sink` traits, the manifest, the coordinator.
@@ -49,3 +51,5 @@ pub use pgsnap_core::{CancellationToken, DataFormat, SnapshotMode};
 pub use pgsnap_source::conninfo::Connection;
 pub use pgsnap_source::{SplitBy, drop_slot};
 pub use report::{Outcome, REPORT_VERSION, ResumeHint, RunSummary};
+#[cfg(feature = "kafka")]
+pub use routine_loads::RoutineLoadJob;

@@ -248,6 +248,10 @@ fn validate(cfg: &DebeziumConfig) -> Result<()> {
     Ok(())
 }
 
+/// The `heartbeat.interval.ms` of the rendered connector config (a property of
+/// [`DebeziumConfig::properties`] overrides it).
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 10_000;
+
 /// Render the Kafka Connect payload `{"name": …, "config": {…}}`. All config values are
 /// strings, as Connect expects.
 ///
@@ -268,6 +272,7 @@ fn validate(cfg: &DebeziumConfig) -> Result<()> {
 /// assert_eq!(v["config"]["snapshot.mode"], "no_data");
 /// assert_eq!(v["config"]["table.include.list"], r"public\.orders");
 /// assert_eq!(v["config"]["decimal.handling.mode"], "string");
+/// assert_eq!(v["config"]["heartbeat.interval.ms"], "10000");
 ///
 /// let clear = DebeziumConfig { password_placeholder: "hunter2".into(), ..cfg };
 /// assert!(render_debezium_config(&clear).is_err());
@@ -291,6 +296,10 @@ pub fn render_debezium_config(cfg: &DebeziumConfig) -> Result<Value> {
         ("publication.autocreate.mode", "disabled".into()),
         ("snapshot.mode", "no_data".into()),
         ("table.include.list", include),
+        // Without heartbeats a quiet database never moves the slot's confirmed_flush_lsn
+        // (Debezium's docs, "WAL disk space consumption"), and `pgsnap status` cannot tell
+        // that the connector has processed a cutover LSN.
+        ("heartbeat.interval.ms", DEFAULT_HEARTBEAT_INTERVAL_MS.to_string()),
     ];
     pairs.extend(cfg.properties.iter().map(|(k, v)| (k.as_str(), v.clone())));
     let config: Map<String, Value> =

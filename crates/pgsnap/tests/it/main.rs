@@ -4,5 +4,6 @@
 mod files;
 mod handoff;
 mod migrate;
+mod routine_loads;
 mod support;
 mod tls;
