@@ -1,9 +1,9 @@
-//! Where the write-ahead log and a replication slot stand: `pg_current_wal_lsn()` and a slot's
+//! Where the write-ahead log and a replication slot stand: the end of the WAL and a slot's
 //! `confirmed_flush_lsn` (what `pgsnap status` compares a cutover LSN with).
 //!
 //! A slot's `confirmed_flush_lsn` is the position its consumer (Debezium) has confirmed;
 //! Debezium confirms on each Kafka Connect offset commit. On a quiet database it may stay
-//! behind `pg_current_wal_lsn()` forever unless the connector emits heartbeats
+//! behind the end of the WAL forever unless the connector emits heartbeats
 //! (`heartbeat.interval.ms` with `heartbeat.action.query`), since nothing it consumes moves
 //! it past the last commit record.
 
@@ -69,16 +69,19 @@ impl WalProbe {
         Ok(Self { client: crate::client::connect(&spec).await? })
     }
 
-    /// `pg_current_wal_lsn()`: where the server writes now (on a primary).
+    /// Where the server's WAL ends now (on a primary): `pg_current_wal_insert_lsn()`, at or
+    /// past the commit record of every transaction committed so far. (`pg_current_wal_lsn()`,
+    /// the write position, can be behind the last commits under `synchronous_commit = off`
+    /// until the WAL writer catches up, so a cutover LSN read with it could precede them.)
     ///
     /// # Errors
     /// [`Error::Postgres`] when the query fails (e.g. on a standby).
     pub async fn current_wal_lsn(&self) -> Result<Lsn> {
         let row = self
             .client
-            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
             .await
-            .map_err(|e| Error::pg("cannot read pg_current_wal_lsn()", e))?;
+            .map_err(|e| Error::pg("cannot read pg_current_wal_insert_lsn()", e))?;
         parse_lsn(row.get(0))
     }
 

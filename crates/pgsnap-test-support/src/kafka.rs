@@ -646,6 +646,63 @@ impl OneByOneProducer {
     }
 }
 
+/// Writes `values` to `topic`'s `partition` in **one Kafka transaction** (a fresh
+/// `transactional.id`, each record in a produce batch of its own), then commits it or, with
+/// `commit = false`, aborts it; returns the records' offsets. A committed transaction leaves
+/// a commit marker after its records, an aborted one its records plus an abort marker: offsets
+/// that a `read_committed` consumer never receives, so `HW − (last consumed + 1)` stays ≥ 1
+/// at the end of the partition.
+///
+/// # Panics
+///
+/// If the broker refuses the transaction (or a send).
+pub async fn send_in_transaction(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    values: &[&[u8]],
+    commit: bool,
+) -> Vec<i64> {
+    use rdkafka::producer::Producer;
+    let id = format!(
+        "pgsnap-test-txn-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("transactional.id", &id)
+        .set("linger.ms", "0")
+        .set("batch.num.messages", "1")
+        .set("max.in.flight.requests.per.connection", "1")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .unwrap_or_else(|e| panic!("creating a transactional producer for {bootstrap}: {e}"));
+    let step = |what: &str, r: rdkafka::error::KafkaResult<()>| {
+        r.unwrap_or_else(|e| panic!("{what} on {bootstrap}: {e}"));
+    };
+    step("init_transactions", producer.init_transactions(SEND_TIMEOUT));
+    step("begin_transaction", producer.begin_transaction());
+    let mut offsets = Vec::with_capacity(values.len());
+    for v in values {
+        let record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(topic).partition(partition).payload(v);
+        match producer.send(record, Timeout::After(SEND_TIMEOUT)).await {
+            Ok(delivery) => offsets.push(delivery.offset),
+            Err((e, _)) => panic!("producing to {topic} in a transaction on {bootstrap}: {e}"),
+        }
+    }
+    if commit {
+        step("commit_transaction", producer.commit_transaction(SEND_TIMEOUT));
+    } else {
+        step("abort_transaction", producer.abort_transaction(SEND_TIMEOUT));
+    }
+    offsets
+}
+
 /// Whether `path` is a tansu binary, else the message naming the install command.
 fn check_bin(path: &Path) -> Result<(), String> {
     if path.is_file() {

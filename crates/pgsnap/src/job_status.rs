@@ -42,8 +42,10 @@ pub enum Cutover {
     None,
     /// T was read by the caller after writes stopped.
     Lsn(Lsn),
-    /// The job reads T itself (`pg_current_wal_lsn()`) when it starts: the caller asserts
-    /// that the application has stopped writing **before** the job runs.
+    /// The job reads T itself (the end of the WAL, `pg_current_wal_insert_lsn()`: unlike
+    /// `pg_current_wal_lsn()` it is past every commit even under `synchronous_commit = off`)
+    /// when it starts: the caller asserts that the application has stopped writing
+    /// **before** the job runs.
     TakeNow,
 }
 

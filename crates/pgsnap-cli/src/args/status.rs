@@ -81,7 +81,7 @@ pub struct StatusCmd {
     /// cutover needs the connector's position at or past T.
     #[arg(long, value_name = "LSN", value_parser = parse_lsn, conflicts_with = "writes_stopped")]
     pub cutover_lsn: Option<Lsn>,
-    /// The application has stopped writing: take T = pg_current_wal_lsn() now. Stop the writes
+    /// The application has stopped writing: take T = the end of the WAL now (pg_current_wal_insert_lsn()). Stop the writes
     /// FIRST; a T read while writes go on is not a cutover point.
     #[arg(long)]
     pub writes_stopped: bool,

@@ -4,5 +4,6 @@
 mod files;
 mod handoff;
 mod migrate;
+mod status;
 mod support;
 mod tls;
