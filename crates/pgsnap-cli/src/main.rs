@@ -68,7 +68,7 @@ async fn main() {
         #[cfg(feature = "starrocks")]
         Command::Migrate(args) => migrate(*args, &interrupts).await,
         #[cfg(feature = "kafka")]
-        Command::Handoff(args) => handoff(*args, &interrupts).await,
+        Command::Handoff(args) => Box::pin(handoff(*args, &interrupts)).await,
         #[cfg(feature = "kafka")]
         Command::Status(args) => status(*args, &interrupts).await,
         Command::DropSlot(args) => drop_slot(args).await,

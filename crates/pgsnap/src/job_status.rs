@@ -374,11 +374,9 @@ impl StatusJob {
                 verdict = verdict.max(Verdict::Failed);
             }
         }
-        if let Some(c) = &connector {
-            if let Some(problem) = c.failure() {
-                reasons.push(problem);
-                verdict = verdict.max(Verdict::Failed);
-            }
+        if let Some(problem) = connector.as_ref().and_then(ConnectorReport::failure) {
+            reasons.push(problem);
+            verdict = verdict.max(Verdict::Failed);
         }
         if let Some(c) = &cutover {
             if let Some(r) = &c.reason {
