@@ -90,8 +90,6 @@ impl Fixture {
         let mut manifest = store.load().await.unwrap().unwrap();
         manifest.handoff = Some(handoff);
         store.save(&manifest).await.unwrap();
-        sr.wait_routine_load(DATABASE, JOB, &BTreeMap::from([(0, 1)]), Duration::from_secs(30))
-            .await;
         Fixture { db, state, _kafka: kafka, sr }
     }
 
@@ -147,8 +145,9 @@ async fn status_exit_codes_remedy_and_ndjson() {
     out.expect_code(2);
     assert!(out.stderr.contains("--create-routine-loads"), "{}", out.stderr);
 
-    // A message that is not JSON stalls the job (no pause_on_fatal_parse_error): it stays
-    // RUNNING and never gets past it, so it lags for good.
+    // A message that is not JSON fails its batch (nothing of it is applied) and stalls the job
+    // (no pause_on_fatal_parse_error): it stays RUNNING and never gets past it, so it lags
+    // for good.
     let stuck = Fixture::new("stclistuck", &[insert(json!(1)), "not json".into()]).await;
     let one = stuck.status(&["--json"]).await;
     one.expect_code(1);
@@ -160,9 +159,9 @@ async fn status_exit_codes_remedy_and_ndjson() {
     let p = &t["routine_load"]["partitions"][0];
     assert_eq!(
         (&p["partition"], &p["consumed"], &p["high_watermark"]),
-        (&json!(0), &json!(0), &json!(2))
+        (&json!(0), &Value::Null, &json!(2))
     );
-    assert_eq!((&p["lag"], &p["caught_up"]), (&json!(1), &json!(false)));
+    assert_eq!((&p["lag"], &p["caught_up"]), (&json!(2), &json!(false)));
     assert_eq!((&report["connector"], &report["cutover_lsn"]), (&Value::Null, &Value::Null));
     assert!(report.get("slot").is_some(), "{report}");
 
@@ -170,7 +169,7 @@ async fn status_exit_codes_remedy_and_ndjson() {
     timed_out.expect_code(6);
     assert!(timed_out.stderr.contains("--timeout"), "{}", timed_out.stderr);
     assert!(
-        timed_out.stderr.contains("partition 0: 1 offset(s) to consume"),
+        timed_out.stderr.contains("partition 0: 2 offset(s) to consume"),
         "{}",
         timed_out.stderr
     );
