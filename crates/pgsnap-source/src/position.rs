@@ -13,17 +13,16 @@ use serde::Serialize;
 use crate::conninfo::Connection;
 use crate::error::{Error, Result};
 
-/// One row of `pg_replication_slots`.
+/// One row of `pg_replication_slots`; its JSON is `{"name", "confirmed_flush_lsn" ("X/Y" or
+/// null), "wal_status", "active"}`.
 ///
-/// ```
-/// use pgsnap_source::position::SlotPosition;
-/// let slot = SlotPosition {
-///     name: "pgsnap_app".into(),
-///     confirmed_flush_lsn: Some("0/16B3748".parse().unwrap()),
-///     wal_status: Some("reserved".into()),
-///     active: true,
-/// };
-/// assert_eq!(serde_json::to_value(&slot).unwrap()["confirmed_flush_lsn"], "0/16B3748");
+/// ```no_run
+/// # async fn f(probe: pgsnap_source::position::WalProbe) -> pgsnap_source::Result<()> {
+/// if let Some(slot) = probe.slot("pgsnap_app").await? {
+///     assert_eq!(slot.name, "pgsnap_app");
+///     println!("{}", serde_json::to_string(&slot).unwrap());
+/// }
+/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
