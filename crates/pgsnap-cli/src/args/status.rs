@@ -292,4 +292,24 @@ mod tests {
             .unwrap_err();
         assert!(e.0.starts_with("--password-env"), "{e}");
     }
+
+    #[test]
+    fn no_password_reaches_debug() {
+        // PATH is set wherever tests run: it stands for both passwords.
+        let password = std::env::var("PATH").unwrap();
+        let cmd = parse(&[
+            "--password-env",
+            "PATH",
+            "--connect-url",
+            "https://connect:8443",
+            "--connect-user",
+            "pgsnap",
+            "--connect-password-env",
+            "PATH",
+        ])
+        .unwrap();
+        let job = format!("{:?}", cmd.job().unwrap());
+        assert!(job.contains("https://connect:8443") && job.contains("pgsnap"), "{job}");
+        assert!(!job.contains(&password), "{job}");
+    }
 }
