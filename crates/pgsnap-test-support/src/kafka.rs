@@ -17,7 +17,11 @@
 //!   `batch.num.messages=1` and awaits each delivery before the next send;
 //! - `ListOffsets` by timestamp (`offsets_for_times`) compares against the
 //!   broker's append time, not the record's CreateTime, and answers offset 0
-//!   (not "end") for a time after the last record.
+//!   (not "end") for a time after the last record;
+//! - transactions work as far as markers go (a committed or aborted transaction's marker
+//!   takes an offset that no consumer receives, see [`send_in_transaction`]), but a
+//!   `read_committed` fetch still returns the records of an **aborted** transaction (tansu
+//!   does not report them as aborted), so only committed transactions are usable in tests.
 //!
 //! # TLS: [`TlsTansu`]
 //!
@@ -652,6 +656,9 @@ impl OneByOneProducer {
 /// a commit marker after its records, an aborted one its records plus an abort marker: offsets
 /// that a `read_committed` consumer never receives, so `HW − (last consumed + 1)` stays ≥ 1
 /// at the end of the partition.
+///
+/// Against tansu 0.6 use `commit = true` only: it returns an aborted transaction's records
+/// to `read_committed` consumers (see the module doc).
 ///
 /// # Panics
 ///
