@@ -467,6 +467,11 @@ mod starrocks {
 pub use self::handoff::{HandoffCmd, Mode};
 
 #[cfg(feature = "kafka")]
+mod status;
+#[cfg(feature = "kafka")]
+pub use self::status::{DEFAULT_POLL_INTERVAL, StatusCmd, connect_client, kafka_client_config};
+
+#[cfg(feature = "kafka")]
 mod handoff {
     use std::path::PathBuf;
     use std::time::Duration;

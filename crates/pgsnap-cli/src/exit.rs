@@ -57,3 +57,28 @@ pub fn code_of_outcome(outcome: Outcome, signal: Option<i32>) -> i32 {
         _ => EXIT_PARTIAL,
     }
 }
+
+/// `status`: not caught up when the time ran out (`--until-caught-up --timeout`), or a
+/// result that is not final yet.
+pub const EXIT_NOT_FINAL: i32 = 6;
+
+/// The exit code of `pgsnap status`: 0 caught up (with a cutover LSN: caught up for
+/// cutover), 1 paused or failed, or lagging when not polling; [`EXIT_NOT_FINAL`] when
+/// polling timed out.
+///
+/// ```
+/// use pgsnap::Verdict;
+/// use pgsnap_cli::exit::{code_of_status, EXIT_NOT_FINAL};
+/// assert_eq!(code_of_status(Verdict::CaughtUp, false), 0);
+/// assert_eq!(code_of_status(Verdict::Paused, false), 1);
+/// assert_eq!(code_of_status(Verdict::Lagging, false), 1);
+/// assert_eq!(code_of_status(Verdict::Lagging, true), EXIT_NOT_FINAL);
+/// ```
+#[cfg(feature = "kafka")]
+pub fn code_of_status(verdict: pgsnap::Verdict, timed_out: bool) -> i32 {
+    match verdict {
+        pgsnap::Verdict::CaughtUp => EXIT_OK,
+        pgsnap::Verdict::Lagging if timed_out => EXIT_NOT_FINAL,
+        _ => EXIT_PARTIAL,
+    }
+}

@@ -6,10 +6,12 @@
 //! # The contract every command follows
 //! - progress (a bar on a terminal, log lines otherwise) and logs go to **stderr**;
 //! - with `--json`, **stdout** is one JSON object and nothing else (its `report_version` is
-//!   [`pgsnap::REPORT_VERSION`]);
+//!   [`pgsnap::REPORT_VERSION`]); the one exception is `status --watch --json`, one object
+//!   per check, one per line (NDJSON);
 //! - exit codes: 0 everything complete, 1 finished with failed tables (listed), 2 usage
 //!   error, 3 preflight or connection error, 4 snapshot lost or not importable, 5
-//!   non-retryable sink error, 130 stopped by SIGINT, 143 stopped by SIGTERM (see [`exit`]).
+//!   non-retryable sink error, 6 timeout or not final (`status`), 130 stopped by SIGINT, 143
+//!   stopped by SIGTERM (see [`exit`]).
 //!
 //! # Layering
 //! `args` and `exit` ← `interrupt` (signals → exit codes) and `output` (reports, errors with

@@ -17,8 +17,11 @@ Environment:
 
 Exit codes:
   0 complete, 1 finished with failed tables, 2 usage, 3 preflight or connection,
-  4 snapshot lost, 5 non-retryable sink error, 130 stopped by SIGINT, 143 stopped by SIGTERM
-  (a stopped run keeps what is done: rerun with --resume)";
+  4 snapshot lost, 5 non-retryable sink error, 6 timeout or not final (status),
+  130 stopped by SIGINT, 143 stopped by SIGTERM
+  (a stopped run keeps what is done: rerun with --resume)
+  status: 0 caught up, 1 paused or failed (or lagging without --until-caught-up),
+  2 usage, 3 unreachable, 6 --until-caught-up timed out";
 
 /// Zero-gap PostgreSQL -> StarRocks migrations: consistent parallel snapshots, exact-once
 /// loading, and the handoff to Debezium CDC at exact offsets.
@@ -44,6 +47,11 @@ enum Command {
     #[cfg(feature = "kafka")]
     #[command(after_help = AFTER_HELP)]
     Handoff(Box<pgsnap_cli::args::HandoffCmd>),
+    /// How far the CDC after a handoff has come: per table the Routine Load against Kafka's
+    /// high watermarks, the slot, the connector, a verdict, and the cutover rule.
+    #[cfg(feature = "kafka")]
+    #[command(after_help = AFTER_HELP)]
+    Status(Box<pgsnap_cli::args::StatusCmd>),
     /// Drop a permanent replication slot (and its publication) once nothing needs it.
     #[command(after_help = AFTER_HELP)]
     DropSlot(DropSlotCmd),
@@ -60,7 +68,9 @@ async fn main() {
         #[cfg(feature = "starrocks")]
         Command::Migrate(args) => migrate(*args, &interrupts).await,
         #[cfg(feature = "kafka")]
-        Command::Handoff(args) => handoff(*args, &interrupts).await,
+        Command::Handoff(args) => Box::pin(handoff(*args, &interrupts)).await,
+        #[cfg(feature = "kafka")]
+        Command::Status(args) => status(*args, &interrupts).await,
         Command::DropSlot(args) => drop_slot(args).await,
     };
     std::process::exit(code);
@@ -106,6 +116,16 @@ async fn handoff(args: pgsnap_cli::args::HandoffCmd, interrupts: &Interrupts) ->
         Ok(report) => output::handoff(&report, args.json, interrupts.exit_code()),
         Err(e) => output::fail(&e, Front::Handoff, interrupts.exit_code()),
     }
+}
+
+#[cfg(feature = "kafka")]
+async fn status(args: pgsnap_cli::args::StatusCmd, interrupts: &Interrupts) -> i32 {
+    let job = match args.job() {
+        Ok(job) => job,
+        Err(e) => return output::usage(&e),
+    };
+    let cancel = interrupts.control().cancellation_token();
+    output::run_status(&job, &args, cancel, || interrupts.exit_code()).await
 }
 
 async fn drop_slot(args: DropSlotCmd) -> i32 {

@@ -16,6 +16,11 @@ use serde_json::Value;
 #[cfg_attr(not(any(feature = "files", feature = "starrocks")), allow(unused_imports))]
 use crate::exit::{EXIT_OK, code_of_kind, code_of_outcome};
 
+#[cfg(feature = "kafka")]
+mod status;
+#[cfg(feature = "kafka")]
+pub use status::{StatusPrinter, run_status, status_lines};
+
 /// Which command is reporting (decides the flag names in messages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -26,12 +31,14 @@ pub enum Front {
     Migrate,
     /// `pgsnap handoff` (`--out`, no resume).
     Handoff,
+    /// `pgsnap status` (`--state`).
+    Status,
 }
 
 impl Front {
     fn dir_flag(self) -> &'static str {
         match self {
-            Front::Migrate => "--state",
+            Front::Migrate | Front::Status => "--state",
             _ => "--out",
         }
     }
@@ -149,6 +156,7 @@ pub fn error_message(e: &JobError, front: Front) -> String {
         JobError::NothingToResume { manifest } => {
             format!("--resume: no {} found; start a new run without --resume", manifest.display())
         }
+        JobError::NoHandoff { dir: d, reason } => format!("{dir} {}: {reason}", d.display()),
         JobError::DirectoryInUse { dir: d } => {
             format!("{dir} {} is in use by another running pgsnap", d.display())
         }

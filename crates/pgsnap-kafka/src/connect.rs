@@ -15,6 +15,8 @@
 //!   as a check of the URL, TLS and credentials);
 //! - `GET /connectors/{name}`: 200 with `{"name","config","tasks","type"}` when the connector
 //!   exists, 404 with `{"error_code":404,"message":"Connector {name} not found"}` otherwise;
+//! - `GET /connectors/{name}/status`: 200 with `{"name","connector":{"state",…},"tasks":[…]}`
+//!   (what `pgsnap status` shows), 404 for an unknown connector;
 //! - `GET /connectors/{name}/offsets` (KIP-875, Kafka 3.6+):
 //!   `{"offsets":[{"partition":{…},"offset":{…}}]}`; 404 for an unknown connector (and on
 //!   workers older than 3.6, which do not have the endpoint);
@@ -278,6 +280,23 @@ impl ConnectClient {
         let resp = self.request("GET", &path, None).await?;
         match resp.status {
             200 => Ok(Some(redact(&self.json("GET", &path, &resp.body)?))),
+            404 => Ok(None),
+            status => Err(self.status_error("GET", &path, status, &resp.body, &[])),
+        }
+    }
+
+    /// `GET /connectors/{name}/status`: the connector's state and its tasks'
+    /// (`{"name", "connector": {"state", "worker_id"}, "tasks": [{"id", "state",
+    /// "worker_id", "trace"?}], "type"}`; states `RUNNING`, `PAUSED`, `STOPPED`, `FAILED`,
+    /// `UNASSIGNED`, `RESTARTING`), or `None` when Connect answers 404 (no such connector).
+    ///
+    /// # Errors
+    /// Transport errors, other statuses ([`Error::ConnectStatus`]), non-JSON bodies.
+    pub async fn connector_status(&self, name: &str) -> Result<Option<Value>> {
+        let path = format!("/connectors/{}/status", encode_segment(name));
+        let resp = self.request("GET", &path, None).await?;
+        match resp.status {
+            200 => Ok(Some(self.json("GET", &path, &resp.body)?)),
             404 => Ok(None),
             status => Err(self.status_error("GET", &path, status, &resp.body, &[])),
         }

@@ -8,7 +8,8 @@
 //! [`tls`] ← [`conninfo`] ← `wire` (pgsnap's own PostgreSQL protocol client) ←
 //! [`replication`] ← `error` ← `client` (tokio-postgres sessions) ← [`catalog`] ← [`plan`] ←
 //! `snapshot` ← `copy` ← `source` ([`PgSource`], [`PgSourceBuilder`]). [`handoff`] stands
-//! beside `source`, on `catalog` and `client`.
+//! beside `source`, on `catalog` and `client`; [`position`] (WAL and slot positions) on
+//! `conninfo`, `error` and `client`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
@@ -20,6 +21,7 @@ mod error;
 pub mod handoff;
 pub mod pattern;
 pub mod plan;
+pub mod position;
 pub mod replication;
 pub mod session;
 mod snapshot;

@@ -1,7 +1,7 @@
 //! A Kafka Connect REST **test double** for `pgsnap_kafka::connect::ConnectClient`.
 //!
 //! [`ConnectDouble`] is not Kafka Connect: it is a tiny HTTP/1.1 server implementing only the
-//! four endpoints the client uses, with the response shapes of the Kafka Connect REST API
+//! endpoints the client uses, with the response shapes of the Kafka Connect REST API
 //! ("Connect REST Interface", <https://kafka.apache.org/documentation/#connect_rest>,
 //! <https://docs.confluent.io/platform/current/connect/references/restapi.html>; KIP-875 for
 //! the offsets endpoint):
@@ -9,6 +9,9 @@
 //! - `GET /connectors/{name}` → 200 `{"name","config","tasks","type"}`, or 404
 //!   `{"error_code":404,"message":"Connector {name} not found"}`;
 //! - `GET /connectors/{name}/config` → 200 with the config object, or the same 404;
+//! - `GET /connectors/{name}/status` → 200 `{"name","connector":{"state","worker_id"},
+//!   "tasks":[{"id":0,"state","worker_id"}],"type":"source"}` with the state of
+//!   [`State::states`] (default `RUNNING`), or the same 404;
 //! - `GET /connectors/{name}/offsets` → 200 `{"offsets":[{"partition":{…},"offset":{…}}]}`
 //!   (sent with `Transfer-Encoding: chunked`, as Jetty may), or the same 404 for an unknown
 //!   connector (as Kafka 3.6+ does);
@@ -31,6 +34,9 @@ pub struct State {
     pub connectors: HashMap<String, Value>,
     /// name → stored offsets (`[{"partition", "offset"}]`).
     pub offsets: HashMap<String, Vec<Value>>,
+    /// name → the connector's (and its task's) state in `GET /connectors/{name}/status`
+    /// (absent: `RUNNING`).
+    pub states: HashMap<String, String>,
     /// Names that GET does not show but POST conflicts on (a connector created meanwhile).
     pub created_meanwhile: Vec<String>,
     /// `METHOD path` of every request.
@@ -142,6 +148,19 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) {
             },
             ("GET", ["connectors", name, "config"]) => match st.connectors.get(*name) {
                 Some(config) => (200, config.clone()),
+                None => not_found(name),
+            },
+            ("GET", ["connectors", name, "status"]) => match st.connectors.get(*name) {
+                Some(_) => {
+                    let state = st.states.get(*name).map_or("RUNNING", String::as_str);
+                    let worker = "127.0.0.1:8083";
+                    (
+                        200,
+                        json!({"name": name, "connector": {"state": state, "worker_id": worker},
+                               "tasks": [{"id": 0, "state": state, "worker_id": worker}],
+                               "type": "source"}),
+                    )
+                }
                 None => not_found(name),
             },
             ("GET", ["connectors", name, "offsets"]) => {

@@ -17,7 +17,11 @@
 //!   `batch.num.messages=1` and awaits each delivery before the next send;
 //! - `ListOffsets` by timestamp (`offsets_for_times`) compares against the
 //!   broker's append time, not the record's CreateTime, and answers offset 0
-//!   (not "end") for a time after the last record.
+//!   (not "end") for a time after the last record;
+//! - transactions work as far as markers go (a committed or aborted transaction's marker
+//!   takes an offset that no consumer receives, see [`send_in_transaction`]), but a
+//!   `read_committed` fetch still returns the records of an **aborted** transaction (tansu
+//!   does not report them as aborted), so only committed transactions are usable in tests.
 //!
 //! # TLS: [`TlsTansu`]
 //!
@@ -644,6 +648,66 @@ impl OneByOneProducer {
         }
         out
     }
+}
+
+/// Writes `values` to `topic`'s `partition` in **one Kafka transaction** (a fresh
+/// `transactional.id`, each record in a produce batch of its own), then commits it or, with
+/// `commit = false`, aborts it; returns the records' offsets. A committed transaction leaves
+/// a commit marker after its records, an aborted one its records plus an abort marker: offsets
+/// that a `read_committed` consumer never receives, so `HW − (last consumed + 1)` stays ≥ 1
+/// at the end of the partition.
+///
+/// Against tansu 0.6 use `commit = true` only: it returns an aborted transaction's records
+/// to `read_committed` consumers (see the module doc).
+///
+/// # Panics
+///
+/// If the broker refuses the transaction (or a send).
+pub async fn send_in_transaction(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    values: &[&[u8]],
+    commit: bool,
+) -> Vec<i64> {
+    use rdkafka::producer::Producer;
+    let id = format!(
+        "pgsnap-test-txn-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("transactional.id", &id)
+        .set("linger.ms", "0")
+        .set("batch.num.messages", "1")
+        .set("max.in.flight.requests.per.connection", "1")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .unwrap_or_else(|e| panic!("creating a transactional producer for {bootstrap}: {e}"));
+    let step = |what: &str, r: rdkafka::error::KafkaResult<()>| {
+        r.unwrap_or_else(|e| panic!("{what} on {bootstrap}: {e}"));
+    };
+    step("init_transactions", producer.init_transactions(SEND_TIMEOUT));
+    step("begin_transaction", producer.begin_transaction());
+    let mut offsets = Vec::with_capacity(values.len());
+    for v in values {
+        let record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(topic).partition(partition).payload(v);
+        match producer.send(record, Timeout::After(SEND_TIMEOUT)).await {
+            Ok(delivery) => offsets.push(delivery.offset),
+            Err((e, _)) => panic!("producing to {topic} in a transaction on {bootstrap}: {e}"),
+        }
+    }
+    if commit {
+        step("commit_transaction", producer.commit_transaction(SEND_TIMEOUT));
+    } else {
+        step("abort_transaction", producer.abort_transaction(SEND_TIMEOUT));
+    }
+    offsets
 }
 
 /// Whether `path` is a tansu binary, else the message naming the install command.

@@ -242,6 +242,14 @@ pub enum JobError {
         /// The manifest looked for.
         manifest: PathBuf,
     },
+    /// A status was asked of a directory that records no handoff to watch.
+    #[error("{}: {reason}", dir.display())]
+    NoHandoff {
+        /// The state directory.
+        dir: PathBuf,
+        /// What is missing and what to do.
+        reason: String,
+    },
     /// Another running job holds the directory.
     #[error("{} is in use by another running pgsnap", dir.display())]
     DirectoryInUse {
@@ -315,6 +323,7 @@ impl JobError {
             JobError::Config(_)
             | JobError::DirectoryNotEmpty { .. }
             | JobError::NothingToResume { .. }
+            | JobError::NoHandoff { .. }
             | JobError::DirectoryInUse { .. } => ErrorKind::Usage,
             JobError::Directory { .. } => ErrorKind::Sink,
             JobError::CannotResume(ResumeRefusal::TableGone { .. }) => ErrorKind::Preflight,

@@ -10,6 +10,8 @@ mod job_handoff;
 #[cfg(feature = "starrocks")]
 mod job_migrate;
 mod job_snapshot;
+#[cfg(feature = "kafka")]
+mod job_status;
 mod options;
 mod report;
 #[cfg(feature = "kafka")]
@@ -46,6 +48,12 @@ pub use job_handoff::{
 #[cfg_attr(docsrs, doc(cfg(feature = "starrocks")))]
 pub use job_migrate::{MigrateJob, MigrateReport, TableLoad};
 pub use job_snapshot::SnapshotJob;
+#[cfg(feature = "kafka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
+pub use job_status::{
+    ConnectorReport, Cutover, CutoverCheck, PartitionReport, RoutineLoadReport, SlotReport,
+    StatusJob, StatusReport, TableReport, TaskReport, Verdict,
+};
 pub use options::{RunControl, SnapshotOptions};
 pub use pgsnap_core::{CancellationToken, DataFormat, SnapshotMode};
 pub use pgsnap_source::conninfo::Connection;

@@ -15,4 +15,5 @@ mod handoff;
 mod resume;
 mod selection;
 mod starrocks;
+mod status;
 mod support;

@@ -51,6 +51,7 @@ fn subcommand_of(name: &str) -> &'static str {
         MIGRATE_TO_STARROCKS => "migrate",
         "handoff" => "handoff",
         "drop_slot" => "drop-slot",
+        "status" => "status",
         other => panic!("no pgsnap subcommand for the example {other}"),
     }
 }

@@ -5,5 +5,6 @@ mod files;
 mod handoff;
 mod migrate;
 mod routine_loads;
+mod status;
 mod support;
 mod tls;
