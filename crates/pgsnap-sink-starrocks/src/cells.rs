@@ -208,6 +208,59 @@ fn same_value(ty: &SrType, e: &[u8], a: &[u8]) -> bool {
     typed.unwrap_or(e == a)
 }
 
+/// A canonical text for a cell of a column of type `ty`: equal for any two texts
+/// [`same_cell`] finds equal (except JSON numbers written differently, `1` and `1.0`), so it
+/// can key maps and multisets of rows (key lookups, rows of tables without a key).
+///
+/// ```
+/// use pgsnap_sink_starrocks::cells::canonical_cell;
+/// use pgsnap_sink_starrocks::mapping::SrType;
+/// let dec = SrType::Decimal { precision: 9, scale: 3 };
+/// assert_eq!(canonical_cell(&dec, b"1.500"), canonical_cell(&dec, b"1.5"));
+/// assert_eq!(canonical_cell(&SrType::Boolean, b"true"), canonical_cell(&SrType::Boolean, b"1"));
+/// assert_eq!(
+///     canonical_cell(&SrType::DateTime, b"2024-01-02 03:04:05.100000"),
+///     canonical_cell(&SrType::DateTime, b"2024-01-02 03:04:05.1")
+/// );
+/// ```
+pub fn canonical_cell(ty: &SrType, text: &[u8]) -> Vec<u8> {
+    let Ok(s) = std::str::from_utf8(text) else { return text.to_vec() };
+    let canon: Option<String> = match ty {
+        SrType::Boolean => parse_bool(s).map(|b| if b { "1" } else { "0" }.to_owned()),
+        SrType::SmallInt
+        | SrType::Int
+        | SrType::BigInt
+        | SrType::LargeInt
+        | SrType::Decimal { .. } => decimal_key(s)
+            .map(|(neg, int, frac)| format!("{}{}.{}", if neg { "-" } else { "" }, int, frac)),
+        SrType::Float => parse_float(s).map(|v| {
+            let f = v as f32;
+            if f.is_nan() { "NaN".to_owned() } else { f.to_string() }
+        }),
+        SrType::Double => {
+            parse_float(s).map(|v| if v.is_nan() { "NaN".to_owned() } else { v.to_string() })
+        }
+        SrType::Date | SrType::DateTime => parse_datetime(s).map(|v| v.to_string()),
+        SrType::Json => serde_json::from_str::<serde_json::Value>(s).ok().map(|v| v.to_string()),
+        SrType::Varchar(_) => None,
+        SrType::Array(elem) => array_elements(s).map(|items| {
+            let parts: Vec<String> = items
+                .iter()
+                .map(|e| match e {
+                    None => "null".to_owned(),
+                    Some(t) => {
+                        let c = canonical_cell(elem, t.as_bytes());
+                        serde_json::Value::String(String::from_utf8_lossy(&c).into_owned())
+                            .to_string()
+                    }
+                })
+                .collect();
+            format!("[{}]", parts.join(","))
+        }),
+    };
+    canon.map_or_else(|| text.to_vec(), String::into_bytes)
+}
+
 fn parse_bool(s: &str) -> Option<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "t" => Some(true),

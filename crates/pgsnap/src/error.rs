@@ -24,6 +24,8 @@ pub enum ErrorKind {
     Failed,
     /// The run was cancelled.
     Cancelled,
+    /// The job ran out of its time limit.
+    Timeout,
 }
 
 impl ErrorKind {
@@ -278,6 +280,29 @@ pub enum JobError {
         /// Its kind.
         kind: ErrorKind,
     },
+    /// A verification found something it cannot compare: a PostgreSQL value the snapshot
+    /// could not have loaded, a NULL or unmapped key column.
+    #[error(
+        "verify {table}{}{}: {message}",
+        key.as_ref().map(|k| format!(" key ({k})")).unwrap_or_default(),
+        column.as_ref().map(|c| format!(" column {c:?}")).unwrap_or_default()
+    )]
+    Verify {
+        /// The PostgreSQL table.
+        table: String,
+        /// The row's key values, if known.
+        key: Option<String>,
+        /// The column, if one is at fault.
+        column: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// The job did not finish within its time limit.
+    #[error("gave up after {} s (the time limit)", after.as_secs_f64())]
+    Timeout {
+        /// The limit.
+        after: std::time::Duration,
+    },
     /// The job was cancelled before its copy started, or while it waited after it (the
     /// report of a run cancelled mid-copy says so instead: [`Outcome::Cancelled`](crate::Outcome)).
     #[error("cancelled")]
@@ -324,6 +349,8 @@ impl JobError {
             #[cfg(feature = "kafka")]
             JobError::Kafka { kind, .. } => *kind,
             JobError::Refused { .. } => ErrorKind::Preflight,
+            JobError::Verify { .. } => ErrorKind::Failed,
+            JobError::Timeout { .. } => ErrorKind::Timeout,
             JobError::Cancelled => ErrorKind::Cancelled,
         }
     }

@@ -10,6 +10,8 @@ mod job_handoff;
 #[cfg(feature = "starrocks")]
 mod job_migrate;
 mod job_snapshot;
+#[cfg(feature = "starrocks")]
+mod job_verify;
 mod options;
 mod report;
 mod run;
@@ -44,6 +46,13 @@ pub use job_handoff::{
 #[cfg_attr(docsrs, doc(cfg(feature = "starrocks")))]
 pub use job_migrate::{MigrateJob, MigrateReport, TableLoad};
 pub use job_snapshot::SnapshotJob;
+#[cfg(feature = "starrocks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "starrocks")))]
+pub use job_verify::{
+    CutoverEvidence, DEFAULT_RANGE_ROWS, DEFAULT_SAMPLE_RANGES, Difference, DifferenceCounts,
+    DifferenceKind, MAX_LISTED_DIFFERENCES, TableVerify, Verdict, VerifyJob, VerifyMode,
+    VerifyReport,
+};
 pub use options::{RunControl, SnapshotOptions};
 pub use pgsnap_core::{CancellationToken, DataFormat, SnapshotMode};
 pub use pgsnap_source::conninfo::Connection;
