@@ -6,3 +6,4 @@ mod handoff;
 mod migrate;
 mod support;
 mod tls;
+mod verify;
