@@ -14,6 +14,9 @@ pub const EXIT_PREFLIGHT: i32 = 3;
 pub const EXIT_SNAPSHOT: i32 = 4;
 /// Non-retryable sink error.
 pub const EXIT_SINK: i32 = 5;
+/// `verify`: timed out, or no difference found but the result is not final (CDC has not
+/// caught up, or there is no evidence it has).
+pub const EXIT_NOT_FINAL: i32 = 6;
 /// Stopped by SIGINT (Ctrl-C): 128 + 2.
 pub const EXIT_SIGINT: i32 = 130;
 /// Stopped by SIGTERM: 128 + 15.
@@ -26,6 +29,7 @@ pub const EXIT_SIGTERM: i32 = 143;
 /// use pgsnap::ErrorKind;
 /// use pgsnap_cli::exit::{code_of_kind, EXIT_SIGTERM};
 /// assert_eq!(code_of_kind(ErrorKind::Preflight, None), 3);
+/// assert_eq!(code_of_kind(ErrorKind::Timeout, None), 6);
 /// assert_eq!(code_of_kind(ErrorKind::Cancelled, Some(EXIT_SIGTERM)), 143);
 /// ```
 pub fn code_of_kind(kind: ErrorKind, signal: Option<i32>) -> i32 {
@@ -34,6 +38,7 @@ pub fn code_of_kind(kind: ErrorKind, signal: Option<i32>) -> i32 {
         ErrorKind::Preflight => EXIT_PREFLIGHT,
         ErrorKind::SnapshotLost => EXIT_SNAPSHOT,
         ErrorKind::Sink => EXIT_SINK,
+        ErrorKind::Timeout => EXIT_NOT_FINAL,
         ErrorKind::Cancelled => signal.unwrap_or(EXIT_PARTIAL),
         _ => EXIT_PARTIAL,
     }
@@ -55,5 +60,23 @@ pub fn code_of_outcome(outcome: Outcome, signal: Option<i32>) -> i32 {
         Outcome::Failed(kind) => code_of_kind(kind, signal),
         Outcome::Cancelled => signal.unwrap_or(EXIT_PARTIAL),
         _ => EXIT_PARTIAL,
+    }
+}
+
+/// The exit code of a verification's verdict: 0 equal, 1 different, 6 not final.
+///
+/// ```
+/// use pgsnap::Verdict;
+/// use pgsnap_cli::exit::code_of_verdict;
+/// assert_eq!(code_of_verdict(Verdict::Equal), 0);
+/// assert_eq!(code_of_verdict(Verdict::Different), 1);
+/// assert_eq!(code_of_verdict(Verdict::NotFinal), 6);
+/// ```
+#[cfg(feature = "starrocks")]
+pub fn code_of_verdict(verdict: pgsnap::Verdict) -> i32 {
+    match verdict {
+        pgsnap::Verdict::Equal => EXIT_OK,
+        pgsnap::Verdict::Different => EXIT_PARTIAL,
+        _ => EXIT_NOT_FINAL,
     }
 }

@@ -17,8 +17,9 @@ Environment:
 
 Exit codes:
   0 complete, 1 finished with failed tables, 2 usage, 3 preflight or connection,
-  4 snapshot lost, 5 non-retryable sink error, 130 stopped by SIGINT, 143 stopped by SIGTERM
-  (a stopped run keeps what is done: rerun with --resume)";
+  4 snapshot lost, 5 non-retryable sink error, 6 (verify) timeout or not final,
+  130 stopped by SIGINT, 143 stopped by SIGTERM
+  (a stopped run keeps what is done: rerun with --resume; verify exits 1 on a difference)";
 
 /// Zero-gap PostgreSQL -> StarRocks migrations: consistent parallel snapshots, exact-once
 /// loading, and the handoff to Debezium CDC at exact offsets.
@@ -44,6 +45,11 @@ enum Command {
     #[cfg(feature = "kafka")]
     #[command(after_help = AFTER_HELP)]
     Handoff(Box<pgsnap_cli::args::HandoffCmd>),
+    /// Compare PostgreSQL tables with their StarRocks targets, row by row (typed, in bounded
+    /// key ranges).
+    #[cfg(feature = "starrocks")]
+    #[command(after_help = format!("{}\n\n{AFTER_HELP}", pgsnap_cli::args::VERIFY_HELP))]
+    Verify(Box<pgsnap_cli::args::VerifyCmd>),
     /// Drop a permanent replication slot (and its publication) once nothing needs it.
     #[command(after_help = AFTER_HELP)]
     DropSlot(DropSlotCmd),
@@ -61,6 +67,8 @@ async fn main() {
         Command::Migrate(args) => migrate(*args, &interrupts).await,
         #[cfg(feature = "kafka")]
         Command::Handoff(args) => handoff(*args, &interrupts).await,
+        #[cfg(feature = "starrocks")]
+        Command::Verify(args) => verify(*args, &interrupts).await,
         Command::DropSlot(args) => drop_slot(args).await,
     };
     std::process::exit(code);
@@ -105,6 +113,18 @@ async fn handoff(args: pgsnap_cli::args::HandoffCmd, interrupts: &Interrupts) ->
     match job.run(&control).await {
         Ok(report) => output::handoff(&report, args.json, interrupts.exit_code()),
         Err(e) => output::fail(&e, Front::Handoff, interrupts.exit_code()),
+    }
+}
+
+#[cfg(feature = "starrocks")]
+async fn verify(args: pgsnap_cli::args::VerifyCmd, interrupts: &Interrupts) -> i32 {
+    let job = match args.job() {
+        Ok(job) => job,
+        Err(e) => return output::usage(&e),
+    };
+    match job.run(&interrupts.control()).await {
+        Ok(report) => output::verify(&report, args.json),
+        Err(e) => output::fail(&e, Front::Verify, interrupts.exit_code()),
     }
 }
 
