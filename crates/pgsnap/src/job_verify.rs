@@ -165,7 +165,7 @@ impl DifferenceCounts {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct TableVerify {
-    /// The PostgreSQL table (`schema.name`, quoted where needed).
+    /// The PostgreSQL table, `schema.name` (unquoted).
     pub source: String,
     /// The StarRocks table (`database.table`).
     pub target: String,
@@ -440,7 +440,7 @@ impl VerifyJob {
     ) -> Result<TableVerify> {
         let started = Instant::now();
         let mut out = TableVerify {
-            source: schema.name.to_string(),
+            source: format!("{}.{}", schema.name.schema, schema.name.name),
             target: format!("{}.{}", reader.database(), target.name),
             rows_source: 0,
             rows_target: 0,

@@ -16,3 +16,4 @@ mod resume;
 mod selection;
 mod starrocks;
 mod support;
+mod verify;
