@@ -106,10 +106,11 @@ pub fn expected_row(
 /// The text of a JSON token for a column of type `ty`: a JSON string's characters (unless the
 /// column is `JSON`, whose token is the document itself), any other token as written.
 fn token_text(ty: &SrType, token: &[u8]) -> Vec<u8> {
-    if *ty != SrType::Json && token.first() == Some(&b'"') {
-        if let Ok(s) = serde_json::from_slice::<String>(token) {
-            return s.into_bytes();
-        }
+    if *ty != SrType::Json
+        && token.first() == Some(&b'"')
+        && let Ok(s) = serde_json::from_slice::<String>(token)
+    {
+        return s.into_bytes();
     }
     token.to_vec()
 }

@@ -212,6 +212,44 @@ pub enum ConfigError {
     },
 }
 
+/// What a verification could not compare ([`JobError::Verify`]): the table, and where known
+/// the row's key and the column.
+///
+/// ```
+/// use pgsnap::VerifyFailure;
+/// let f = VerifyFailure::new("public.t", Some("7".into()), Some("price".into()), "NaN in a DECIMAL");
+/// assert_eq!(f.to_string(), r#"verify public.t key (7) column "price": NaN in a DECIMAL"#);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "verify {table}{}{}: {message}",
+    key.as_ref().map(|k| format!(" key ({k})")).unwrap_or_default(),
+    column.as_ref().map(|c| format!(" column {c:?}")).unwrap_or_default()
+)]
+#[non_exhaustive]
+pub struct VerifyFailure {
+    /// The PostgreSQL table.
+    pub table: String,
+    /// The row's key values, if known.
+    pub key: Option<String>,
+    /// The column, if one is at fault.
+    pub column: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl VerifyFailure {
+    /// A failure in `table`, at `key` and `column` where known.
+    pub fn new(
+        table: impl Into<String>,
+        key: Option<String>,
+        column: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self { table: table.into(), key, column, message: message.into() }
+    }
+}
+
 /// Why a job could not run (or stopped before it had a report to give).
 ///
 /// Messages say what failed and what to do in library terms; a command-line front adds its
@@ -282,21 +320,8 @@ pub enum JobError {
     },
     /// A verification found something it cannot compare: a PostgreSQL value the snapshot
     /// could not have loaded, a NULL or unmapped key column.
-    #[error(
-        "verify {table}{}{}: {message}",
-        key.as_ref().map(|k| format!(" key ({k})")).unwrap_or_default(),
-        column.as_ref().map(|c| format!(" column {c:?}")).unwrap_or_default()
-    )]
-    Verify {
-        /// The PostgreSQL table.
-        table: String,
-        /// The row's key values, if known.
-        key: Option<String>,
-        /// The column, if one is at fault.
-        column: Option<String>,
-        /// What is wrong.
-        message: String,
-    },
+    #[error("{0}")]
+    Verify(Box<VerifyFailure>),
     /// The job did not finish within its time limit.
     #[error("gave up after {} s (the time limit)", after.as_secs_f64())]
     Timeout {
@@ -349,7 +374,7 @@ impl JobError {
             #[cfg(feature = "kafka")]
             JobError::Kafka { kind, .. } => *kind,
             JobError::Refused { .. } => ErrorKind::Preflight,
-            JobError::Verify { .. } => ErrorKind::Failed,
+            JobError::Verify(_) => ErrorKind::Failed,
             JobError::Timeout { .. } => ErrorKind::Timeout,
             JobError::Cancelled => ErrorKind::Cancelled,
         }

@@ -835,12 +835,12 @@ fn verify_error(
     column: Option<&str>,
     message: &str,
 ) -> JobError {
-    JobError::Verify {
-        table: table.to_string(),
+    JobError::Verify(Box::new(crate::error::VerifyFailure::new(
+        format!("{}.{}", table.schema, table.name),
         key,
-        column: column.map(str::to_owned),
-        message: message.to_owned(),
-    }
+        column.map(str::to_owned),
+        message,
+    )))
 }
 
 /// `(e1, …, en) > (v1, …, vn)` (or `>=`) expanded lexicographically, with literals.
@@ -960,7 +960,7 @@ async fn multiset(
     rows: usize,
     diffs: &mut Diffs,
 ) -> Result<u64> {
-    let canonical = |cells: &[CellText]| -> Vec<Option<Vec<u8>>> {
+    let canonical = |cells: &[CellText]| -> Vec<CellText> {
         target
             .columns
             .iter()
@@ -971,7 +971,8 @@ async fn multiset(
     let query =
         format!("SELECT {} FROM {} LIMIT {}", schema.select_list(), schema.name.quoted(), rows + 1);
     let lines = pg.copy(&format!("cannot read the rows of {}", schema.name), &query).await?;
-    let mut counts: BTreeMap<Vec<Option<Vec<u8>>>, (i64, Vec<CellText>)> = BTreeMap::new();
+    // Canonical row → (PostgreSQL rows minus StarRocks rows, the first row seen).
+    let mut counts: BTreeMap<Vec<CellText>, (i64, Vec<CellText>)> = BTreeMap::new();
     for (i, line) in lines.iter().enumerate() {
         let cells = cells::expected_row(target, line, i as u64 + 1).map_err(|e| {
             verify_error(

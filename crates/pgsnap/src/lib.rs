@@ -33,7 +33,7 @@ pub use pgsnap_sink_starrocks as starrocks;
 /// PostgreSQL: connections, the snapshot, the catalog, chunk planning, COPY.
 pub use pgsnap_source as postgres;
 
-pub use error::{ConfigError, ErrorKind, JobError, Result, ResumeRefusal};
+pub use error::{ConfigError, ErrorKind, JobError, Result, ResumeRefusal, VerifyFailure};
 #[cfg(feature = "files")]
 #[cfg_attr(docsrs, doc(cfg(feature = "files")))]
 pub use job_files::{FilesJob, FilesReport, Plan};
