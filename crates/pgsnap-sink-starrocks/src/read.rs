@@ -14,7 +14,7 @@
 //! than one range. A composite key is compared lexicographically, expanded into `AND`/`OR`
 //! (`(a, b) > (x, y)` is `a > x OR (a = x AND b > y)`): row-value comparison is not documented
 //! for StarRocks. Literals are quoted ([`key_literal`]); identifiers with
-//! [`quote_sr_ident`](crate::mapping::quote_sr_ident). The session's `time_zone` is set to
+//! [`crate::mapping::quote_sr_ident`]. The session's `time_zone` is set to
 //! `+00:00` when the reader opens, so nothing StarRocks prints depends on the server's zone.
 //!
 //! # Example
@@ -75,7 +75,7 @@ impl KeyRange {
 
 /// A key value as a StarRocks SQL literal for a column of type `ty`: integers bare (checked
 /// to be integers), booleans as `1`/`0`, `VARCHAR`, `DATE` and `DATETIME` as quoted strings
-/// ([`sql_literal`] rules: `'` doubled, `\` escaped).
+/// (MySQL string literal rules: `'` doubled, `\` escaped).
 ///
 /// ```
 /// use pgsnap_sink_starrocks::mapping::SrType;
