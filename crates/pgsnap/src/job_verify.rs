@@ -34,7 +34,10 @@ pub const MAX_LISTED_DIFFERENCES: usize = 20;
 pub enum VerifyMode {
     /// `ranges` key ranges of `rows` rows spread evenly across the key space, plus the first
     /// and the last range (which also catch StarRocks rows before the first and after the last
-    /// PostgreSQL key). Rows of StarRocks between the ranges are not looked at.
+    /// PostgreSQL key). Rows of StarRocks between the ranges are not looked at. Each range
+    /// is found in PostgreSQL by its row position (`ORDER BY <key> OFFSET n LIMIT 1`: an
+    /// index scan of n keys where an index has the key's order, a sort of the table
+    /// otherwise, e.g. for text keys under a non-C collation).
     Sample {
         /// Ranges between the first and the last.
         ranges: usize,
