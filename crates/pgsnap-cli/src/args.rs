@@ -239,7 +239,7 @@ pub struct DropSlotCmd {
 }
 
 #[cfg(feature = "starrocks")]
-pub use self::starrocks::{MigrateCmd, StarRocksArgs};
+pub use self::starrocks::{MigrateCmd, StarRocksArgs, VERIFY_HELP, VerifyCmd};
 
 #[cfg(feature = "starrocks")]
 mod starrocks {
@@ -461,6 +461,160 @@ mod starrocks {
             Ok(job)
         }
     }
+
+    /// What `pgsnap verify --help` adds: verdicts, exit codes, sampling.
+    pub const VERIFY_HELP: &str = "\
+Verdicts and exit codes:
+  0 equal: every compared table is equal, and CDC has caught up
+  1 different: the report lists the tables, keys and columns (first 20 of each kind)
+  6 not_final: nothing differs, but there is no evidence that CDC has caught up (this
+    command does not read the CDC status yet, so equal data is always not_final), or
+    --timeout passed
+  2 usage, 3 PostgreSQL or StarRocks unreachable
+
+Sampling: --sample K compares K key ranges of --rows R rows spread across each table's key
+space plus the first and the last range (defaults: K = 16, R = 1000); --full compares
+every row, in reads of R rows. Tables without a primary key: counts, plus a multiset
+comparison when each side holds at most R rows; otherwise not_compared says why.";
+
+    /// `pgsnap verify`: compares each PostgreSQL table with its StarRocks target (counts,
+    /// then the rows as typed cells), reading both in bounded key ranges, PostgreSQL under one
+    /// snapshot.
+    #[derive(Debug, Clone, clap::Parser)]
+    #[command(
+        version,
+        about = "Compare PostgreSQL tables with their StarRocks targets, row by row (typed, in bounded key ranges).",
+        after_help = VERIFY_HELP,
+        mut_arg("fe", |a| a.required(true)),
+        mut_arg("database", |a| a.required(true))
+    )]
+    pub struct VerifyCmd {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        pub source: super::SourceArgs,
+        /// Tables to compare (psql pattern rules); repeatable. Default: every table (or the
+        /// tables of --state).
+        #[arg(long)]
+        pub include: Vec<String>,
+        /// Tables to leave out (psql pattern rules); repeatable.
+        #[arg(long)]
+        pub exclude: Vec<String>,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        pub sr: StarRocksArgs,
+        /// Compare the tables of the migration recorded in this state directory (its manifest),
+        /// as they were copied.
+        #[arg(long)]
+        pub state: Option<PathBuf>,
+        /// Compare K key ranges of --rows rows spread across each table's key space, plus the
+        /// first and the last range.
+        #[arg(long, value_name = "K", default_value_t = pgsnap::DEFAULT_SAMPLE_RANGES)]
+        pub sample: usize,
+        /// Rows per key range (and per read with --full).
+        #[arg(long, value_name = "R", default_value_t = pgsnap::DEFAULT_RANGE_ROWS, value_parser = parse_rows)]
+        pub rows: usize,
+        /// Compare every row instead of a sample.
+        #[arg(long, conflicts_with = "sample")]
+        pub full: bool,
+        /// Give up after this many seconds (exit 6).
+        #[arg(long, value_name = "SECONDS")]
+        pub timeout: Option<u64>,
+        /// Print the report as one JSON object on stdout.
+        #[arg(long)]
+        pub json: bool,
+        /// With --state of a handoff: CDC is checked as `pgsnap status` checks it (these flags
+        /// as there) before anything is read, and an equal result is final only when it is
+        /// caught up for cutover (give --cutover-lsn or --writes-stopped).
+        #[cfg(feature = "kafka")]
+        #[command(flatten)]
+        pub cdc: super::status::CdcArgs,
+    }
+
+    fn parse_rows(s: &str) -> Result<usize, String> {
+        match s.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(format!("{s:?} is not a number of rows: use a whole number of at least 1")),
+        }
+    }
+
+    impl VerifyCmd {
+        /// The verify job these flags describe. With `--state` (and the `kafka` feature) it
+        /// checks CDC first with the status job of the same state and the CDC flags
+        /// ([`pgsnap::VerifyJob::with_status`]); without, no evidence is passed, so a
+        /// verification that finds no difference is `not_final` (exit 6).
+        ///
+        /// # Errors
+        /// `--password-env` names an unset variable; CDC flags without `--state`; a bad
+        /// CDC flag ([`CdcArgs::apply`](crate::args::CdcArgs::apply)).
+        pub fn job(&self) -> Result<pgsnap::VerifyJob, UsageError> {
+            let mode = if self.full {
+                pgsnap::VerifyMode::Full
+            } else {
+                pgsnap::VerifyMode::Sample { ranges: self.sample, rows: self.rows }
+            };
+            let mut job = pgsnap::VerifyJob::new(self.source.connection(), self.sr.sink_builder()?)
+                .with_include(self.include.clone())
+                .with_exclude(self.exclude.clone())
+                .with_mode(mode)
+                .with_range_rows(self.rows)
+                .with_timeout(self.timeout.map(Duration::from_secs))
+                .with_cutover(None);
+            if let Some(state) = &self.state {
+                job = job.with_state_dir(state);
+            }
+            #[cfg(feature = "kafka")]
+            match &self.state {
+                Some(state) => {
+                    let status = pgsnap::StatusJob::new(
+                        state,
+                        self.source.connection(),
+                        self.sr.sink_builder()?,
+                    );
+                    job = job.with_status(self.cdc.apply(status)?);
+                }
+                None if self.cdc.any() => {
+                    return Err(UsageError(
+                        "the CDC flags (--brokers, --kafka-config, --connect-url, --slot, \
+                         --cutover-lsn, --writes-stopped) need --state: the handoff's state \
+                         says what to check"
+                            .into(),
+                    ));
+                }
+                None => {}
+            }
+            Ok(job)
+        }
+    }
+
+    #[cfg(test)]
+    mod verify_tests {
+        use clap::Parser;
+
+        use super::VerifyCmd;
+
+        fn parse(extra: &[&str]) -> Result<VerifyCmd, clap::Error> {
+            let base =
+                ["verify", "--source", "dbname=app", "--fe", "http://fe:8030", "--database", "d"];
+            VerifyCmd::try_parse_from(base.iter().chain(extra))
+        }
+
+        #[test]
+        fn defaults_and_modes() {
+            let cmd = parse(&[]).unwrap();
+            assert_eq!((cmd.sample, cmd.rows, cmd.full), (16, 1000, false));
+            let job = format!("{:?}", cmd.job().unwrap());
+            assert!(job.contains("Sample { ranges: 16, rows: 1000 }"), "{job}");
+            let job = format!("{:?}", parse(&["--full", "--rows", "50"]).unwrap().job().unwrap());
+            assert!(job.contains("mode: Full") && job.contains("range_rows: 50"), "{job}");
+            assert_eq!(parse(&["--full", "--sample", "3"]).unwrap_err().exit_code(), 2);
+            assert_eq!(parse(&["--rows", "0"]).unwrap_err().exit_code(), 2);
+            let mut help = Vec::new();
+            <VerifyCmd as clap::CommandFactory>::command().write_long_help(&mut help).unwrap();
+            let help = String::from_utf8(help).unwrap();
+            assert!(help.contains("[default: 16]") && help.contains("[default: 1000]"), "{help}");
+            assert!(help.contains("not_final"), "{help}");
+        }
+    }
 }
 
 #[cfg(feature = "kafka")]
@@ -469,7 +623,9 @@ pub use self::handoff::{HandoffCmd, Mode};
 #[cfg(feature = "kafka")]
 mod status;
 #[cfg(feature = "kafka")]
-pub use self::status::{DEFAULT_POLL_INTERVAL, StatusCmd, connect_client, kafka_client_config};
+pub use self::status::{
+    CdcArgs, DEFAULT_POLL_INTERVAL, StatusCmd, connect_client, kafka_client_config,
+};
 
 #[cfg(feature = "kafka")]
 mod handoff {

@@ -14,6 +14,10 @@ pub const EXIT_PREFLIGHT: i32 = 3;
 pub const EXIT_SNAPSHOT: i32 = 4;
 /// Non-retryable sink error.
 pub const EXIT_SINK: i32 = 5;
+/// Timed out, or not final: `status --until-caught-up` not caught up when `--timeout` passed;
+/// `verify` found no difference but CDC is not caught up for cutover (or there is no evidence
+/// it is), or its `--timeout` passed.
+pub const EXIT_NOT_FINAL: i32 = 6;
 /// Stopped by SIGINT (Ctrl-C): 128 + 2.
 pub const EXIT_SIGINT: i32 = 130;
 /// Stopped by SIGTERM: 128 + 15.
@@ -26,6 +30,7 @@ pub const EXIT_SIGTERM: i32 = 143;
 /// use pgsnap::ErrorKind;
 /// use pgsnap_cli::exit::{code_of_kind, EXIT_SIGTERM};
 /// assert_eq!(code_of_kind(ErrorKind::Preflight, None), 3);
+/// assert_eq!(code_of_kind(ErrorKind::Timeout, None), 6);
 /// assert_eq!(code_of_kind(ErrorKind::Cancelled, Some(EXIT_SIGTERM)), 143);
 /// ```
 pub fn code_of_kind(kind: ErrorKind, signal: Option<i32>) -> i32 {
@@ -34,6 +39,7 @@ pub fn code_of_kind(kind: ErrorKind, signal: Option<i32>) -> i32 {
         ErrorKind::Preflight => EXIT_PREFLIGHT,
         ErrorKind::SnapshotLost => EXIT_SNAPSHOT,
         ErrorKind::Sink => EXIT_SINK,
+        ErrorKind::Timeout => EXIT_NOT_FINAL,
         ErrorKind::Cancelled => signal.unwrap_or(EXIT_PARTIAL),
         _ => EXIT_PARTIAL,
     }
@@ -58,27 +64,41 @@ pub fn code_of_outcome(outcome: Outcome, signal: Option<i32>) -> i32 {
     }
 }
 
-/// `status`: not caught up when the time ran out (`--until-caught-up --timeout`), or a
-/// result that is not final yet.
-pub const EXIT_NOT_FINAL: i32 = 6;
-
 /// The exit code of `pgsnap status`: 0 caught up (with a cutover LSN: caught up for
 /// cutover), 1 paused or failed, or lagging when not polling; [`EXIT_NOT_FINAL`] when
 /// polling timed out.
 ///
 /// ```
-/// use pgsnap::Verdict;
+/// use pgsnap::StatusVerdict;
 /// use pgsnap_cli::exit::{code_of_status, EXIT_NOT_FINAL};
-/// assert_eq!(code_of_status(Verdict::CaughtUp, false), 0);
-/// assert_eq!(code_of_status(Verdict::Paused, false), 1);
-/// assert_eq!(code_of_status(Verdict::Lagging, false), 1);
-/// assert_eq!(code_of_status(Verdict::Lagging, true), EXIT_NOT_FINAL);
+/// assert_eq!(code_of_status(StatusVerdict::CaughtUp, false), 0);
+/// assert_eq!(code_of_status(StatusVerdict::Paused, false), 1);
+/// assert_eq!(code_of_status(StatusVerdict::Lagging, false), 1);
+/// assert_eq!(code_of_status(StatusVerdict::Lagging, true), EXIT_NOT_FINAL);
 /// ```
 #[cfg(feature = "kafka")]
-pub fn code_of_status(verdict: pgsnap::Verdict, timed_out: bool) -> i32 {
+pub fn code_of_status(verdict: pgsnap::StatusVerdict, timed_out: bool) -> i32 {
     match verdict {
-        pgsnap::Verdict::CaughtUp => EXIT_OK,
-        pgsnap::Verdict::Lagging if timed_out => EXIT_NOT_FINAL,
+        pgsnap::StatusVerdict::CaughtUp => EXIT_OK,
+        pgsnap::StatusVerdict::Lagging if timed_out => EXIT_NOT_FINAL,
         _ => EXIT_PARTIAL,
+    }
+}
+
+/// The exit code of a verification's verdict: 0 equal, 1 different, 6 not final.
+///
+/// ```
+/// use pgsnap::VerifyVerdict;
+/// use pgsnap_cli::exit::code_of_verdict;
+/// assert_eq!(code_of_verdict(VerifyVerdict::Equal), 0);
+/// assert_eq!(code_of_verdict(VerifyVerdict::Different), 1);
+/// assert_eq!(code_of_verdict(VerifyVerdict::NotFinal), 6);
+/// ```
+#[cfg(feature = "starrocks")]
+pub fn code_of_verdict(verdict: pgsnap::VerifyVerdict) -> i32 {
+    match verdict {
+        pgsnap::VerifyVerdict::Equal => EXIT_OK,
+        pgsnap::VerifyVerdict::Different => EXIT_PARTIAL,
+        _ => EXIT_NOT_FINAL,
     }
 }

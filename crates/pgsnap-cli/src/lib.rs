@@ -10,8 +10,9 @@
 //!   per check, one per line (NDJSON);
 //! - exit codes: 0 everything complete, 1 finished with failed tables (listed), 2 usage
 //!   error, 3 preflight or connection error, 4 snapshot lost or not importable, 5
-//!   non-retryable sink error, 6 timeout or not final (`status`), 130 stopped by SIGINT, 143
-//!   stopped by SIGTERM (see [`exit`]).
+//!   non-retryable sink error, 6 timeout or a result that is not final (`status`, `verify`),
+//!   130 stopped by SIGINT, 143 stopped by SIGTERM (see [`exit`]); `verify` exits 1 when it
+//!   finds a difference.
 //!
 //! # Layering
 //! `args` and `exit` ← `interrupt` (signals → exit codes) and `output` (reports, errors with

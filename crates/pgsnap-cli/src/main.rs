@@ -17,11 +17,12 @@ Environment:
 
 Exit codes:
   0 complete, 1 finished with failed tables, 2 usage, 3 preflight or connection,
-  4 snapshot lost, 5 non-retryable sink error, 6 timeout or not final (status),
+  4 snapshot lost, 5 non-retryable sink error, 6 timeout or not final (status, verify),
   130 stopped by SIGINT, 143 stopped by SIGTERM
   (a stopped run keeps what is done: rerun with --resume)
   status: 0 caught up, 1 paused or failed (or lagging without --until-caught-up),
-  2 usage, 3 unreachable, 6 --until-caught-up timed out";
+  2 usage, 3 unreachable, 6 --until-caught-up timed out
+  verify: 0 equal, 1 different, 2 usage, 3 unreachable, 6 not final or timed out";
 
 /// Zero-gap PostgreSQL -> StarRocks migrations: consistent parallel snapshots, exact-once
 /// loading, and the handoff to Debezium CDC at exact offsets.
@@ -52,6 +53,11 @@ enum Command {
     #[cfg(feature = "kafka")]
     #[command(after_help = AFTER_HELP)]
     Status(Box<pgsnap_cli::args::StatusCmd>),
+    /// Compare PostgreSQL tables with their StarRocks targets, row by row (typed, in bounded
+    /// key ranges).
+    #[cfg(feature = "starrocks")]
+    #[command(after_help = format!("{}\n\n{AFTER_HELP}", pgsnap_cli::args::VERIFY_HELP))]
+    Verify(Box<pgsnap_cli::args::VerifyCmd>),
     /// Drop a permanent replication slot (and its publication) once nothing needs it.
     #[command(after_help = AFTER_HELP)]
     DropSlot(DropSlotCmd),
@@ -68,9 +74,11 @@ async fn main() {
         #[cfg(feature = "starrocks")]
         Command::Migrate(args) => migrate(*args, &interrupts).await,
         #[cfg(feature = "kafka")]
-        Command::Handoff(args) => Box::pin(handoff(*args, &interrupts)).await,
+        Command::Handoff(args) => handoff(*args, &interrupts).await,
         #[cfg(feature = "kafka")]
         Command::Status(args) => status(*args, &interrupts).await,
+        #[cfg(feature = "starrocks")]
+        Command::Verify(args) => verify(*args, &interrupts).await,
         Command::DropSlot(args) => drop_slot(args).await,
     };
     std::process::exit(code);
@@ -126,6 +134,18 @@ async fn status(args: pgsnap_cli::args::StatusCmd, interrupts: &Interrupts) -> i
     };
     let cancel = interrupts.control().cancellation_token();
     output::run_status(&job, &args, cancel, || interrupts.exit_code()).await
+}
+
+#[cfg(feature = "starrocks")]
+async fn verify(args: pgsnap_cli::args::VerifyCmd, interrupts: &Interrupts) -> i32 {
+    let job = match args.job() {
+        Ok(job) => job,
+        Err(e) => return output::usage(&e),
+    };
+    match job.run(&interrupts.control()).await {
+        Ok(report) => output::verify(&report, args.json),
+        Err(e) => output::fail(&e, Front::Verify, interrupts.exit_code()),
+    }
 }
 
 async fn drop_slot(args: DropSlotCmd) -> i32 {

@@ -33,12 +33,14 @@ pub enum Front {
     Handoff,
     /// `pgsnap status` (`--state`).
     Status,
+    /// `pgsnap verify` (`--state`, read only).
+    Verify,
 }
 
 impl Front {
     fn dir_flag(self) -> &'static str {
         match self {
-            Front::Migrate | Front::Status => "--state",
+            Front::Migrate | Front::Status | Front::Verify => "--state",
             _ => "--out",
         }
     }
@@ -522,6 +524,68 @@ pub fn handoff(report: &pgsnap::HandoffReport, as_json: bool, signal: Option<i32
         text_tail(run);
     };
     emit(as_json, report.to_json(), text, report.outcome(), signal)
+}
+
+/// Prints a verification's report (`--json`: one JSON object on stdout; otherwise text on
+/// stderr); returns its exit code (0 equal, 1 different, 6 not final).
+#[cfg(feature = "starrocks")]
+pub fn verify(report: &pgsnap::VerifyReport, as_json: bool) -> i32 {
+    if as_json {
+        println!("{}", report.to_json());
+    } else {
+        eprintln!(
+            "\n{}: {} tables of StarRocks database {} compared with PostgreSQL (mode {}, snapshot {}) in {:.1}s",
+            report.verdict.as_str(),
+            report.tables.len(),
+            report.database,
+            match report.mode {
+                pgsnap::VerifyMode::Full => "full".to_owned(),
+                pgsnap::VerifyMode::Sample { ranges, rows } => format!("sample {ranges}x{rows}"),
+                _ => "?".to_owned(),
+            },
+            report.snapshot,
+            report.elapsed_s,
+        );
+        for t in &report.tables {
+            let c = &t.difference_counts;
+            eprintln!(
+                "  {:<32} -> {:<28} {:<9} {:>10} rows {:>10} in StarRocks {:>10} compared  {} missing, {} extra, {} different{}",
+                t.source,
+                t.target,
+                if t.equal { "equal" } else { "DIFFERENT" },
+                t.rows_source,
+                t.rows_target,
+                t.compared,
+                c.missing,
+                c.extra,
+                c.different,
+                t.not_compared
+                    .as_ref()
+                    .map(|w| format!("  (not compared: {w})"))
+                    .unwrap_or_default()
+            );
+            for d in &t.differences {
+                let kind = serde_json::to_value(d.kind).unwrap_or_default();
+                eprintln!(
+                    "      {} {}{}",
+                    kind.as_str().unwrap_or("?"),
+                    d.key,
+                    if d.columns.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" columns {}", d.columns.join(", "))
+                    }
+                );
+            }
+        }
+        if let Some(why) = &report.not_final {
+            eprintln!("not final: {why}");
+        }
+        for w in &report.warnings {
+            eprintln!("warning: {}", in_flags(w));
+        }
+    }
+    crate::exit::code_of_verdict(report.verdict)
 }
 
 /// Prints what `drop-slot` did (`{"dropped": {"slot", "publication"}}` with `--json`);

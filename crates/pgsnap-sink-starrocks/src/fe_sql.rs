@@ -2,7 +2,9 @@
 //! does the database exist, what columns does a table have, `CREATE TABLE`, `COUNT(*)`.
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Row};
+use mysql_async::{Conn, OptsBuilder, Row, Value};
+
+use crate::cells::CellText;
 
 use crate::error::{Error, Result};
 use crate::mapping::SrType;
@@ -123,6 +125,25 @@ impl FeSql {
             .await
             .map_err(|e| Error::Sql { what: format!("COUNT(*) of {db}.{table}"), source: e })?;
         Ok(n.unwrap_or(0))
+    }
+
+    /// The rows of a query as cells: each value's text (the text protocol's bytes), `None`
+    /// for NULL.
+    pub(crate) async fn cells(&mut self, what: &str, q: &str) -> Result<Vec<Vec<CellText>>> {
+        let rows: Vec<Row> = self.query(what, q).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                r.unwrap()
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::NULL => None,
+                        Value::Bytes(b) => Some(b),
+                        other => Some(other.as_sql(true).trim_matches('\'').as_bytes().to_vec()),
+                    })
+                    .collect()
+            })
+            .collect())
     }
 
     async fn query(&mut self, what: &str, q: &str) -> Result<Vec<Row>> {

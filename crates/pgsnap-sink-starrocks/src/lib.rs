@@ -39,14 +39,17 @@
 //!
 //! Beside them, with no I/O: [`mapping`] (PostgreSQL → StarRocks types) ← [`transcode`]
 //! (COPY text → CSV/JSON bodies, in the [`canonical`] forms), used by the load paths;
-//! [`parity`] (snapshot vs CDC cells) builds on `mapping`. `fe_sql` (DDL and checks over the
-//! FE's MySQL port) serves the sink only. `label` and `response` (leaves) and `error` (which
+//! [`parity`] (snapshot vs CDC cells) builds on `mapping`; [`cells`] (typed comparison of
+//! StarRocks cells with the values the snapshot sends) on `transcode`. `fe_sql` (DDL, checks
+//! and reads over the FE's MySQL port) serves [`read`] (target rows in bounded key ranges)
+//! and the sink. `label` and `response` (leaves) and `error` (which
 //! wraps `mapping`'s and `transcode`'s errors) are used by any layer.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 mod builder;
 pub mod canonical;
+pub mod cells;
 mod client;
 mod error;
 mod fe_sql;
@@ -55,6 +58,7 @@ mod label;
 mod load;
 pub mod mapping;
 pub mod parity;
+pub mod read;
 mod response;
 pub mod routine_load;
 mod sink;

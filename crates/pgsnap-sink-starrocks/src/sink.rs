@@ -353,6 +353,20 @@ impl StarRocksSink {
             .ok_or_else(|| Error::Config("SQL through the FE is disabled".into()))
     }
 
+    /// Opens a [`TableReader`](crate::read::TableReader) on this sink's database: one
+    /// connection to the FE's MySQL port, reading target tables in bounded key ranges.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when SQL is disabled, [`Error::Connect`], [`Error::Auth`],
+    /// [`Error::Sql`].
+    pub async fn table_reader(&self) -> Result<crate::read::TableReader> {
+        let Some(login) = &self.config.sql else {
+            return Err(Error::Config("SQL through the FE is disabled".into()));
+        };
+        let sql = login.connect().await?;
+        crate::read::TableReader::open(sql, self.config.database.clone()).await
+    }
+
     /// `SELECT COUNT(*)` of a StarRocks table through the FE.
     ///
     /// # Errors

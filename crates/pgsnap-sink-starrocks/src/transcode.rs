@@ -185,6 +185,17 @@ pub struct TranscodeError {
 }
 
 impl TranscodeError {
+    /// An error about a whole row (`column` `None`) or one column, with the hint for its kind.
+    pub(crate) fn new(column: Option<String>, row: u64, kind: TranscodeErrorKind) -> Self {
+        let hint = match kind {
+            TranscodeErrorKind::WrongColumnCount { .. } => Hint::Schema,
+            TranscodeErrorKind::IncompleteRow { .. } => Hint::Retry,
+            TranscodeErrorKind::TooLong { .. } => Hint::Widen,
+            _ => Hint::Data,
+        };
+        Self { column, row, kind, hint }
+    }
+
     /// What to do about it (also the end of the `Display` text).
     pub fn hint(&self) -> String {
         let name = self.column.as_deref().unwrap_or_default();
@@ -569,6 +580,51 @@ pub fn transcode(table: &TargetTable, input: &[u8]) -> Result<BytesMut, Transcod
     tc.push(input, &mut out)?;
     tc.finish_body(&mut out);
     tc.finish()?;
+    Ok(out)
+}
+
+/// One non-NULL value of `column` as a JSON body carries it (a JSON token: a number,
+/// `true`/`false`, a string, an array or the document), with the snapshot's checks: what
+/// [`crate::cells`] compares StarRocks' cells with. `row` numbers the row in errors.
+pub(crate) fn json_token(
+    column: &crate::mapping::TargetColumn,
+    v: &[u8],
+    row: u64,
+    out: &mut BytesMut,
+) -> Result<(), TranscodeError> {
+    let mut scratch = Vec::new();
+    let mut elem = Vec::new();
+    let done = match column.encoding {
+        Encoding::Scalar(Scalar::Text { limit }) => json_text(v, limit, out, &mut scratch),
+        Encoding::Scalar(Scalar::Form { form, limit }) => {
+            form_text(v, form, limit, &mut scratch).map(|t| json_string_bytes(&t, out))
+        }
+        Encoding::Scalar(s) => json_scalar(v, s, out),
+        Encoding::Json => json_document(v, out, &mut scratch),
+        Encoding::Array(s) => json_array(v, s, out, &mut scratch, &mut elem),
+    };
+    done.map_err(|fail| TranscodeError {
+        column: Some(column.source_name.clone()),
+        row,
+        kind: fail.kind,
+        hint: fail.hint,
+    })
+}
+
+/// Undoes the escapes of one COPY text field (`\t`, `\n`, `\\`, octal, hex): the value as
+/// PostgreSQL's output function printed it.
+///
+/// ```
+/// use pgsnap_sink_starrocks::transcode::copy_field_text;
+/// assert_eq!(copy_field_text(br"a\tb\\c").unwrap(), b"a\tb\\c");
+/// assert!(copy_field_text(b"x\\").is_err());
+/// ```
+///
+/// # Errors
+/// A field ending in a lone backslash (not COPY text).
+pub fn copy_field_text(v: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    copy_unescape(v, &mut out).map_err(|f| f.kind.to_string())?;
     Ok(out)
 }
 

@@ -24,6 +24,8 @@ pub enum ErrorKind {
     Failed,
     /// The run was cancelled.
     Cancelled,
+    /// The job ran out of its time limit.
+    Timeout,
 }
 
 impl ErrorKind {
@@ -217,6 +219,44 @@ pub enum ConfigError {
     },
 }
 
+/// What a verification could not compare ([`JobError::Verify`]): the table, and where known
+/// the row's key and the column.
+///
+/// ```
+/// use pgsnap::VerifyFailure;
+/// let f = VerifyFailure::new("public.t", Some("7".into()), Some("price".into()), "NaN in a DECIMAL");
+/// assert_eq!(f.to_string(), r#"verify public.t key (7) column "price": NaN in a DECIMAL"#);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "verify {table}{}{}: {message}",
+    key.as_ref().map(|k| format!(" key ({k})")).unwrap_or_default(),
+    column.as_ref().map(|c| format!(" column {c:?}")).unwrap_or_default()
+)]
+#[non_exhaustive]
+pub struct VerifyFailure {
+    /// The PostgreSQL table.
+    pub table: String,
+    /// The row's key values, if known.
+    pub key: Option<String>,
+    /// The column, if one is at fault.
+    pub column: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl VerifyFailure {
+    /// A failure in `table`, at `key` and `column` where known.
+    pub fn new(
+        table: impl Into<String>,
+        key: Option<String>,
+        column: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self { table: table.into(), key, column, message: message.into() }
+    }
+}
+
 /// Why a job could not run (or stopped before it had a report to give).
 ///
 /// Messages say what failed and what to do in library terms; a command-line front adds its
@@ -293,6 +333,16 @@ pub enum JobError {
         /// Its kind.
         kind: ErrorKind,
     },
+    /// A verification found something it cannot compare: a PostgreSQL value the snapshot
+    /// could not have loaded, a NULL or unmapped key column.
+    #[error("{0}")]
+    Verify(Box<VerifyFailure>),
+    /// The job did not finish within its time limit.
+    #[error("gave up after {} s (the time limit)", after.as_secs_f64())]
+    Timeout {
+        /// The limit.
+        after: std::time::Duration,
+    },
     /// The job was cancelled before its copy started, or while it waited after it (the
     /// report of a run cancelled mid-copy says so instead: [`Outcome::Cancelled`](crate::Outcome)).
     #[error("cancelled")]
@@ -340,6 +390,8 @@ impl JobError {
             #[cfg(feature = "kafka")]
             JobError::Kafka { kind, .. } => *kind,
             JobError::Refused { .. } => ErrorKind::Preflight,
+            JobError::Verify(_) => ErrorKind::Failed,
+            JobError::Timeout { .. } => ErrorKind::Timeout,
             JobError::Cancelled => ErrorKind::Cancelled,
         }
     }

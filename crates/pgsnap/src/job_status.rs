@@ -52,15 +52,15 @@ pub enum Cutover {
 /// The verdict on a table, or on the whole handoff.
 ///
 /// ```
-/// use pgsnap::Verdict;
-/// assert_eq!(serde_json::to_string(&Verdict::CaughtUp).unwrap(), "\"caught_up\"");
-/// assert!(Verdict::Paused.is_final());
-/// assert!(!Verdict::Lagging.is_final());
+/// use pgsnap::StatusVerdict;
+/// assert_eq!(serde_json::to_string(&StatusVerdict::CaughtUp).unwrap(), "\"caught_up\"");
+/// assert!(StatusVerdict::Paused.is_final());
+/// assert!(!StatusVerdict::Lagging.is_final());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
-pub enum Verdict {
+pub enum StatusVerdict {
     /// Every partition is consumed through its high watermark (with a cutover LSN: and the
     /// connector's position is at or past it).
     CaughtUp,
@@ -73,24 +73,24 @@ pub enum Verdict {
     Failed,
 }
 
-impl Verdict {
+impl StatusVerdict {
     /// `caught_up`, `lagging`, `paused` or `failed`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Verdict::CaughtUp => "caught_up",
-            Verdict::Lagging => "lagging",
-            Verdict::Paused => "paused",
-            Verdict::Failed => "failed",
+            StatusVerdict::CaughtUp => "caught_up",
+            StatusVerdict::Lagging => "lagging",
+            StatusVerdict::Paused => "paused",
+            StatusVerdict::Failed => "failed",
         }
     }
 
     /// Paused or failed: polling longer cannot change it.
     pub fn is_final(self) -> bool {
-        matches!(self, Verdict::Paused | Verdict::Failed)
+        matches!(self, StatusVerdict::Paused | StatusVerdict::Failed)
     }
 }
 
-impl std::fmt::Display for Verdict {
+impl std::fmt::Display for StatusVerdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -247,7 +247,7 @@ impl StatusJob {
         loop {
             let report = self.check(&ctx, cutover).await?;
             on_each(&report);
-            if report.verdict != Verdict::Lagging {
+            if report.verdict != StatusVerdict::Lagging {
                 return Ok((report, false));
             }
             let now = tokio::time::Instant::now();
@@ -356,7 +356,7 @@ impl StatusJob {
             tables.push(self.table(ctx, record).await?);
         }
 
-        let mut verdict = tables.iter().map(|t| t.verdict).max().unwrap_or(Verdict::CaughtUp);
+        let mut verdict = tables.iter().map(|t| t.verdict).max().unwrap_or(StatusVerdict::CaughtUp);
         for t in &tables {
             reasons.extend(t.reasons.iter().map(|r| format!("{}: {r}", t.source)));
             warnings.extend(t.warnings.iter().map(|w| format!("{}: {w}", t.source)));
@@ -371,24 +371,24 @@ impl StatusJob {
                      cannot continue from it; re-snapshot with a new handoff",
                     s.name
                 ));
-                verdict = verdict.max(Verdict::Failed);
+                verdict = verdict.max(StatusVerdict::Failed);
             }
         }
         if let Some(problem) = connector.as_ref().and_then(ConnectorReport::failure) {
             reasons.push(problem);
-            verdict = verdict.max(Verdict::Failed);
+            verdict = verdict.max(StatusVerdict::Failed);
         }
         if let Some(c) = &cutover {
             if let Some(r) = &c.reason {
                 reasons.push(r.clone());
             }
             if !c.reached {
-                verdict = verdict.max(Verdict::Lagging);
+                verdict = verdict.max(StatusVerdict::Lagging);
             }
         }
         let caught_up_for_cutover = cutover.as_ref().is_some_and(|c| c.reached)
-            && tables.iter().all(|t| t.verdict == Verdict::CaughtUp)
-            && verdict == Verdict::CaughtUp;
+            && tables.iter().all(|t| t.verdict == StatusVerdict::CaughtUp)
+            && verdict == StatusVerdict::CaughtUp;
         Ok(StatusReport {
             report_version: REPORT_VERSION,
             state: self.state.clone(),
@@ -422,8 +422,8 @@ impl StatusJob {
     }
 
     /// One table: the topic's watermarks, then its Routine Load.
-    async fn table(&self, ctx: &Context, record: &RoutineLoadRecord) -> Result<TableReport> {
-        let mut t = TableReport {
+    async fn table(&self, ctx: &Context, record: &RoutineLoadRecord) -> Result<StatusTable> {
+        let mut t = StatusTable {
             source: record.source.clone(),
             target: record.table.clone(),
             topic: record.topic.clone(),
@@ -437,7 +437,7 @@ impl StatusJob {
                 rows_filtered: 0,
                 rows_unselected: 0,
             },
-            verdict: Verdict::CaughtUp,
+            verdict: StatusVerdict::CaughtUp,
             remedy: None,
             error_urls: Vec::new(),
             reasons: Vec::new(),
@@ -446,7 +446,7 @@ impl StatusJob {
         let logs = match self.logs(&ctx.brokers, &record.topic).await {
             Ok(logs) => logs,
             Err(pgsnap_kafka::Error::NoSuchTopic { .. }) => {
-                t.verdict = Verdict::Failed;
+                t.verdict = StatusVerdict::Failed;
                 t.reasons.push(format!("topic {} does not exist on {}", record.topic, ctx.brokers));
                 return Ok(t);
             }
@@ -465,7 +465,7 @@ impl StatusJob {
 
         let Some(info) = pick_job(ctx.starrocks.show_routine_loads(&record.name).await?, record)
         else {
-            t.verdict = Verdict::Failed;
+            t.verdict = StatusVerdict::Failed;
             t.reasons.push(format!(
                 "no Routine Load named {} in StarRocks database {}: create it from the \
                  definition the handoff recorded",
@@ -523,13 +523,13 @@ impl StatusJob {
 
         let behind = t.routine_load.partitions.iter().any(|p| !p.caught_up);
         t.verdict = match &info.state {
-            RoutineLoadState::Paused => Verdict::Paused,
-            s if s.is_final() => Verdict::Failed,
-            _ if behind => Verdict::Lagging,
-            _ => Verdict::CaughtUp,
+            RoutineLoadState::Paused => StatusVerdict::Paused,
+            s if s.is_final() => StatusVerdict::Failed,
+            _ if behind => StatusVerdict::Lagging,
+            _ => StatusVerdict::CaughtUp,
         };
         match t.verdict {
-            Verdict::Paused => {
+            StatusVerdict::Paused => {
                 t.reasons.push(format!(
                     "Routine Load {} is PAUSED{}",
                     record.name,
@@ -537,7 +537,7 @@ impl StatusJob {
                 ));
                 t.remedy = Some(remedy(ctx.starrocks.database(), record, &info));
             }
-            Verdict::Failed => t.reasons.push(format!(
+            StatusVerdict::Failed => t.reasons.push(format!(
                 "Routine Load {} is {}{}: it never runs again; create it anew from the offsets \
                  the handoff recorded, or re-snapshot the table",
                 record.name,
@@ -546,7 +546,7 @@ impl StatusJob {
             )),
             _ => {}
         }
-        if info.error_rows > 0 && t.verdict != Verdict::Paused {
+        if info.error_rows > 0 && t.verdict != StatusVerdict::Paused {
             t.warnings.push(format!(
                 "{} row(s) were filtered (skipped) by the Routine Load; see the error URLs",
                 info.error_rows
@@ -729,7 +729,7 @@ async fn connector_report(client: &ConnectClient, name: &str) -> Result<Connecto
 ///
 /// Its JSON (a contract; fields are only ever added): `report_version`, `state`,
 /// `checked_at` (the PostgreSQL server's clock, UTC), `database`, `brokers`, `tables[]`
-/// ([`TableReport`]: `source`, `target`, `topic`, `routine_load` {`name`, `id`, `state`,
+/// ([`StatusTable`]: `source`, `target`, `topic`, `routine_load` {`name`, `id`, `state`,
 /// `reason`, `partitions` [{`partition`, `high_watermark`, `consumed`, `next`, `lag`,
 /// `caught_up`, `gap`}], `rows_loaded`, `rows_filtered`, `rows_unselected`}, `verdict`,
 /// `remedy`, `error_urls`, `reasons`, `warnings`), `slot` ({`name`, `exists`,
@@ -765,7 +765,7 @@ pub struct StatusReport {
     /// The Kafka bootstrap servers read.
     pub brokers: String,
     /// Per Routine Load the handoff recorded.
-    pub tables: Vec<TableReport>,
+    pub tables: Vec<StatusTable>,
     /// The replication slot (`None` without one: a temporary snapshot slot and no slot
     /// named).
     pub slot: Option<SlotReport>,
@@ -779,7 +779,7 @@ pub struct StatusReport {
     pub caught_up_for_cutover: bool,
     /// The worst table verdict, raised to `failed` for a lost slot or a failed connector and
     /// to `lagging` while the connector has not reached T.
-    pub verdict: Verdict,
+    pub verdict: StatusVerdict,
     /// Why the verdict is not `caught_up`, each prefixed with its table where it has one.
     pub reasons: Vec<String>,
     /// What deserves a look without changing the verdict.
@@ -820,7 +820,7 @@ impl StatusReport {
 /// One table of a [`StatusReport`].
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
-pub struct TableReport {
+pub struct StatusTable {
     /// The PostgreSQL table (`schema.table`).
     pub source: String,
     /// The StarRocks table.
@@ -830,7 +830,7 @@ pub struct TableReport {
     /// Its Routine Load.
     pub routine_load: RoutineLoadReport,
     /// `caught_up`, `lagging`, `paused` or `failed`.
-    pub verdict: Verdict,
+    pub verdict: StatusVerdict,
     /// What to do, for a paused job.
     pub remedy: Option<String>,
     /// Where StarRocks describes the filtered rows (`ErrorLogUrls`).
@@ -841,7 +841,7 @@ pub struct TableReport {
     pub warnings: Vec<String>,
 }
 
-/// A Routine Load in a [`TableReport`].
+/// A Routine Load in a [`StatusTable`].
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct RoutineLoadReport {
@@ -1083,7 +1083,7 @@ mod tests {
             checked_at: "2025-01-01T00:00:00.000Z".into(),
             database: "sales".into(),
             brokers: "kafka1:9092".into(),
-            tables: vec![TableReport {
+            tables: vec![StatusTable {
                 source: "public.orders".into(),
                 target: "orders".into(),
                 topic: "pg.public.orders".into(),
@@ -1105,7 +1105,7 @@ mod tests {
                     rows_filtered: 0,
                     rows_unselected: 0,
                 },
-                verdict: Verdict::Lagging,
+                verdict: StatusVerdict::Lagging,
                 remedy: None,
                 error_urls: Vec::new(),
                 reasons: vec!["partition 0: 2 offset(s) to consume".into()],
@@ -1116,7 +1116,7 @@ mod tests {
             cutover_lsn: None,
             cutover: None,
             caught_up_for_cutover: false,
-            verdict: Verdict::Lagging,
+            verdict: StatusVerdict::Lagging,
             reasons: vec!["public.orders: partition 0: 2 offset(s) to consume".into()],
             warnings: Vec::new(),
         }

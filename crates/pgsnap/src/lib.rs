@@ -12,6 +12,8 @@ mod job_migrate;
 mod job_snapshot;
 #[cfg(feature = "kafka")]
 mod job_status;
+#[cfg(feature = "starrocks")]
+mod job_verify;
 mod options;
 mod report;
 #[cfg(feature = "kafka")]
@@ -35,7 +37,7 @@ pub use pgsnap_sink_starrocks as starrocks;
 /// PostgreSQL: connections, the snapshot, the catalog, chunk planning, COPY.
 pub use pgsnap_source as postgres;
 
-pub use error::{ConfigError, ErrorKind, JobError, Result, ResumeRefusal};
+pub use error::{ConfigError, ErrorKind, JobError, Result, ResumeRefusal, VerifyFailure};
 #[cfg(feature = "files")]
 #[cfg_attr(docsrs, doc(cfg(feature = "files")))]
 pub use job_files::{FilesJob, FilesReport, Plan};
@@ -52,7 +54,14 @@ pub use job_snapshot::SnapshotJob;
 #[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
 pub use job_status::{
     ConnectorReport, Cutover, CutoverCheck, PartitionReport, RoutineLoadReport, SlotReport,
-    StatusJob, StatusReport, TableReport, TaskReport, Verdict,
+    StatusJob, StatusReport, StatusTable, StatusVerdict, TaskReport,
+};
+#[cfg(feature = "starrocks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "starrocks")))]
+pub use job_verify::{
+    CutoverEvidence, DEFAULT_RANGE_ROWS, DEFAULT_SAMPLE_RANGES, Difference, DifferenceCounts,
+    DifferenceKind, MAX_LISTED_DIFFERENCES, TableVerify, VerifyJob, VerifyMode, VerifyReport,
+    VerifyVerdict,
 };
 pub use options::{RunControl, SnapshotOptions};
 pub use pgsnap_core::{CancellationToken, DataFormat, SnapshotMode};

@@ -17,3 +17,4 @@ mod selection;
 mod starrocks;
 mod status;
 mod support;
+mod verify;

@@ -20,6 +20,8 @@ pub(crate) const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const SNAPSHOT_TO_FILES: &str = "snapshot_to_files";
 /// The `migrate_to_starrocks` example (the StarRocks job).
 pub(crate) const MIGRATE_TO_STARROCKS: &str = "migrate_to_starrocks";
+/// The `verify` example (PostgreSQL compared with StarRocks).
+pub(crate) const VERIFY: &str = "verify";
 
 /// The `pgsnap` command (crate `pgsnap-cli`).
 const PGSNAP: &str = "pgsnap";
@@ -52,6 +54,7 @@ fn subcommand_of(name: &str) -> &'static str {
         "handoff" => "handoff",
         "drop_slot" => "drop-slot",
         "status" => "status",
+        VERIFY => "verify",
         other => panic!("no pgsnap subcommand for the example {other}"),
     }
 }

@@ -47,6 +47,30 @@ pub struct StatusCmd {
     /// PEM file of CA certificates to trust for an https FE address.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub cdc: CdcArgs,
+    /// Check again until caught up (with a cutover LSN: caught up for cutover; exit 0), or
+    /// --timeout passes (exit 6). A paused or failed job ends it at once (exit 1): waiting
+    /// cannot fix it.
+    #[arg(long)]
+    pub until_caught_up: bool,
+    /// With --until-caught-up: seconds to wait in all.
+    #[arg(long, value_name = "SECS", default_value_t = 600, requires = "until_caught_up")]
+    pub timeout: u64,
+    /// Check every SECS seconds: a live table redrawn on a terminal (plain lines otherwise);
+    /// with --json one object per line (NDJSON). Ends with Ctrl-C, or with --until-caught-up.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub watch: Option<u64>,
+    /// Print the report as one JSON object on stdout (with --watch: one object per line).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The flags that locate the CDC of a handoff (Kafka, Kafka Connect, the slot) and the
+/// cutover point: shared by `status` and `verify --state`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CdcArgs {
     /// Kafka bootstrap brokers (default: the ones the handoff recorded).
     #[arg(long)]
     pub brokers: Option<String>,
@@ -85,21 +109,56 @@ pub struct StatusCmd {
     /// FIRST; a T read while writes go on is not a cutover point.
     #[arg(long)]
     pub writes_stopped: bool,
-    /// Check again until caught up (with a cutover LSN: caught up for cutover; exit 0), or
-    /// --timeout passes (exit 6). A paused or failed job ends it at once (exit 1): waiting
-    /// cannot fix it.
-    #[arg(long)]
-    pub until_caught_up: bool,
-    /// With --until-caught-up: seconds to wait in all.
-    #[arg(long, value_name = "SECS", default_value_t = 600, requires = "until_caught_up")]
-    pub timeout: u64,
-    /// Check every SECS seconds: a live table redrawn on a terminal (plain lines otherwise);
-    /// with --json one object per line (NDJSON). Ends with Ctrl-C, or with --until-caught-up.
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub watch: Option<u64>,
-    /// Print the report as one JSON object on stdout (with --watch: one object per line).
-    #[arg(long)]
-    pub json: bool,
+}
+
+impl CdcArgs {
+    /// `job` with these flags: Kafka client settings, brokers, Kafka Connect, connector, slot
+    /// and the cutover point.
+    ///
+    /// # Errors
+    /// `--connect-password-env` naming an unset variable, a bad `--connect-url` or
+    /// `--connect-ca-file`, a bad `--kafka-config` or `--kafka-config-file`.
+    pub fn apply(&self, job: StatusJob) -> Result<StatusJob, UsageError> {
+        let mut job = job
+            .with_kafka_config(kafka_client_config(
+                self.kafka_config_file.as_deref(),
+                &self.kafka_config,
+            )?)
+            .with_cutover(match (self.cutover_lsn, self.writes_stopped) {
+                (Some(t), _) => Cutover::Lsn(t),
+                (None, true) => Cutover::TakeNow,
+                (None, false) => Cutover::None,
+            });
+        if let Some(b) = &self.brokers {
+            job = job.with_brokers(b.clone());
+        }
+        if let Some(url) = &self.connect_url {
+            job = job.with_connect(connect_client(
+                url,
+                self.connect_ca_file.as_deref(),
+                self.connect_user.as_deref(),
+                self.connect_password_env.as_deref(),
+            )?);
+        }
+        if let Some(name) = &self.connector {
+            job = job.with_connector(name.clone());
+        }
+        if let Some(slot) = &self.slot {
+            job = job.with_slot(slot.clone());
+        }
+        Ok(job)
+    }
+
+    /// Whether any flag was given (`verify` needs `--state` for them).
+    pub fn any(&self) -> bool {
+        self.brokers.is_some()
+            || !self.kafka_config.is_empty()
+            || self.kafka_config_file.is_some()
+            || self.connect_url.is_some()
+            || self.slot.is_some()
+            || self.cutover_lsn.is_some()
+            || self.writes_stopped
+    }
 }
 
 fn parse_lsn(s: &str) -> Result<Lsn, String> {
@@ -142,34 +201,7 @@ impl StatusCmd {
         if let Some(p) = &self.ca_file {
             sr = sr.with_ca_file(p.clone());
         }
-        let mut job = StatusJob::new(&self.state, self.source.connection(), sr)
-            .with_kafka_config(kafka_client_config(
-                self.kafka_config_file.as_deref(),
-                &self.kafka_config,
-            )?)
-            .with_cutover(match (self.cutover_lsn, self.writes_stopped) {
-                (Some(t), _) => Cutover::Lsn(t),
-                (None, true) => Cutover::TakeNow,
-                (None, false) => Cutover::None,
-            });
-        if let Some(b) = &self.brokers {
-            job = job.with_brokers(b.clone());
-        }
-        if let Some(url) = &self.connect_url {
-            job = job.with_connect(connect_client(
-                url,
-                self.connect_ca_file.as_deref(),
-                self.connect_user.as_deref(),
-                self.connect_password_env.as_deref(),
-            )?);
-        }
-        if let Some(name) = &self.connector {
-            job = job.with_connector(name.clone());
-        }
-        if let Some(slot) = &self.slot {
-            job = job.with_slot(slot.clone());
-        }
-        Ok(job)
+        self.cdc.apply(StatusJob::new(&self.state, self.source.connection(), sr))
     }
 }
 
@@ -270,7 +302,7 @@ mod tests {
     fn flags_make_a_job_and_refuse_what_does_not_fit() {
         let cmd =
             parse(&["--cutover-lsn", "0/16B3748", "--until-caught-up", "--timeout", "3"]).unwrap();
-        assert_eq!(cmd.cutover_lsn.unwrap().to_string(), "0/16B3748");
+        assert_eq!(cmd.cdc.cutover_lsn.unwrap().to_string(), "0/16B3748");
         let job = format!("{:?}", cmd.job().unwrap());
         assert!(job.contains("Lsn"), "{job}");
         assert_eq!(cmd.interval(), super::DEFAULT_POLL_INTERVAL);

@@ -3,7 +3,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use pgsnap::{StatusReport, TableReport, Verdict};
+use pgsnap::{StatusReport, StatusTable, StatusVerdict};
 
 use crate::exit::code_of_status;
 
@@ -86,7 +86,7 @@ fn progress_line(r: &StatusReport) -> String {
         .tables
         .iter()
         .map(|t| match (t.verdict, lag(t)) {
-            (Verdict::Lagging, Some(n)) => format!("{} {n} behind", t.source),
+            (StatusVerdict::Lagging, Some(n)) => format!("{} {n} behind", t.source),
             (v, _) => format!("{} {v}", t.source),
         })
         .collect();
@@ -102,7 +102,7 @@ fn progress_line(r: &StatusReport) -> String {
 }
 
 /// Offsets to consume over the table's partitions that are not caught up.
-fn lag(t: &TableReport) -> Option<i64> {
+fn lag(t: &StatusTable) -> Option<i64> {
     t.routine_load.partitions.iter().filter(|p| !p.caught_up).map(|p| p.lag).sum()
 }
 

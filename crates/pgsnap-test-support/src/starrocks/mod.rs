@@ -594,6 +594,61 @@ impl StarRocksDouble {
         t.rows.clone()
     }
 
+    /// Changes one cell of the stored row whose key columns hold `key` (their canonical
+    /// texts, in key order), directly, as if someone had written to StarRocks behind the
+    /// migration's back (drift, for `verify` tests). Returns whether a row was changed.
+    /// Panics if the table or the column does not exist.
+    pub fn update_cell(
+        &self,
+        db: &str,
+        table: &str,
+        key: &[&str],
+        column: &str,
+        value: Cell,
+    ) -> bool {
+        self.with_table(db, table, |t| {
+            let col = column_index(t, column);
+            match key_row(t, key) {
+                Some(r) => {
+                    t.rows[r][col] = value;
+                    true
+                }
+                None => false,
+            }
+        })
+    }
+
+    /// Deletes the stored row whose key columns hold `key` directly (drift); returns whether
+    /// one was deleted. Panics if the table does not exist.
+    pub fn delete_row(&self, db: &str, table: &str, key: &[&str]) -> bool {
+        self.with_table(db, table, |t| match key_row(t, key) {
+            Some(r) => {
+                t.rows.remove(r);
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// Appends a row of canonical cells (table column order) directly, without any load or
+    /// key check (drift). Panics if the table does not exist or the row has the wrong width.
+    pub fn insert_row(&self, db: &str, table: &str, cells: Vec<Cell>) {
+        self.with_table(db, table, |t| {
+            assert_eq!(cells.len(), t.columns.len(), "test double: row width of {}", t.name);
+            t.rows.push(cells);
+        });
+    }
+
+    fn with_table<R>(&self, db: &str, table: &str, f: impl FnOnce(&mut TableDef) -> R) -> R {
+        let mut cat = self.shared.catalog.lock();
+        let t = cat
+            .databases
+            .get_mut(db)
+            .and_then(|d| d.tables.get_mut(&table.to_lowercase()))
+            .unwrap_or_else(|| panic!("test double: no table {db}.{table}"));
+        f(t)
+    }
+
     /// Every Stream Load attempt that reached the BE, in order.
     pub fn loads(&self) -> Vec<LoadRecord> {
         self.shared.state().loads.clone()
@@ -750,4 +805,19 @@ pub fn table_def(
         ddl,
         rows: Vec::new(),
     }
+}
+
+/// The position of `column` (case-insensitive) in `t`; panics if it does not exist.
+fn column_index(t: &TableDef, column: &str) -> usize {
+    t.columns
+        .iter()
+        .position(|c| c.name.eq_ignore_ascii_case(column))
+        .unwrap_or_else(|| panic!("test double: no column {column} in {}", t.name))
+}
+
+/// The stored row whose key columns hold `key` (canonical texts, in key order).
+fn key_row(t: &TableDef, key: &[&str]) -> Option<usize> {
+    let cols: Vec<usize> = t.key_columns.iter().map(|k| column_index(t, k)).collect();
+    assert_eq!(cols.len(), key.len(), "test double: {} has {} key columns", t.name, cols.len());
+    t.rows.iter().position(|row| cols.iter().zip(key).all(|(&i, k)| row[i].as_deref() == Some(*k)))
 }

@@ -62,6 +62,22 @@
 //!   IS_NULLABLE, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, COLUMN_TYPE, COLUMN_KEY, EXTRA`.
 //!   Only the catalog's databases are listed (not `information_schema`, `sys`, ...).
 //! - `SELECT COUNT(*) FROM [db.]t`: the number of stored rows.
+//! - `SELECT <columns> FROM [db.]t [WHERE <condition>] [ORDER BY c [ASC|DESC], ...]
+//!   [LIMIT n]` over the stored rows (what a reader of target tables, such as pgsnap's
+//!   `verify`, sends). The condition is comparisons `column <op> literal` (`=`, `<>`, `!=`,
+//!   `<`, `<=`, `>`, `>=`; literals: numbers with an optional `-`, strings, `TRUE`, `FALSE`,
+//!   `NULL`) combined with `AND`, `OR` and parentheses. Comparisons are typed, as StarRocks
+//!   compares the column's values: integers, BOOLEAN and DECIMAL exactly as numbers, FLOAT
+//!   and DOUBLE as doubles, DATE and DATETIME chronologically, CHAR/VARCHAR byte for byte; a
+//!   NULL cell (or a `NULL` literal) never satisfies a comparison. `ORDER BY` sorts the same
+//!   way, NULLs first when ascending. Result columns are typed `BIGINT` for integer columns
+//!   and `VARCHAR` otherwise, with the stored canonical text.
+//!   **Not modelled** (answered `test double: ... not modelled`): `SELECT *`, expressions and
+//!   functions in the select list or the condition, `IN`, `BETWEEN`, `LIKE`, `IS [NOT] NULL`,
+//!   `NOT`, row-value comparisons `(a, b) > (x, y)`, comparisons or ordering on JSON, ARRAY
+//!   and VARBINARY columns, `GROUP BY`, joins, `OFFSET`, and literal forms the lexer does not
+//!   know (exponents, hex). Implicit casts of a literal of another type (a number against a
+//!   VARCHAR column is compared as text).
 //! - `CREATE DATABASE [IF NOT EXISTS] db`, `DROP DATABASE [IF EXISTS] db [FORCE]`,
 //!   `CREATE TABLE ...` (parsed and validated by the private `ddl` module),
 //!   `DROP TABLE [IF EXISTS] [db.]t [FORCE]`, `USE db`. Every such DDL statement that parses
@@ -94,8 +110,10 @@ use tokio::io::AsyncWrite;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::Shared;
-use super::catalog::{Catalog, CatalogState, Cell, KeysType, SrType};
-use super::ddl::{self, InfoQuery, SelectExpr, SqlError, Statement};
+use super::catalog::{Catalog, CatalogState, Cell, KeysType, SrType, TableDef};
+use super::ddl::{
+    self, CmpOp, Cond, InfoQuery, Literal, RowQuery, SelectExpr, SqlError, Statement,
+};
 use super::routine_load::{self, StarRocksVersion};
 
 /// The server version in the handshake and `@@version` of StarRocks 3.4+ (`5.1.0` before).
@@ -515,6 +533,20 @@ impl Session {
                     rows: vec![vec![Some(count)]],
                 })
             }
+            Statement::SelectRows(query) => {
+                let db = self.resolve_db(query.db.as_deref())?;
+                let state = self.catalog.lock();
+                let Some(database) = state.databases.get(&db) else {
+                    return Err(SqlError::unknown_database(&db));
+                };
+                let Some(t) = database.table(&query.table) else {
+                    return Err(SqlError::analysis(format!(
+                        "Unknown table '{db}.{}'",
+                        query.table
+                    )));
+                };
+                select_rows(t, &query)
+            }
             Statement::CreateDatabase { name, if_not_exists } => {
                 let mut state = self.catalog.lock();
                 if state.databases.contains_key(&name) {
@@ -750,6 +782,196 @@ fn info_schema(state: &CatalogState, query: &InfoQuery) -> Result<Response, SqlE
             .into_iter()
             .map(|row| selected.iter().map(|&i| row[i].clone()).collect())
             .collect(),
+    })
+}
+
+/// Answers `SELECT <columns> FROM t [WHERE ...] [ORDER BY ...] [LIMIT n]` from a table's
+/// stored rows, comparing typed (see the module docs).
+fn select_rows(t: &TableDef, q: &RowQuery) -> Result<Response, SqlError> {
+    let index = |name: &str| -> Result<usize, SqlError> {
+        t.columns
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(name))
+            .ok_or_else(|| SqlError::analysis(format!("Column '{name}' cannot be resolved")))
+    };
+    let selected: Vec<usize> = q.columns.iter().map(|c| index(c)).collect::<Result<_, _>>()?;
+    let order: Vec<(usize, bool)> =
+        q.order_by.iter().map(|(c, d)| Ok((index(c)?, *d))).collect::<Result<_, SqlError>>()?;
+    for (i, _) in &order {
+        if matches!(t.columns[*i].ty, SrType::Json | SrType::Array(_) | SrType::Varbinary) {
+            return Err(SqlError::not_modelled(format!(
+                "ORDER BY a {:?} column",
+                t.columns[*i].ty
+            )));
+        }
+    }
+    let mut rows: Vec<&Vec<Cell>> = Vec::new();
+    for row in &t.rows {
+        let keep = match &q.filter {
+            None => true,
+            Some(cond) => eval_cond(t, row, cond, &index)?,
+        };
+        if keep {
+            rows.push(row);
+        }
+    }
+    let mut failure = None;
+    rows.sort_by(|a, b| {
+        for &(i, desc) in &order {
+            let ord = match (&a[i], &b[i]) {
+                (None, None) => Some(std::cmp::Ordering::Equal),
+                // NULLs first in ascending order (StarRocks' default), last in descending.
+                (None, Some(_)) => Some(std::cmp::Ordering::Less),
+                (Some(_), None) => Some(std::cmp::Ordering::Greater),
+                (Some(x), Some(y)) => cmp_typed(&t.columns[i].ty, x, &Literal::Str(y.clone())),
+            };
+            let Some(ord) = ord else {
+                failure = Some(i);
+                return std::cmp::Ordering::Equal;
+            };
+            let ord = if desc { ord.reverse() } else { ord };
+            if ord != std::cmp::Ordering::Equal {
+                return ord;
+            }
+        }
+        std::cmp::Ordering::Equal
+    });
+    if let Some(i) = failure {
+        return Err(SqlError::not_modelled(format!(
+            "ORDER BY column {} whose stored values do not compare",
+            t.columns[i].name
+        )));
+    }
+    let limit = q.limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    Ok(Response::Rows {
+        columns: selected
+            .iter()
+            .map(|&i| {
+                let c = &t.columns[i];
+                let ty = match c.ty {
+                    SrType::TinyInt | SrType::SmallInt | SrType::Int | SrType::BigInt => BIGINT,
+                    _ => VARCHAR,
+                };
+                (c.name.clone(), ty)
+            })
+            .collect(),
+        rows: rows
+            .into_iter()
+            .take(limit)
+            .map(|row| selected.iter().map(|&i| row[i].clone()).collect())
+            .collect(),
+    })
+}
+
+/// Whether `cond` holds for `row` (a comparison with NULL, or of a NULL cell, is false).
+fn eval_cond(
+    t: &TableDef,
+    row: &[Cell],
+    cond: &Cond,
+    index: &dyn Fn(&str) -> Result<usize, SqlError>,
+) -> Result<bool, SqlError> {
+    Ok(match cond {
+        Cond::And(parts) => {
+            for p in parts {
+                if !eval_cond(t, row, p, index)? {
+                    return Ok(false);
+                }
+            }
+            true
+        }
+        Cond::Or(parts) => {
+            for p in parts {
+                if eval_cond(t, row, p, index)? {
+                    return Ok(true);
+                }
+            }
+            false
+        }
+        Cond::Cmp { column, op, value } => {
+            let i = index(column)?;
+            let Some(cell) = &row[i] else { return Ok(false) };
+            if *value == Literal::Null {
+                return Ok(false);
+            }
+            let ty = &t.columns[i].ty;
+            let Some(ord) = cmp_typed(ty, cell, value) else {
+                return Err(SqlError::not_modelled(format!(
+                    "comparing the {ty:?} column {column} with {value:?}"
+                )));
+            };
+            use std::cmp::Ordering::{Equal, Greater, Less};
+            match op {
+                CmpOp::Eq => ord == Equal,
+                CmpOp::Ne => ord != Equal,
+                CmpOp::Lt => ord == Less,
+                CmpOp::Le => ord != Greater,
+                CmpOp::Gt => ord == Greater,
+                CmpOp::Ge => ord != Less,
+            }
+        }
+    })
+}
+
+/// Compares a stored cell of type `ty` with a literal as StarRocks compares the column's
+/// values: integers and decimals numerically (exactly), floats as doubles, dates and
+/// datetimes chronologically, strings byte for byte. `None` where the double does not model
+/// the comparison (JSON, ARRAY, VARBINARY, a literal that is not of the type).
+fn cmp_typed(ty: &SrType, cell: &str, lit: &Literal) -> Option<std::cmp::Ordering> {
+    let text = match lit {
+        Literal::Number(n) | Literal::Str(n) => n.clone(),
+        Literal::Bool(b) => if *b { "1" } else { "0" }.to_owned(),
+        Literal::Null => return None,
+    };
+    match ty {
+        SrType::Boolean
+        | SrType::TinyInt
+        | SrType::SmallInt
+        | SrType::Int
+        | SrType::BigInt
+        | SrType::LargeInt
+        | SrType::Decimal(..) => cmp_decimal(cell, &text),
+        SrType::Float | SrType::Double => {
+            let a = super::value::string_to_float(cell)?;
+            let b = super::value::string_to_float(&text)?;
+            a.partial_cmp(&b)
+        }
+        SrType::Date | SrType::DateTime => {
+            let a = super::value::parse_timestamp(cell)?;
+            let b = super::value::parse_timestamp(&text)?;
+            Some(a.sort_key().cmp(&b.sort_key()))
+        }
+        SrType::Char(_) | SrType::Varchar(_) => Some(cell.as_bytes().cmp(text.as_bytes())),
+        _ => None,
+    }
+}
+
+/// Compares two decimal texts (`[+-]digits[.digits]`) exactly.
+fn cmp_decimal(a: &str, b: &str) -> Option<std::cmp::Ordering> {
+    fn parts(s: &str) -> Option<(bool, String, String)> {
+        let (neg, body) = match s.as_bytes().first()? {
+            b'-' => (true, &s[1..]),
+            b'+' => (false, &s[1..]),
+            _ => (false, s),
+        };
+        let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+        if int.is_empty() && frac.is_empty()
+            || !int.bytes().chain(frac.bytes()).all(|c| c.is_ascii_digit())
+        {
+            return None;
+        }
+        let int = int.trim_start_matches('0').to_owned();
+        let frac = frac.trim_end_matches('0').to_owned();
+        let zero = int.is_empty() && frac.is_empty();
+        Some((neg && !zero, int, frac))
+    }
+    let (an, ai, af) = parts(a)?;
+    let (bn, bi, bf) = parts(b)?;
+    let magnitude = ai.len().cmp(&bi.len()).then_with(|| ai.cmp(&bi)).then_with(|| af.cmp(&bf));
+    Some(match (an, bn) {
+        (false, true) => std::cmp::Ordering::Greater,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, false) => magnitude,
+        (true, true) => magnitude.reverse(),
     })
 }
 

@@ -278,6 +278,11 @@ impl Timestamp {
         s
     }
 
+    /// The instant as a tuple that sorts chronologically.
+    pub(crate) fn sort_key(&self) -> (u32, u32, u32, u32, u32, u32, u32) {
+        (self.year, self.month, self.day, self.hour, self.minute, self.second, self.micros)
+    }
+
     /// `YYYY-MM-DD`.
     pub(crate) fn date_text(&self) -> String {
         format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)

@@ -8,3 +8,4 @@ mod routine_loads;
 mod status;
 mod support;
 mod tls;
+mod verify;

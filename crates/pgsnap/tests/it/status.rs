@@ -18,7 +18,7 @@ use pgsnap::kafka::render::{RoutineLoadSpec, render_routine_load};
 use pgsnap::starrocks::StarRocksSinkBuilder;
 use pgsnap::{
     Connection, Cutover, ErrorKind, FilesJob, JobError, RunControl, StatusJob, StatusReport,
-    Verdict,
+    StatusVerdict,
 };
 use pgsnap_test_support::connect::{ConnectDouble, State};
 use pgsnap_test_support::kafka::{Record, Tansu, send_in_transaction};
@@ -218,8 +218,8 @@ async fn a_lagging_job_catches_up_and_a_commit_marker_is_no_lag() {
 
     let job = fx.job();
     let first = job.run().await.unwrap();
-    assert_eq!(first.verdict, Verdict::Lagging, "{first:#?}");
-    assert_eq!(first.tables[0].verdict, Verdict::Lagging);
+    assert_eq!(first.verdict, StatusVerdict::Lagging, "{first:#?}");
+    assert_eq!(first.tables[0].verdict, StatusVerdict::Lagging);
     let p0 = partition(&first, 0);
     assert_eq!(
         (&p0["consumed"], &p0["high_watermark"], &p0["lag"]),
@@ -241,8 +241,8 @@ async fn a_lagging_job_catches_up_and_a_commit_marker_is_no_lag() {
         .await
         .unwrap();
     assert!(!timed_out);
-    assert_eq!(last.verdict, Verdict::CaughtUp, "{last:#?}");
-    assert_eq!(seen.last(), Some(&Verdict::CaughtUp));
+    assert_eq!(last.verdict, StatusVerdict::CaughtUp, "{last:#?}");
+    assert_eq!(seen.last(), Some(&StatusVerdict::CaughtUp));
     assert!(!last.caught_up_for_cutover(), "no cutover LSN was given");
     let p0 = partition(&last, 0);
     assert_eq!(
@@ -287,9 +287,9 @@ async fn a_job_paused_by_a_filtered_row_is_paused_with_the_remedy() {
         .await
         .unwrap();
     assert!(!timed_out && started.elapsed() < Duration::from_secs(3));
-    assert_eq!(report.verdict, Verdict::Paused, "{report:#?}");
+    assert_eq!(report.verdict, StatusVerdict::Paused, "{report:#?}");
     let t = &report.tables[0];
-    assert_eq!(t.verdict, Verdict::Paused);
+    assert_eq!(t.verdict, StatusVerdict::Paused);
     assert_eq!(t.routine_load.state.as_deref(), Some("PAUSED"));
     assert_eq!((t.routine_load.rows_loaded, t.routine_load.rows_filtered), (1, 1));
     assert!(t.routine_load.reason.as_deref().unwrap().contains("errCode = 102"), "{t:#?}");
@@ -325,9 +325,9 @@ async fn caught_up_for_cutover_needs_the_connector_at_the_cutover_lsn() {
 
     // (b) by the slot: confirmed_flush_lsn is still the snapshot's consistent point.
     let behind = fx.job().with_cutover(Cutover::Lsn(t)).run().await.unwrap();
-    assert_eq!(behind.tables[0].verdict, Verdict::CaughtUp, "{behind:#?}");
+    assert_eq!(behind.tables[0].verdict, StatusVerdict::CaughtUp, "{behind:#?}");
     assert!(!behind.caught_up_for_cutover(), "{behind:#?}");
-    assert_eq!(behind.verdict, Verdict::Lagging);
+    assert_eq!(behind.verdict, StatusVerdict::Lagging);
     let cutover = behind.cutover.as_ref().unwrap();
     assert_eq!(
         (cutover.position_from, cutover.reached, cutover.taken),
@@ -344,7 +344,7 @@ async fn caught_up_for_cutover_needs_the_connector_at_the_cutover_lsn() {
     sql(&fx.db, &format!("SELECT pg_replication_slot_advance('{}', '{t}')", fx.slot));
     let reached = fx.job().with_cutover(Cutover::Lsn(t)).run().await.unwrap();
     assert!(reached.caught_up_for_cutover(), "{reached:#?}");
-    assert_eq!(reached.verdict, Verdict::CaughtUp);
+    assert_eq!(reached.verdict, StatusVerdict::CaughtUp);
     assert!(reached.slot.as_ref().unwrap().confirmed_flush_lsn.unwrap() >= t);
     assert_eq!(reached.lag_summary()["caught_up_for_cutover"], true);
 
@@ -393,7 +393,7 @@ async fn caught_up_for_cutover_needs_the_connector_at_the_cutover_lsn() {
     // A failed connector carries nothing more: failed, whatever the offsets say.
     connect.state.lock().unwrap().states.insert("pgsnap-dbz".into(), "FAILED".into());
     let r = with_connect().run().await.unwrap();
-    assert_eq!(r.verdict, Verdict::Failed);
+    assert_eq!(r.verdict, StatusVerdict::Failed);
     assert!(!r.caught_up_for_cutover());
 }
 
