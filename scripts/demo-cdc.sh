@@ -27,7 +27,7 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/pgsnap-demo-cdc.XXXXXX")"
 PIDS=()
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
+run() { printf '$ %s\n' "$*" >&2; "$@"; }
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true

@@ -9,6 +9,7 @@
 
 mod cdc;
 mod contract;
+mod cutover;
 mod errors;
 mod failures;
 mod handoff;
