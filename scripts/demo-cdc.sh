@@ -6,8 +6,9 @@
 #      Kafka offsets, the Routine Loads created at them, the Debezium config rendered;
 #   2. Debezium started on the handoff's slot with that config;
 #   3. pgsnap status while the Routine Loads catch up with the writers;
-#   4. writes stopped; pgsnap status --writes-stopped --until-caught-up;
-#   5. pgsnap verify --full: every table compared row by row, cell by cell.
+#   4. writes stopped, the cutover LSN T read; pgsnap status --cutover-lsn T --until-caught-up;
+#   5. pgsnap verify --full --cutover-lsn T: CDC checked as status checks it, then every
+#      table compared row by row, cell by cell.
 #
 #   bash scripts/demo-cdc.sh                       # state in ./pgsnap-demo-cdc (replaced)
 #   PGSNAP_DEMO_ROWS=200000 bash scripts/demo-cdc.sh
@@ -84,7 +85,7 @@ step "writers: inserts, updates and deletes, all the time"
             INSERT INTO orders VALUES ($ROWS + $i, 1 + $i % 1000, $i % 500, 'placed', '{\"sku\": \"W$i\"}', now());
             UPDATE orders SET status = 'shipped', amount = amount + 1 WHERE id = 1 + ($i * 7919) % $ROWS;
             DELETE FROM orders WHERE id = 1 + ($i * 104729) % $ROWS;
-            UPDATE customers SET email = 'new$i@example.com' WHERE id = 1 + $i % 1000;" >/dev/null
+            UPDATE customers SET email = 'new$i@example.com' WHERE id = 1 + $i % 1000;" >/dev/null 2>&1 || exit 0
         sleep 0.02
     done
 ) &
@@ -110,8 +111,9 @@ PY
 step "2. Debezium 3.6.3 on the handoff's slot, with the rendered connector config"
 python3 - "$WORK/handoff.json" >"$WORK/debezium.args" <<'PY'
 import json, sys
-c = json.load(open(sys.argv[1]))["debezium"]["config"]
-print(c["slot.name"]); print(c["publication.name"]); print(c["topic.prefix"]); print(c["name"])
+d = json.load(open(sys.argv[1]))["debezium"]
+c = d["config"]
+print(c["slot.name"]); print(c["publication.name"]); print(c["topic.prefix"]); print(d["name"])
 for k, v in c.items():
     if not k.startswith("database.") and k != "name":
         print(f"{k}={v}")
@@ -136,11 +138,13 @@ for n in 1 2 3; do
     run "${STATUS[@]}" || true
 done
 
-step "4. writes stopped; pgsnap status --writes-stopped --until-caught-up"
+step "4. writes stopped; the cutover LSN read now; pgsnap status --until-caught-up at it"
 kill "$WRITERS"; wait "$WRITERS" 2>/dev/null || true
-run "${STATUS[@]}" --writes-stopped --until-caught-up --timeout 180
+T="$(pg_psql shop -At -c 'SELECT pg_current_wal_insert_lsn()')"
+echo "cutover LSN T = $T (status --writes-stopped would read it itself)"
+run "${STATUS[@]}" --cutover-lsn "$T" --until-caught-up --timeout 180
 
-step "5. pgsnap verify --full"
-run "$PGSNAP" verify --state "$STATE" --source "$CONN" "${SR[@]}" --full
+step "5. pgsnap verify --full --cutover-lsn T"
+run "$PGSNAP" verify --state "$STATE" --source "$CONN" "${SR[@]}" --full --cutover-lsn "$T"
 
 step "done: every change made while the snapshot ran and after it reached StarRocks exactly once"

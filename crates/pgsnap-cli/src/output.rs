@@ -253,6 +253,7 @@ const API_FLAGS: &[(&str, &str)] = &[
     ("ConnectClient::with_ca_file", "--connect-ca-file"),
     ("ConnectClient::with_basic_auth", "--connect-user, --connect-password-env"),
     ("HandoffJob::with_allow_no_deletes", "--allow-no-deletes"),
+    ("(Cutover::TakeNow or Cutover::Lsn)", "(--writes-stopped or --cutover-lsn)"),
 ];
 
 /// `text` (an error or a warning of the library) with the API calls it names replaced by
@@ -579,7 +580,7 @@ pub fn verify(report: &pgsnap::VerifyReport, as_json: bool) -> i32 {
             }
         }
         if let Some(why) = &report.not_final {
-            eprintln!("not final: {why}");
+            eprintln!("not final: {}", in_flags(why));
         }
         for w in &report.warnings {
             eprintln!("warning: {}", in_flags(w));

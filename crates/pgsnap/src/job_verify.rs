@@ -441,8 +441,14 @@ impl VerifyJob {
         }
         let not_final = match &cutover {
             Some(e) if e.caught_up => None,
+            Some(e) if e.detail.get("cutover_lsn").is_some_and(Value::is_null) => Some(format!(
+                "no cutover point was given, so CDC cannot be caught up for cutover (status seen: \
+                 {}): stop the writes and give the cutover point (Cutover::TakeNow or \
+                 Cutover::Lsn); StarRocks may still change",
+                e.detail
+            )),
             Some(e) => Some(format!(
-                "CDC has not caught up (lag seen: {}): StarRocks may still change",
+                "CDC has not caught up for cutover (status seen: {}): StarRocks may still change",
                 e.detail
             )),
             None => Some(

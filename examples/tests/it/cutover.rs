@@ -4,7 +4,7 @@
 //! handoff created.
 //!
 //! `handoff --create-routine-loads` → `status` while CDC catches up → writes stopped →
-//! `status --writes-stopped --until-caught-up` (exit 0) → `verify --full --writes-stopped`
+//! `status --writes-stopped --until-caught-up` (exit 0) → `verify --full --cutover-lsn T`
 //! (exit 0, `equal`). Then: a row changed in the double makes `verify` name exactly that
 //! table and key (exit 1); a rerun of the handoff reports its jobs `already_there`; a row
 //! that cannot be loaded pauses its job, and `status` says `paused` with the reason and the
@@ -166,8 +166,10 @@ fn a_whole_migration_hands_off_catches_up_and_verifies_equal() {
     assert!(s["cutover_lsn"].is_string(), "{s}");
     eprintln!("caught up for cutover {:?} after the writes stopped", started.elapsed());
 
-    // 5. Verify: equal, and final.
-    let mut verify_args = sr.job_args(&src, &state, &["--full", "--writes-stopped"]);
+    // 5. Verify: equal, and final (at the same cutover point: the shared cluster's WAL moves
+    // on with other tests' writes, so a new one would wait for the next heartbeat).
+    let cutover_lsn = s["cutover_lsn"].as_str().unwrap().to_owned();
+    let mut verify_args = sr.job_args(&src, &state, &["--full", "--cutover-lsn", &cutover_lsn]);
     verify_args.retain(|a| a != "--create-tables");
     let (code, v, stderr) = run("verify", &verify_args);
     assert_eq!(code, Some(0), "{v}\n{stderr}");
