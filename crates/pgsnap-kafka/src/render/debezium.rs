@@ -404,6 +404,7 @@ mod tests {
                 "publication.autocreate.mode": "disabled",
                 "snapshot.mode": "no_data",
                 "table.include.list": "public\\.orders,Sales\\.line\\.items",
+                "heartbeat.interval.ms": "10000",
                 "tombstones.on.delete": "false",
                 "decimal.handling.mode": "string",
                 "key.converter": "org.apache.kafka.connect.json.JsonConverter",
