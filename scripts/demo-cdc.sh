@@ -77,9 +77,10 @@ echo "Kafka $BROKERS, StarRocks FE $FE (SQL $FE_SQL)"
 SR=(--fe "$FE" --fe-sql "$FE_SQL" --user root --database shop)
 
 step "writers: inserts, updates and deletes, all the time"
+STOP_WRITES="$WORK/stop-writes"
 (
     i=0
-    while :; do
+    while [ ! -e "$STOP_WRITES" ]; do
         i=$((i + 1))
         pg_psql shop -c "
             INSERT INTO orders VALUES ($ROWS + $i, 1 + $i % 1000, $i % 500, 'placed', '{\"sku\": \"W$i\"}', now());
@@ -139,7 +140,7 @@ for n in 1 2 3; do
 done
 
 step "4. writes stopped; the cutover LSN read now; pgsnap status --until-caught-up at it"
-kill "$WRITERS"; wait "$WRITERS" 2>/dev/null || true
+touch "$STOP_WRITES"; wait "$WRITERS" 2>/dev/null || true   # the last psql has returned
 T="$(pg_psql shop -At -c 'SELECT pg_current_wal_insert_lsn()')"
 echo "cutover LSN T = $T (status --writes-stopped would read it itself)"
 run "${STATUS[@]}" --cutover-lsn "$T" --until-caught-up --timeout 180

@@ -37,7 +37,7 @@
 //! the connector's state and `lsn_proc`.
 //!
 //! # Verdicts and exit codes
-//! `caught_up` (exit 0), `lagging` (exit 1 for one check; `--until-caught-up` keeps checking
+//! `caught_up` (exit 0), `lagging` (exit 6: not final; `--until-caught-up` keeps checking
 //! and exits 6 when `--timeout` passes), `paused` and `failed` (exit 1 at once: waiting
 //! cannot fix them). A job paused after filtered rows gets the remedy: the rows were skipped
 //! in the committed batch and RESUME will not bring them back; fix the mapping and reset the

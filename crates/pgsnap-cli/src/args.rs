@@ -467,8 +467,10 @@ mod starrocks {
 Verdicts and exit codes:
   0 equal: every compared table is equal, and CDC has caught up
   1 different: the report lists the tables, keys and columns (first 20 of each kind)
-  6 not_final: nothing differs, but there is no evidence that CDC has caught up (this
-    command does not read the CDC status yet, so equal data is always not_final), or
+  6 not_final: nothing differs, but CDC is not caught up for cutover (with --state of a
+    handoff it is checked first, as pgsnap status checks it: give --cutover-lsn T, read
+    with pg_current_wal_insert_lsn() after the writes stopped, or --writes-stopped), or
+    there is no CDC to check (no --state), or a table was compared by its count only, or
     --timeout passed
   2 usage, 3 PostgreSQL or StarRocks unreachable
 

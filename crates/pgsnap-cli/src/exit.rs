@@ -65,22 +65,22 @@ pub fn code_of_outcome(outcome: Outcome, signal: Option<i32>) -> i32 {
 }
 
 /// The exit code of `pgsnap status`: 0 caught up (with a cutover LSN: caught up for
-/// cutover), 1 paused or failed, or lagging when not polling; [`EXIT_NOT_FINAL`] when
-/// polling timed out.
+/// cutover), 1 paused or failed (waiting cannot fix those), [`EXIT_NOT_FINAL`] lagging (not
+/// caught up yet, after one check or when `--until-caught-up`'s `--timeout` passed).
 ///
 /// ```
 /// use pgsnap::StatusVerdict;
 /// use pgsnap_cli::exit::{code_of_status, EXIT_NOT_FINAL};
-/// assert_eq!(code_of_status(StatusVerdict::CaughtUp, false), 0);
-/// assert_eq!(code_of_status(StatusVerdict::Paused, false), 1);
-/// assert_eq!(code_of_status(StatusVerdict::Lagging, false), 1);
-/// assert_eq!(code_of_status(StatusVerdict::Lagging, true), EXIT_NOT_FINAL);
+/// assert_eq!(code_of_status(StatusVerdict::CaughtUp), 0);
+/// assert_eq!(code_of_status(StatusVerdict::Paused), 1);
+/// assert_eq!(code_of_status(StatusVerdict::Failed), 1);
+/// assert_eq!(code_of_status(StatusVerdict::Lagging), EXIT_NOT_FINAL);
 /// ```
 #[cfg(feature = "kafka")]
-pub fn code_of_status(verdict: pgsnap::StatusVerdict, timed_out: bool) -> i32 {
+pub fn code_of_status(verdict: pgsnap::StatusVerdict) -> i32 {
     match verdict {
         pgsnap::StatusVerdict::CaughtUp => EXIT_OK,
-        pgsnap::StatusVerdict::Lagging if timed_out => EXIT_NOT_FINAL,
+        pgsnap::StatusVerdict::Lagging => EXIT_NOT_FINAL,
         _ => EXIT_PARTIAL,
     }
 }

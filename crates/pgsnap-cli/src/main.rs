@@ -20,8 +20,8 @@ Exit codes:
   4 snapshot lost, 5 non-retryable sink error, 6 timeout or not final (status, verify),
   130 stopped by SIGINT, 143 stopped by SIGTERM
   (a stopped run keeps what is done: rerun with --resume)
-  status: 0 caught up, 1 paused or failed (or lagging without --until-caught-up),
-  2 usage, 3 unreachable, 6 --until-caught-up timed out
+  status: 0 caught up, 1 paused or failed, 2 usage, 3 unreachable,
+  6 lagging (one check, or --until-caught-up when --timeout passed)
   verify: 0 equal, 1 different, 2 usage, 3 unreachable, 6 not final or timed out";
 
 /// Zero-gap PostgreSQL -> StarRocks migrations: consistent parallel snapshots, exact-once

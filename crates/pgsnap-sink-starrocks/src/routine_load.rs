@@ -218,12 +218,42 @@ impl RoutineLoadInfo {
     }
 }
 
-/// `text` with every secret replaced by `***`.
+/// A secret as it goes inside the statement's double-quoted literal (where its placeholder
+/// stands): backslash escapes, as the renderer writes every literal.
+fn escaped(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `text` with every secret (as given, and as escaped into the statement) replaced by `***`;
+/// when a piece of a secret (4 characters or more) is still left, as a parse error quoting
+/// the text after a broken literal would leave it, the whole text is withheld.
 fn redact(text: &str, secrets: &[(String, String)]) -> String {
-    secrets
-        .iter()
-        .filter(|(_, value)| !value.is_empty())
-        .fold(text.to_owned(), |t, (_, value)| t.replace(value.as_str(), "***"))
+    let mut out = text.to_owned();
+    for (_, value) in secrets.iter().filter(|(_, v)| !v.is_empty()) {
+        out = out.replace(value.as_str(), "***").replace(escaped(value).as_str(), "***");
+    }
+    let leaks = secrets.iter().any(|(_, value)| {
+        let chars: Vec<char> = value.chars().collect();
+        let n = chars.len().min(4);
+        n > 0 && chars.windows(n).any(|w| out.contains(&w.iter().collect::<String>()))
+    });
+    if leaks {
+        "(StarRocks' message is withheld: it quoted part of a secret)".to_owned()
+    } else {
+        out
+    }
 }
 
 impl StarRocksSink {
@@ -283,9 +313,9 @@ impl StarRocksSink {
         secrets: &[(String, String)],
     ) -> Result<()> {
         let mut sql = self.sql_login()?.connect().await?;
-        let text = secrets
-            .iter()
-            .fold(statement.to_owned(), |t, (placeholder, value)| t.replace(placeholder, value));
+        let text = secrets.iter().fold(statement.to_owned(), |t, (placeholder, value)| {
+            t.replace(placeholder, &escaped(value))
+        });
         let result = sql.conn().query_drop(text.as_str()).await;
         drop(text);
         sql.close().await;
@@ -348,5 +378,10 @@ mod tests {
     fn secrets_are_redacted() {
         let secrets = vec![("${KAFKA_SASL_PASSWORD}".to_owned(), "hunter2".to_owned())];
         assert_eq!(redact("near 'hunter2'", &secrets), "near '***'");
+        // Escaped into the literal, and pieces of it after a broken literal.
+        let odd = vec![("${P}".to_owned(), r#"ab"cd;ef\gh"#.to_owned())];
+        assert_eq!(redact(r#"near "ab\"cd;ef\\gh""#, &odd), r#"near "***""#);
+        assert!(redact("near 'cd;ef', line 1", &odd).contains("withheld"));
+        assert_eq!(escaped("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
     }
 }

@@ -621,6 +621,20 @@ impl HandoffJob {
                     duplicate.join(", ")
                 ));
             }
+            if let Ok(k) = routine_load_kafka(&self.kafka_config, mapper.database())
+                && !k.files.is_empty()
+            {
+                run::abandon(&options, &opened).await;
+                let names: Vec<&str> = k.files.iter().map(|f| f.setting.as_str()).collect();
+                return Err(refused(format!(
+                    "the Routine Loads name certificate files ({}) as FILE:<name>, which \
+                     StarRocks must hold before a job naming them is created; pgsnap does not \
+                     run CREATE FILE (it needs a URL the FE can fetch): run the handoff \
+                     without creating the jobs, register the files (routine_load_files), then \
+                     create the jobs from the report",
+                    names.join(", ")
+                )));
+            }
             let planned: Vec<RoutineLoadRecord> = cdc
                 .iter()
                 .map(|(name, p)| {
@@ -816,7 +830,43 @@ impl HandoffJob {
                 _ => self.connector.clone(),
             };
             state.routine_loads = records;
-            if let (true, Some(s)) = (self.create_routine_loads, &sr_sink) {
+            let store = ManifestStore::new(&self.out);
+            if self.create_routine_loads {
+                // Every table must continue with CDC: a table without a job would be silently
+                // left behind.
+                for t in &manifest.tables {
+                    let source = source_name(&t.schema.name);
+                    if !state.routine_loads.iter().any(|r| r.source == source) {
+                        jobs_failed = true;
+                        warnings.push(format!(
+                            "{source}: no Routine Load was rendered, so none is created and no \
+                             change after the snapshot reaches its StarRocks table (see the \
+                             warnings above for why)"
+                        ));
+                    }
+                }
+            }
+            let create = match (self.create_routine_loads, &sr_sink) {
+                (true, Some(_)) if not_passed => {
+                    jobs_failed = true;
+                    warnings.push(
+                        "no Routine Load was created: the connector has not passed the \
+                         snapshot's consistent point, so the offsets may not be final; rerun \
+                         with the same options once it has"
+                            .into(),
+                    );
+                    None
+                }
+                (true, Some(s)) => Some(s),
+                _ => None,
+            };
+            if let Some(s) = create {
+                // Recorded first (no job ids yet): a crash between the CREATEs and the final
+                // save leaves a state a rerun can compare with.
+                manifest.handoff = Some(state.clone());
+                if let Err(e) = store.save(&manifest).await {
+                    warnings.push(format!("recording the handoff before creating its jobs: {e}"));
+                }
                 let secrets = crate::routine_loads::secrets(&self.kafka_config, mapper.database());
                 routine_load_jobs = create_all(s, &mut state, &secrets).await;
                 for j in routine_load_jobs.iter().filter(|j| j.error.is_some()) {
@@ -829,7 +879,7 @@ impl HandoffJob {
                 }
             }
             manifest.handoff = Some(state);
-            if let Err(e) = ManifestStore::new(&self.out).save(&manifest).await {
+            if let Err(e) = store.save(&manifest).await {
                 jobs_failed |= self.create_routine_loads;
                 warnings.push(format!(
                     "the handoff's state (its Routine Loads and their job ids) was not recorded \

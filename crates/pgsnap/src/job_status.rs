@@ -327,7 +327,14 @@ impl StatusJob {
                 .then(|| manifest.snapshot.slot.clone())
                 .flatten()
         });
-        Ok(Context { handoff, starrocks, brokers, connector, slot })
+        // Tables the snapshot copied that no Routine Load continues: no CDC reaches them.
+        let unrecorded = manifest
+            .tables
+            .iter()
+            .map(|t| format!("{}.{}", t.schema.name.schema, t.schema.name.name))
+            .filter(|source| !handoff.routine_loads.iter().any(|r| &r.source == source))
+            .collect();
+        Ok(Context { handoff, starrocks, brokers, connector, slot, unrecorded })
     }
 
     /// One check against `ctx`, with the cutover LSN T (and whether the job took it).
@@ -354,6 +361,17 @@ impl StatusJob {
         let mut tables = Vec::with_capacity(ctx.handoff.routine_loads.len());
         for record in &ctx.handoff.routine_loads {
             tables.push(self.table(ctx, record).await?);
+        }
+        for source in &ctx.unrecorded {
+            let mut t = StatusTable::without_job(source);
+            t.verdict = StatusVerdict::Failed;
+            t.reasons.push(
+                "the snapshot copied this table, but the handoff created no Routine Load for it \
+                 (its topic did not exist, or its columns cannot be carried exactly: see the \
+                 handoff's warnings): no change after the snapshot reaches StarRocks"
+                    .to_owned(),
+            );
+            tables.push(t);
         }
 
         let mut verdict = tables.iter().map(|t| t.verdict).max().unwrap_or(StatusVerdict::CaughtUp);
@@ -423,26 +441,7 @@ impl StatusJob {
 
     /// One table: the topic's watermarks, then its Routine Load.
     async fn table(&self, ctx: &Context, record: &RoutineLoadRecord) -> Result<StatusTable> {
-        let mut t = StatusTable {
-            source: record.source.clone(),
-            target: record.table.clone(),
-            topic: record.topic.clone(),
-            routine_load: RoutineLoadReport {
-                name: record.name.clone(),
-                id: None,
-                state: None,
-                reason: None,
-                partitions: Vec::new(),
-                rows_loaded: 0,
-                rows_filtered: 0,
-                rows_unselected: 0,
-            },
-            verdict: StatusVerdict::CaughtUp,
-            remedy: None,
-            error_urls: Vec::new(),
-            reasons: Vec::new(),
-            warnings: Vec::new(),
-        };
+        let mut t = StatusTable::new(&record.source, &record.table, &record.topic, &record.name);
         let logs = match self.logs(&ctx.brokers, &record.topic).await {
             Ok(logs) => logs,
             Err(pgsnap_kafka::Error::NoSuchTopic { .. }) => {
@@ -485,12 +484,22 @@ impl StatusJob {
 
         // Partitions: those the job consumes; Kafka's others are not loaded at all.
         let next = info.next_offsets();
-        for p in marks.keys().filter(|p| !next.contains_key(p) && !record.offsets.contains_key(p)) {
-            t.warnings.push(format!(
+        let mut unconsumed = false;
+        for (p, (low, high)) in
+            marks.iter().filter(|(p, _)| !next.contains_key(p) && !record.offsets.contains_key(p))
+        {
+            let what = format!(
                 "partition {p} of {} is not consumed by the Routine Load (the topic gained \
-                 partitions after the job was created?)",
+                 partitions after the job was created; StarRocks does not add them to a job \
+                 with explicit partitions)",
                 record.topic
-            ));
+            );
+            if high > low {
+                unconsumed = true;
+                t.reasons.push(format!("{what}: its records never reach StarRocks"));
+            } else {
+                t.warnings.push(format!("{what}; it is empty so far"));
+            }
         }
         let mut partitions: Vec<i32> = next.keys().copied().collect();
         partitions.extend(record.offsets.keys().filter(|p| !next.contains_key(p)));
@@ -505,6 +514,9 @@ impl StatusJob {
             let part = match job_next {
                 Some(n) => {
                     let log = logs.partition(p);
+                    if n < low {
+                        unconsumed = true;
+                    }
                     partition_report(p, n, low, high, log, &mut t.reasons).await?
                 }
                 None => {
@@ -525,6 +537,7 @@ impl StatusJob {
         t.verdict = match &info.state {
             RoutineLoadState::Paused => StatusVerdict::Paused,
             s if s.is_final() => StatusVerdict::Failed,
+            _ if unconsumed => StatusVerdict::Failed,
             _ if behind => StatusVerdict::Lagging,
             _ => StatusVerdict::CaughtUp,
         };
@@ -563,6 +576,8 @@ struct Context {
     brokers: String,
     connector: Option<String>,
     slot: Option<String>,
+    /// Tables of the snapshot without a recorded Routine Load (`schema.table`).
+    unrecorded: Vec<String>,
 }
 
 fn kafka_error(context: String, e: pgsnap_kafka::Error) -> JobError {
@@ -573,15 +588,22 @@ fn kafka_error(context: String, e: pgsnap_kafka::Error) -> JobError {
 /// The job of `record` among `SHOW ALL ROUTINE LOAD`'s rows (oldest first): the recorded id,
 /// else the newest that can still run, else the newest.
 fn pick_job(mut rows: Vec<RoutineLoadInfo>, record: &RoutineLoadRecord) -> Option<RoutineLoadInfo> {
+    // The handoff's own job while it can run; a job created by hand in its place (as the
+    // remedy of a STOPPED one says) once it cannot; the newest otherwise.
+    if let Some(id) = &record.job_id
+        && let Some(i) = rows.iter().position(|r| &r.id == id && !r.state.is_final())
+    {
+        return Some(rows.swap_remove(i));
+    }
+    if let Some(i) = rows.iter().rposition(|r| !r.state.is_final()) {
+        return Some(rows.swap_remove(i));
+    }
     if let Some(id) = &record.job_id
         && let Some(i) = rows.iter().position(|r| &r.id == id)
     {
         return Some(rows.swap_remove(i));
     }
-    match rows.iter().rposition(|r| !r.state.is_final()) {
-        Some(i) => Some(rows.swap_remove(i)),
-        None => rows.pop(),
-    }
+    rows.pop()
 }
 
 /// One partition whose job consumes `next` next.
@@ -603,21 +625,15 @@ async fn partition_report(
         caught_up: lag <= 0,
         gap: false,
     };
-    if lag < 0 {
-        reasons.push(format!(
-            "partition {partition}: the job's progress ({next}) is past the high watermark \
-             ({high}): was the topic recreated?"
-        ));
-        report.caught_up = false;
-        return Ok(report);
-    }
-    if lag == 0 {
+    // Progress is read after the high watermark: with writers running the job may be past
+    // it, which is consumed through it.
+    if lag <= 0 {
         return Ok(report);
     }
     if next < low {
         reasons.push(format!(
             "partition {partition}: records {next}..{low} were deleted (retention) before the \
-             job consumed them"
+             job consumed them: those changes never reach StarRocks; re-snapshot the table"
         ));
         return Ok(report);
     }
@@ -839,6 +855,37 @@ pub struct StatusTable {
     pub reasons: Vec<String>,
     /// What deserves a look.
     pub warnings: Vec<String>,
+}
+
+impl StatusTable {
+    /// A table caught up so far, its job not read yet.
+    fn new(source: &str, target: &str, topic: &str, job: &str) -> Self {
+        StatusTable {
+            source: source.to_owned(),
+            target: target.to_owned(),
+            topic: topic.to_owned(),
+            routine_load: RoutineLoadReport {
+                name: job.to_owned(),
+                id: None,
+                state: None,
+                reason: None,
+                partitions: Vec::new(),
+                rows_loaded: 0,
+                rows_filtered: 0,
+                rows_unselected: 0,
+            },
+            verdict: StatusVerdict::CaughtUp,
+            remedy: None,
+            error_urls: Vec::new(),
+            reasons: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A table of the snapshot with no recorded Routine Load.
+    fn without_job(source: &str) -> Self {
+        StatusTable::new(source, "", "", "")
+    }
 }
 
 /// A Routine Load in a [`StatusTable`].
@@ -1165,15 +1212,21 @@ mod tests {
     }
 
     #[test]
-    fn a_recorded_id_wins_then_the_newest_job_that_can_run() {
+    fn a_live_recorded_id_wins_then_the_newest_job_that_can_run() {
         let row = |id: &str, state: &str| {
             RoutineLoadInfo::from_columns(&[("Id", id), ("Name", "j"), ("State", state)]).unwrap()
         };
         let mut record = RoutineLoadRecord::new("j", "public.t", "t", "pg.public.t");
         let rows = || vec![row("1", "STOPPED"), row("2", "RUNNING"), row("3", "CANCELLED")];
         assert_eq!(pick_job(rows(), &record).unwrap().id, "2");
+        // The recorded job was cancelled and replaced by hand: the replacement is watched.
         record.job_id = Some("3".into());
-        assert_eq!(pick_job(rows(), &record).unwrap().id, "3");
+        assert_eq!(pick_job(rows(), &record).unwrap().id, "2");
+        // Nothing can run: the recorded job, with its state.
+        let dead = vec![row("1", "STOPPED"), row("3", "CANCELLED")];
+        assert_eq!(pick_job(dead, &record).unwrap().id, "3");
+        record.job_id = Some("2".into());
+        assert_eq!(pick_job(rows(), &record).unwrap().id, "2");
         assert!(pick_job(Vec::new(), &record).is_none());
     }
 

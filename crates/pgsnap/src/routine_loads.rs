@@ -104,7 +104,9 @@ pub(crate) async fn names_taken(
         if let Some(existing) = rows.last() {
             taken.push(format!(
                 "the Routine Load for {} ({} from topic {}) would be named {}, which job {} holds; \
-                 pgsnap never replaces a job: stop and drop it, or map the table to another name",
+                 pgsnap never replaces a job, and StarRocks keeps the name of a STOPPED or \
+                 CANCELLED job until it cleans the job up: map the table to another StarRocks \
+                 table (another job name)",
                 r.source,
                 r.table,
                 r.topic,
@@ -192,11 +194,26 @@ pub(crate) async fn create_all(
             continue;
         }
         match sink.show_routine_loads(&r.name).await {
-            Ok(rows) => {
-                r.job_id = rows.iter().rev().find(|i| !i.state.is_final()).map(|i| i.id.clone());
-                tracing::info!(job = %r.name, id = ?r.job_id, table = %r.table, "Routine Load created");
-                out.push(RoutineLoadJob::of(r, "created", None));
-            }
+            Ok(rows) => match rows.last() {
+                Some(job) if !job.state.is_final() => {
+                    r.job_id = Some(job.id.clone());
+                    tracing::info!(job = %r.name, id = %job.id, table = %r.table, "Routine Load created");
+                    out.push(RoutineLoadJob::of(r, "created", None));
+                }
+                // StarRocks took the statement, then cancelled the job (bad Kafka properties,
+                // a missing FILE, ...).
+                Some(job) => {
+                    r.job_id = Some(job.id.clone());
+                    let reason = job.reason.as_deref().unwrap_or("no reason given");
+                    out.push(fail(
+                        r,
+                        format!("created, then {} by StarRocks: {reason}", job.state.as_str()),
+                    ));
+                }
+                None => {
+                    out.push(fail(r, "created, but SHOW ROUTINE LOAD does not list it".to_owned()))
+                }
+            },
             Err(e) => out.push(fail(
                 r,
                 format!("created, but SHOW ROUTINE LOAD cannot read its id back: {e}"),

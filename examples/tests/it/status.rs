@@ -150,7 +150,7 @@ async fn status_exit_codes_remedy_and_ndjson() {
     // for good.
     let stuck = Fixture::new("stclistuck", &[insert(json!(1)), "not json".into()]).await;
     let one = stuck.status(&["--json"]).await;
-    one.expect_code(1);
+    one.expect_code(6);
     let report = one.json();
     assert_eq!(report["verdict"], "lagging", "{report}");
     let t = &report["tables"][0];

@@ -76,7 +76,7 @@ impl StatusPrinter {
         } else if report.verdict.is_final() {
             eprintln!("error: {} (waiting cannot fix it; see the reasons above)", report.verdict);
         }
-        code_of_status(report.verdict, timed_out)
+        code_of_status(report.verdict)
     }
 }
 

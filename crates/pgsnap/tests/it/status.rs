@@ -340,8 +340,27 @@ async fn caught_up_for_cutover_needs_the_connector_at_the_cutover_lsn() {
     assert_eq!(json["caught_up_for_cutover"], false);
     assert_contract(&json);
 
-    // The consumer confirms past T (what Debezium's offset commit does).
-    sql(&fx.db, &format!("SELECT pg_replication_slot_advance('{}', '{t}')", fx.slot));
+    // The consumer confirms past T (what Debezium's offset commit does). PostgreSQL advances
+    // a slot only up to the flushed WAL, which other tests' writes on the shared cluster may
+    // keep behind T for a moment: advance until it is there.
+    let started = std::time::Instant::now();
+    loop {
+        let at = sql(
+            &fx.db,
+            &format!(
+                "SELECT end_lsn >= '{t}'::pg_lsn FROM pg_replication_slot_advance('{}', '{t}')",
+                fx.slot
+            ),
+        );
+        if at == "t" {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the slot stays before {t}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let reached = fx.job().with_cutover(Cutover::Lsn(t)).run().await.unwrap();
     assert!(reached.caught_up_for_cutover(), "{reached:#?}");
     assert_eq!(reached.verdict, StatusVerdict::CaughtUp);
