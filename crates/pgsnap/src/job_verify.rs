@@ -790,6 +790,8 @@ impl Pg {
             .map(|(k, v)| format!("SET {k} = '{v}';"))
             .collect();
         setup.push("SET statement_timeout = 0;".into());
+        // The transaction waits while StarRocks is read: a server or role default must not end it.
+        setup.push("SET idle_in_transaction_session_timeout = 0;".into());
         setup.push("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;".into());
         client
             .batch_execute(&setup.join(" "))
