@@ -47,6 +47,9 @@ pub enum Cutover {
     /// when it starts: the caller asserts that the application has stopped writing
     /// **before** the job runs.
     TakeNow,
+    /// T as a [`TakeNow`](Cutover::TakeNow) job read it ([`StatusJob::take_cutover`]): every
+    /// later check of the job is against the same T.
+    Taken(Lsn),
 }
 
 /// The verdict on a table, or on the whole handoff.
@@ -258,11 +261,27 @@ impl StatusJob {
         }
     }
 
+    /// The job with [`Cutover::TakeNow`] replaced by T read now ([`Cutover::Taken`]), so that
+    /// repeated [`run`](Self::run)s (a watch) check against one cutover point; any other
+    /// cutover is kept.
+    ///
+    /// # Errors
+    /// PostgreSQL cannot be reached.
+    pub async fn take_cutover(mut self) -> Result<Self> {
+        if self.cutover == Cutover::TakeNow
+            && let Some((t, _)) = self.cutover_lsn().await?
+        {
+            self.cutover = Cutover::Taken(t);
+        }
+        Ok(self)
+    }
+
     /// T, read now when asked to ([`Cutover::TakeNow`]).
     async fn cutover_lsn(&self) -> Result<Option<(Lsn, bool)>> {
         match self.cutover {
             Cutover::None => Ok(None),
             Cutover::Lsn(t) => Ok(Some((t, false))),
+            Cutover::Taken(t) => Ok(Some((t, true))),
             Cutover::TakeNow => {
                 let probe = WalProbe::connect(self.source.clone()).await?;
                 Ok(Some((probe.current_wal_lsn().await?, true)))

@@ -241,7 +241,12 @@ pub async fn run_status(
             Err(e) => fail(&e),
         };
     }
-    // --watch alone: until stopped.
+    // --watch alone: until stopped, against one cutover point (--writes-stopped reads it
+    // once).
+    let job = match job.clone().take_cutover().await {
+        Ok(job) => job,
+        Err(e) => return fail(&e),
+    };
     loop {
         let checked = tokio::select! {
             r = job.run() => Some(r),

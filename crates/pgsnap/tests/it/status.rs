@@ -372,6 +372,13 @@ async fn caught_up_for_cutover_needs_the_connector_at_the_cutover_lsn() {
     let taken = fx.job().with_cutover(Cutover::TakeNow).run().await.unwrap();
     let c = taken.cutover.as_ref().unwrap();
     assert!(c.taken && c.lsn >= before, "{c:?}");
+    // A watch takes T once: later checks use the same T while the WAL moves on.
+    let watched = fx.job().with_cutover(Cutover::TakeNow).take_cutover().await.unwrap();
+    let first = watched.run().await.unwrap();
+    sql(&fx.db, "CREATE TABLE status_wal_moves (id int); DROP TABLE status_wal_moves;");
+    let second = watched.run().await.unwrap();
+    assert_eq!(first.cutover_lsn, second.cutover_lsn);
+    assert!(second.cutover.as_ref().unwrap().taken);
 
     // (b) by the connector's processed position (Kafka Connect's lsn_proc), not the slot.
     let connect = ConnectDouble::start(State::default()).await;
