@@ -635,7 +635,6 @@ mod handoff {
     use std::time::Duration;
 
     use pgsnap::kafka::KafkaClientConfig;
-    use pgsnap::kafka::client_config::is_secret_key;
     use pgsnap::kafka::connect::ConnectClient;
     use pgsnap::kafka::render::debezium::parse_connector_config;
     use pgsnap::starrocks::parity::StarRocksVersion;
@@ -778,29 +777,7 @@ mod handoff {
         /// is not `KEY=VALUE` or names a secret, a refused setting (named by its key; values
         /// are never shown).
         pub fn kafka_client_config(&self) -> Result<KafkaClientConfig, UsageError> {
-            let mut config = match &self.kafka_config_file {
-                Some(path) => KafkaClientConfig::from_properties_file(path)
-                    .map_err(|e| UsageError(format!("--kafka-config-file: {e}")))?,
-                None => KafkaClientConfig::new(),
-            };
-            for setting in &self.kafka_config {
-                // Never echo the flag: a mistyped one may hold a secret.
-                let Some((key, value)) = setting.split_once('=') else {
-                    return Err(UsageError(
-                        "--kafka-config: expected KEY=VALUE (the argument is not shown)".into(),
-                    ));
-                };
-                let key = key.trim();
-                if is_secret_key(key) {
-                    return Err(UsageError(format!(
-                        "--kafka-config {key}: a secret on the command line is visible to other \
-                         users of this machine (ps, /proc); put it in --kafka-config-file"
-                    )));
-                }
-                config.set(key, value);
-            }
-            config.validate().map_err(|e| UsageError(format!("--kafka-config: {e}")))?;
-            Ok(config)
+            super::kafka_client_config(self.kafka_config_file.as_deref(), &self.kafka_config)
         }
     }
 
@@ -868,27 +845,12 @@ mod handoff {
         /// The Kafka Connect client of `--connect-url` (`url`), `--connect-ca-file`,
         /// `--connect-user` and `--connect-password-env`.
         fn connect_client(&self, url: &str) -> Result<ConnectClient, UsageError> {
-            // The library's errors name the URL (without a password) and the CA file.
-            let mut client =
-                ConnectClient::new(url).map_err(|e| UsageError(format!("--connect-url: {e}")))?;
-            if let Some(path) = &self.connect_ca_file {
-                client = client
-                    .with_ca_file(path)
-                    .map_err(|e| UsageError(format!("--connect-ca-file: {e}")))?;
-            }
-            if let (Some(user), Some(var)) = (&self.connect_user, &self.connect_password_env) {
-                let password = std::env::var(var).map_err(|e| {
-                    let why = match e {
-                        std::env::VarError::NotPresent => "is not set",
-                        std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
-                    };
-                    UsageError(format!(
-                        "--connect-password-env {var}: the environment variable {var} {why}"
-                    ))
-                })?;
-                client = client.with_basic_auth(user.clone(), password);
-            }
-            Ok(client)
+            super::connect_client(
+                url,
+                self.connect_ca_file.as_deref(),
+                self.connect_user.as_deref(),
+                self.connect_password_env.as_deref(),
+            )
         }
     }
 

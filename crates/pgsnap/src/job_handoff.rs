@@ -737,13 +737,7 @@ impl HandoffJob {
         }
 
         // Routine Load per table, and the Debezium config.
-        let brokers: Vec<String> = self
-            .brokers
-            .split(',')
-            .map(str::trim)
-            .filter(|b| !b.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let brokers: Vec<String> = broker_list(&self.brokers);
         let mut routine_load = Vec::new();
         let mut records = Vec::new();
         let mut tables = BTreeMap::new();
@@ -978,13 +972,7 @@ impl HandoffJob {
             refused(format!("the StarRocks tables of the handoff cannot be read again: {e}"))
         })?;
         let cdc = cdc_plans(&manifest, Some(&sink), mapper, Some(encoding), &mut warnings);
-        let brokers: Vec<String> = self
-            .brokers
-            .split(',')
-            .map(str::trim)
-            .filter(|b| !b.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let brokers: Vec<String> = broker_list(&self.brokers);
         let mut differ = Vec::new();
         let mut tables = BTreeMap::new();
         for r in &state.routine_loads {
@@ -1216,6 +1204,11 @@ fn fe_version(
 
 /// A rendered Routine Load: the statement, where each column comes from, warnings.
 type Rendered = (String, Vec<(String, RenderedColumn)>, Vec<String>);
+
+/// `host:port,host:port` as a list, blanks dropped.
+fn broker_list(brokers: &str) -> Vec<String> {
+    brokers.split(',').map(str::trim).filter(|b| !b.is_empty()).map(str::to_owned).collect()
+}
 
 /// The Routine Load job of StarRocks table `table`: `pgsnap_<table>`, sanitised.
 fn job_name(table: &str) -> String {
