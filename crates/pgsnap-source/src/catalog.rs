@@ -1,6 +1,6 @@
 //! Table selection and catalog reads, inside the imported snapshot.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tokio_postgres::Client;
 
@@ -41,19 +41,6 @@ pub struct Relation {
 }
 
 const SYSTEM_SCHEMAS: &str = "n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'";
-
-/// A recursive CTE `tree(oid)`: the relation `$1` and, when it is partitioned, every
-/// partition below it.
-///
-/// It reads `pg_inherits` with SQL, so it sees the partitions as of the imported snapshot
-/// (`pg_partition_tree()` reads the latest catalog and locks every partition, which would
-/// wait without a lock timeout behind a session holding an exclusive lock). Plain
-/// inheritance children are not followed: they are tables of their own.
-const RELATION_TREE: &str = "tree(oid) AS ( \
-        SELECT $1::oid \
-        UNION ALL \
-        SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid \
-          JOIN pg_class p ON p.oid = t.oid AND p.relkind = 'p')";
 
 /// Selects tables by include/exclude patterns (see [`crate::pattern`] for the rules).
 ///
@@ -177,9 +164,26 @@ async fn matching(client: &Client, pat: &str) -> Result<BTreeSet<u32>> {
     Ok(rows.iter().map(|r| r.get::<_, u32>(0)).collect())
 }
 
+/// The recursive CTE `tree(root, ord, oid)` over the array of relation oids `$1`: each root
+/// (with its position `ord` in the array) and, when it is partitioned, every partition below
+/// it.
+///
+/// It reads `pg_inherits` with SQL, so it sees the partitions as of the imported snapshot
+/// (`pg_partition_tree()` reads the latest catalog and locks every partition, which would
+/// wait without a lock timeout behind a session holding an exclusive lock). Plain
+/// inheritance children are not followed: they are tables of their own. One query covers
+/// the whole selection, however many tables it holds.
+const RELATION_TREES: &str = "tree(root, ord, oid) AS ( \
+        SELECT r.oid, r.ord, r.oid FROM unnest($1::oid[]) WITH ORDINALITY AS r(oid, ord) \
+        UNION ALL \
+        SELECT t.root, t.ord, i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid \
+          JOIN pg_class p ON p.oid = t.oid AND p.relkind = 'p')";
+
 /// Reads the schema and sizes of selected tables.
 ///
-/// The caller holds locks on the tables (`pg_relation_size` takes one and would wait).
+/// The caller holds locks on the tables (`pg_relation_size` takes one and would wait). The
+/// number of catalog queries does not depend on the number of tables: each reads the whole
+/// selection at once.
 ///
 /// # Errors
 /// Catalog queries failing; [`Error::Preflight`] for a partitioned table with a partition
@@ -188,107 +192,118 @@ pub async fn describe(
     client: &Client,
     selected: &[(u32, TableName, char, bool)],
 ) -> Result<Vec<CatalogTable>> {
+    let oids: Vec<u32> = selected.iter().map(|s| s.0).collect();
+    let what = || match selected {
+        [(_, name, ..)] => name.to_string(),
+        _ => format!("{} tables", selected.len()),
+    };
+    let meta: HashMap<u32, (bool, char)> = client
+        .query(
+            "SELECT c.oid, c.relrowsecurity, c.relreplident::text FROM pg_class c WHERE c.oid = ANY($1::oid[])",
+            &[&oids],
+        )
+        .await
+        .map_err(|e| Error::pg(format!("cannot read {}", what()), e))?
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), first_char(&r.get::<_, String>(2), 'd'))))
+        .collect();
+    let mut columns: HashMap<u32, (Vec<Column>, Vec<String>)> = HashMap::new();
+    for r in client
+        .query(
+            "SELECT a.attrelid, a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, \
+                    a.attgenerated <> '', t.typtype::text \
+               FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+              WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped \
+              ORDER BY a.attrelid, a.attnum",
+            &[&oids],
+        )
+        .await
+        .map_err(|e| Error::pg(format!("cannot read the columns of {}", what()), e))?
+    {
+        let (cols, generated) = columns.entry(r.get(0)).or_default();
+        let col_name: String = r.get(1);
+        if r.get::<_, bool>(4) {
+            generated.push(col_name);
+        } else {
+            let kind = TypeKind::from_typtype(first_char(&r.get::<_, String>(5), 'b'));
+            cols.push(Column::new(col_name, r.get::<_, String>(2), r.get(3)).with_type_kind(kind));
+        }
+    }
+    let mut keys: HashMap<u32, Vec<(String, String)>> = HashMap::new();
+    for r in client
+        .query(
+            "SELECT i.indrelid, a.attname::text, t.typname::text FROM pg_index i \
+               CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+               JOIN pg_type t ON t.oid = a.atttypid \
+              WHERE i.indrelid = ANY($1::oid[]) AND i.indisprimary ORDER BY i.indrelid, k.ord",
+            &[&oids],
+        )
+        .await
+        .map_err(|e| Error::pg(format!("cannot read the primary key of {}", what()), e))?
+    {
+        keys.entry(r.get(0)).or_default().push((r.get(1), r.get(2)));
+    }
+    // Every relation below each selected table: heap relations with their sizes, and any
+    // other kind (a foreign table partition) to refuse below.
+    let mut relations: HashMap<u32, Vec<Relation>> = HashMap::new();
+    let mut foreign: HashMap<u32, Vec<String>> = HashMap::new();
+    for r in client
+        .query(
+            &format!(
+                "WITH RECURSIVE {RELATION_TREES} \
+                 SELECT tree.root, c.oid, n.nspname::text, c.relname::text, c.relkind = 'r', \
+                        CASE WHEN c.relkind = 'r' THEN pg_relation_size(c.oid) ELSE 0 END::int8, \
+                        CASE WHEN c.relkind = 'r' THEN coalesce(pg_relation_size(nullif(c.reltoastrelid, 0)), 0) ELSE 0 END::int8, \
+                        c.relreplident::text, \
+                        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
+                   FROM tree JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE c.relkind <> 'p' \
+                  ORDER BY tree.ord, n.nspname, c.relname"
+            ),
+            &[&oids],
+        )
+        .await
+        .map_err(|e| Error::pg(format!("cannot read the size of {}", what()), e))?
+    {
+        let root: u32 = r.get(0);
+        let name = TableName::new(r.get::<_, String>(2), r.get::<_, String>(3));
+        if !r.get::<_, bool>(4) {
+            foreign.entry(root).or_default().push(name.to_string());
+            continue;
+        }
+        relations.entry(root).or_default().push(Relation {
+            oid: r.get(1),
+            name,
+            heap_bytes: r.get::<_, i64>(5) as u64,
+            toast_bytes: r.get::<_, i64>(6) as u64,
+            replica_identity: first_char(&r.get::<_, String>(7), 'd'),
+            has_pk: r.get(8),
+        });
+    }
     let mut out = Vec::with_capacity(selected.len());
     for (oid, name, kind, is_partition) in selected {
-        let cols = client
-            .query(
-                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, a.attgenerated <> '', \
-                        t.typtype::text \
-                   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-                  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-                &[oid],
-            )
-            .await
-            .map_err(|e| Error::pg(format!("cannot read the columns of {name}"), e))?;
-        let mut columns = Vec::new();
-        let mut generated = Vec::new();
-        for r in &cols {
-            let col_name: String = r.get(0);
-            if r.get::<_, bool>(3) {
-                generated.push(col_name);
-            } else {
-                let typtype: String = r.get(4);
-                let kind = TypeKind::from_typtype(typtype.chars().next().unwrap_or('b'));
-                columns.push(
-                    Column::new(col_name, r.get::<_, String>(1), r.get(2)).with_type_kind(kind),
-                );
-            }
-        }
-        let pk_rows = client
-            .query(
-                "SELECT a.attname::text, t.typname::text FROM pg_index i \
-                   CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
-                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
-                   JOIN pg_type t ON t.oid = a.atttypid \
-                  WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord",
-                &[oid],
-            )
-            .await
-            .map_err(|e| Error::pg(format!("cannot read the primary key of {name}"), e))?;
-        let primary_key: Vec<String> = pk_rows.iter().map(|r| r.get(0)).collect();
-        let integer_pk = (pk_rows.len() == 1)
-            .then(|| pk_rows[0].get::<_, String>(1))
-            .filter(|t| matches!(t.as_str(), "int2" | "int4" | "int8"));
-        let meta = client
-            .query_one(
-                "SELECT c.relrowsecurity, c.relreplident::text FROM pg_class c WHERE c.oid = $1",
-                &[oid],
-            )
-            .await
-            .map_err(|e| Error::pg(format!("cannot read {name}"), e))?;
-        let rel_rows = client
-            .query(
-                &format!(
-                    "WITH RECURSIVE {RELATION_TREE} \
-                     SELECT c.oid, n.nspname::text, c.relname::text, pg_relation_size(c.oid)::int8, \
-                            coalesce(pg_relation_size(nullif(c.reltoastrelid, 0)), 0)::int8, c.relreplident::text, \
-                            EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
-                       FROM tree JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.relnamespace \
-                      WHERE c.relkind = 'r' \
-                      ORDER BY n.nspname, c.relname"
-                ),
-                &[oid],
-            )
-            .await
-            .map_err(|e| Error::pg(format!("cannot read the size of {name}"), e))?;
         // Partitions that are not heap tables (foreign tables) hold rows the snapshot does
         // not cover and `FROM ONLY` cannot split: refuse rather than copy the table without
         // them.
-        let foreign = client
-            .query(
-                &format!(
-                    "WITH RECURSIVE {RELATION_TREE} \
-                     SELECT n.nspname::text, c.relname::text \
-                       FROM tree JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.relnamespace \
-                      WHERE c.relkind NOT IN ('r', 'p') \
-                      ORDER BY n.nspname, c.relname"
-                ),
-                &[oid],
-            )
-            .await
-            .map_err(|e| Error::pg(format!("cannot read the partitions of {name}"), e))?;
-        if !foreign.is_empty() {
-            let list: Vec<String> = foreign
-                .iter()
-                .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)).to_string())
-                .collect();
+        if let Some(list) = foreign.get(oid) {
             return Err(Error::Preflight(format!(
                 "{name} has partitions that are not tables of this database ({}: foreign tables), whose rows no snapshot covers; \
                  exclude {name} and include its other partitions one by one",
                 list.join(", ")
             )));
         }
-        let relations = rel_rows
-            .iter()
-            .map(|r| Relation {
-                oid: r.get(0),
-                name: TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
-                heap_bytes: r.get::<_, i64>(3) as u64,
-                toast_bytes: r.get::<_, i64>(4) as u64,
-                replica_identity: r.get::<_, String>(5).chars().next().unwrap_or('d'),
-                has_pk: r.get(6),
-            })
-            .collect();
+        let Some(&(row_security, replica_identity)) = meta.get(oid) else {
+            return Err(Error::Preflight(format!(
+                "{name} was dropped while the snapshot was taken; run again"
+            )));
+        };
+        let (columns, generated) = columns.remove(oid).unwrap_or_default();
+        let pk = keys.remove(oid).unwrap_or_default();
+        let integer_pk = match pk.as_slice() {
+            [(_, t)] if matches!(t.as_str(), "int2" | "int4" | "int8") => Some(t.clone()),
+            _ => None,
+        };
         let kind = match (kind, is_partition) {
             ('p', _) => TableKind::Partitioned,
             (_, true) => TableKind::Partition,
@@ -300,22 +315,27 @@ pub async fn describe(
                 kind,
                 columns,
                 generated_columns: generated,
-                primary_key,
+                primary_key: pk.into_iter().map(|(c, _)| c).collect(),
             },
-            relations,
-            row_security: meta.get(0),
-            replica_identity: meta.get::<_, String>(1).chars().next().unwrap_or('d'),
+            relations: relations.remove(oid).unwrap_or_default(),
+            row_security,
+            replica_identity,
             integer_pk,
         });
     }
     Ok(out)
 }
 
+fn first_char(s: &str, default: char) -> char {
+    s.chars().next().unwrap_or(default)
+}
+
 /// The relations of selected tables that could not be published safely: no replica
 /// identity usable for UPDATE and DELETE (no primary key under the default identity,
 /// `REPLICA IDENTITY NOTHING`, or an identity index that no longer exists).
 ///
-/// It takes no lock on the tables (unlike [`describe`], which reads their sizes).
+/// It takes no lock on the tables (unlike [`describe`], which reads their sizes), and reads
+/// the whole selection in one query.
 ///
 /// # Errors
 /// The catalog query failing.
@@ -323,68 +343,63 @@ pub async fn without_replica_identity(
     client: &Client,
     selected: &[(u32, TableName, char, bool)],
 ) -> Result<Vec<TableName>> {
-    let mut out = Vec::new();
-    for (oid, name, _, _) in selected {
-        let rows = client
-            .query(
-                &format!(
-                    "WITH RECURSIVE {RELATION_TREE} \
-                     SELECT n.nspname::text, c.relname::text \
-                       FROM tree JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.relnamespace \
-                      WHERE c.relkind = 'r' AND NOT CASE c.relreplident \
-                            WHEN 'f' THEN true \
-                            WHEN 'i' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident) \
-                            WHEN 'd' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
-                            ELSE false END \
-                      ORDER BY n.nspname, c.relname"
-                ),
-                &[oid],
-            )
-            .await
-            .map_err(|e| Error::pg(format!("cannot read the replica identity of {name}"), e))?;
-        out.extend(
-            rows.iter().map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1))),
-        );
-    }
-    Ok(out)
+    let oids: Vec<u32> = selected.iter().map(|s| s.0).collect();
+    let rows = client
+        .query(
+            &format!(
+                "WITH RECURSIVE {RELATION_TREES} \
+                 SELECT n.nspname::text, c.relname::text \
+                   FROM tree JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE c.relkind = 'r' AND NOT CASE c.relreplident \
+                        WHEN 'f' THEN true \
+                        WHEN 'i' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident) \
+                        WHEN 'd' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
+                        ELSE false END \
+                  ORDER BY tree.ord, n.nspname, c.relname"
+            ),
+            &[&oids],
+        )
+        .await
+        .map_err(|e| Error::pg("cannot read the replica identity of the selected tables", e))?;
+    Ok(rows.iter().map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1))).collect())
 }
 
 /// Refuses tables whose rows the current user could not all read: row-level security
 /// enabled on a table the user neither owns nor may bypass (or that forces it on its owner
-/// too, `FORCE ROW LEVEL SECURITY`), or no SELECT privilege.
+/// too, `FORCE ROW LEVEL SECURITY`), or no SELECT privilege. One query for the whole
+/// selection.
 ///
 /// # Errors
 /// [`Error::Preflight`] naming the tables and the fix.
 pub async fn check_access(client: &Client, tables: &[CatalogTable]) -> Result<()> {
-    let row = client
-        .query_one(
-            "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
-            &[],
+    let oids: Vec<u32> = tables.iter().flat_map(|t| &t.relations).map(|r| r.oid).collect();
+    let rows = client
+        .query(
+            "SELECT c.oid, has_table_privilege(c.oid, 'SELECT'), \
+                    pg_has_role(c.relowner, 'USAGE') AND NOT c.relforcerowsecurity, c.relrowsecurity, \
+                    (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user) \
+               FROM pg_class c WHERE c.oid = ANY($1::oid[])",
+            &[&oids],
         )
         .await
-        .map_err(|e| Error::pg("cannot read the current role", e))?;
-    let bypass: bool = row.get(0);
+        .map_err(|e| Error::pg("cannot check privileges on the selected tables", e))?;
+    let access: HashMap<u32, (bool, bool, bool, bool)> = rows
+        .iter()
+        .map(|r| {
+            (r.get(0), (r.get(1), r.get(2), r.get(3), r.get::<_, Option<bool>>(4) == Some(true)))
+        })
+        .collect();
     let mut rls = Vec::new();
     let mut no_select = Vec::new();
-    for t in tables {
-        for r in &t.relations {
-            let row = client
-                .query_one(
-                    "SELECT has_table_privilege($1::oid, 'SELECT'), \
-                            pg_has_role(c.relowner, 'USAGE') AND NOT c.relforcerowsecurity, c.relrowsecurity \
-                       FROM pg_class c WHERE c.oid = $1::oid",
-                    &[&r.oid],
-                )
-                .await
-                .map_err(|e| Error::pg(format!("cannot check privileges on {}", r.name), e))?;
-            if !row.get::<_, bool>(0) {
-                no_select.push(r.name.to_string());
-            }
-            // Policies apply unless the role bypasses them, or owns the table and the table
-            // does not force them on its owner.
-            if !bypass && row.get::<_, bool>(2) && !row.get::<_, bool>(1) {
-                rls.push(r.name.to_string());
-            }
+    for r in tables.iter().flat_map(|t| &t.relations) {
+        let Some(&(select, owner, row_security, bypass)) = access.get(&r.oid) else { continue };
+        if !select {
+            no_select.push(r.name.to_string());
+        }
+        // Policies apply unless the role bypasses them, or owns the table and the table
+        // does not force them on its owner.
+        if !bypass && row_security && !owner {
+            rls.push(r.name.to_string());
         }
     }
     if !no_select.is_empty() {

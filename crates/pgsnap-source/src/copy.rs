@@ -124,26 +124,30 @@ pub(crate) async fn read(
     format: DataFormat,
 ) -> Result<CopyStream> {
     let mut worker = pool.checkout().await?;
-    if !worker.locked.contains(&chunk.relation) {
-        // Second guard behind the leader's locks: never wait behind a queued DDL.
-        worker
-            .conn
-            .simple_query(&format!(
-                "LOCK TABLE ONLY {} IN ACCESS SHARE MODE NOWAIT",
-                chunk.relation.quoted()
-            ))
-            .await
-            .map_err(|e| Error::Replication {
-                context: format!("cannot lock {} (NOWAIT) for {}", chunk.relation, chunk.label()),
-                source: e,
-            })?;
+    let label = chunk.label();
+    // Second guard behind the leader's locks: never wait behind a queued DDL. The lock is
+    // sent with the COPY in one query string, so a chunk costs one round trip.
+    let lock = !worker.locked.contains(&chunk.relation);
+    let sql = if lock {
+        format!(
+            "LOCK TABLE ONLY {} IN ACCESS SHARE MODE NOWAIT; {}",
+            chunk.relation.quoted(),
+            copy_sql(chunk, format)
+        )
+    } else {
+        copy_sql(chunk, format)
+    };
+    worker.conn.copy_out(&sql).await.map_err(|e| {
+        let context = if lock && e.sqlstate() == Some("55P03") {
+            format!("cannot lock {} (NOWAIT) for {label}", chunk.relation)
+        } else {
+            format!("COPY of {label} failed")
+        };
+        Error::Replication { context, source: e }
+    })?;
+    if lock {
         worker.locked.insert(chunk.relation.clone());
     }
-    let label = chunk.label();
-    worker.conn.copy_out(&copy_sql(chunk, format)).await.map_err(|e| Error::Replication {
-        context: format!("COPY of {label} failed"),
-        source: e,
-    })?;
     Ok(CopyStream { worker: Some(worker), pool: Arc::clone(pool), label })
 }
 

@@ -32,6 +32,8 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::HashMap;
+
 use pgsnap_core::{TableName, quote_ident};
 use serde::Serialize;
 
@@ -153,11 +155,67 @@ pub async fn handoff_preflight_with(
     client: &tokio_postgres::Client,
     tables: &[TableName],
 ) -> Result<HandoffPreflight> {
+    // Three catalog queries for the whole list, however long it is: the tables, the leaf
+    // partitions of the partitioned ones, and the facts of every relation involved.
+    let schemas: Vec<&str> = tables.iter().map(|t| t.schema.as_str()).collect();
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    let mut found: HashMap<usize, TableRow> = HashMap::new();
+    for r in client
+        .query(REL_SQL, &[&schemas, &names])
+        .await
+        .map_err(|e| Error::pg("cannot read the catalog of the selected tables", e))?
+    {
+        let ord: i64 = r.get(0);
+        found.insert(
+            (ord - 1) as usize,
+            TableRow {
+                oid: r.get(1),
+                relkind: first_char(&r.get::<_, String>(2)),
+                replident: first_char(&r.get::<_, String>(3)),
+                primary_key: r.get(4),
+            },
+        );
+    }
+    let parents: Vec<u32> = found.values().filter(|t| t.relkind == 'p').map(|t| t.oid).collect();
+    let mut leaves: HashMap<u32, Vec<u32>> = HashMap::new();
+    for r in client
+        .query(LEAVES_SQL, &[&parents])
+        .await
+        .map_err(|e| Error::pg("cannot list the partitions of the selected tables", e))?
+    {
+        leaves.entry(r.get(0)).or_default().push(r.get(1));
+    }
+    let mut oids: Vec<u32> = found.values().map(|t| t.oid).collect();
+    oids.extend(leaves.values().flatten());
+    let mut facts: HashMap<u32, RelFacts> = HashMap::new();
+    for row in client
+        .query(FACTS_SQL, &[&oids])
+        .await
+        .map_err(|e| Error::pg("cannot read the catalog of the selected tables' relations", e))?
+    {
+        facts.insert(
+            row.get(0),
+            RelFacts {
+                name: TableName::new(row.get::<_, String>(1), row.get::<_, String>(2)),
+                replident: first_char(&row.get::<_, String>(3)),
+                identity_key: row.get(4),
+                toastable: row.get(5),
+            },
+        );
+    }
     let mut out = HandoffPreflight::default();
-    for t in tables {
-        out.tables.push(check_table(client, t).await?);
+    for (i, t) in tables.iter().enumerate() {
+        out.tables.push(assess(t, found.get(&i), &leaves, &facts)?);
     }
     Ok(out)
+}
+
+/// A selected table's own catalog row.
+struct TableRow {
+    oid: u32,
+    relkind: char,
+    replident: char,
+    primary_key: Vec<String>,
 }
 
 /// One relation's facts: (relreplident, key columns of its replica identity, toastable
@@ -170,17 +228,18 @@ struct RelFacts {
 }
 
 const REL_SQL: &str = "
-SELECT c.oid, c.relkind::text, c.relreplident::text,
+SELECT w.ord, c.oid, c.relkind::text, c.relreplident::text,
        COALESCE((SELECT array_agg(a.attname::text ORDER BY k.ord)
                    FROM pg_index i
                    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
                    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
                   WHERE i.indrelid = c.oid AND i.indisprimary), '{}') AS pk
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = $1 AND c.relname = $2";
+  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w(schema, name, ord)
+  JOIN pg_namespace n ON n.nspname = w.schema
+  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.name";
 
 const FACTS_SQL: &str = "
-SELECT n.nspname::text, c.relname::text, c.relreplident::text,
+SELECT c.oid, n.nspname::text, c.relname::text, c.relreplident::text,
        COALESCE((SELECT array_agg(a.attname::text ORDER BY k.ord)
                    FROM pg_index i
                    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
@@ -194,23 +253,11 @@ SELECT n.nspname::text, c.relname::text, c.relreplident::text,
                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                     AND a.attgenerated = '' AND a.attstorage IN ('x', 'e')), '{}') AS toastable
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.oid = $1";
+ WHERE c.oid = ANY($1::oid[])";
 
-/// The leaf partitions of a partitioned table (PostgreSQL 12+).
-const LEAVES_SQL: &str = "SELECT relid::oid FROM pg_partition_tree($1::oid::regclass) WHERE isleaf ORDER BY level, relid";
-
-async fn facts(client: &tokio_postgres::Client, oid: u32) -> Result<RelFacts> {
-    let row = client
-        .query_one(FACTS_SQL, &[&oid])
-        .await
-        .map_err(|e| Error::pg(format!("cannot read the catalog of relation {oid}"), e))?;
-    Ok(RelFacts {
-        name: TableName::new(row.get::<_, String>(0), row.get::<_, String>(1)),
-        replident: first_char(&row.get::<_, String>(2)),
-        identity_key: row.get(3),
-        toastable: row.get(4),
-    })
-}
+/// The leaf partitions of partitioned tables (PostgreSQL 12+), per parent.
+const LEAVES_SQL: &str = "SELECT p.oid, t.relid::oid FROM unnest($1::oid[]) AS p(oid) \
+    CROSS JOIN LATERAL pg_partition_tree(p.oid::regclass) AS t WHERE t.isleaf ORDER BY p.oid, t.level, t.relid";
 
 fn first_char(s: &str) -> char {
     s.chars().next().unwrap_or('?')
@@ -231,11 +278,13 @@ fn identity_name(c: char) -> &'static str {
     }
 }
 
-async fn check_table(client: &tokio_postgres::Client, table: &TableName) -> Result<TableHandoff> {
-    let rows = client
-        .query(REL_SQL, &[&table.schema, &table.name])
-        .await
-        .map_err(|e| Error::pg(format!("cannot read the catalog of {table}"), e))?;
+/// The handoff verdict for one table, from its catalog rows.
+fn assess(
+    table: &TableName,
+    row: Option<&TableRow>,
+    leaves: &HashMap<u32, Vec<u32>>,
+    facts: &HashMap<u32, RelFacts>,
+) -> Result<TableHandoff> {
     let mut th = TableHandoff {
         table: table.clone(),
         primary_key: Vec::new(),
@@ -247,52 +296,46 @@ async fn check_table(client: &tokio_postgres::Client, table: &TableName) -> Resu
         problems: Vec::new(),
         notes: Vec::new(),
     };
-    let Some(row) = rows.first() else {
+    let Some(row) = row else {
         th.problems.push("table does not exist".into());
         return Ok(th);
     };
-    let oid: u32 = row.get(0);
-    let relkind = first_char(&row.get::<_, String>(1));
-    th.primary_key = row.get(3);
-    th.partitioned = relkind == 'p';
-    let rel = facts(client, oid).await?;
-    th.toastable = rel.toastable.clone();
+    let oid = row.oid;
+    th.primary_key = row.primary_key.clone();
+    th.partitioned = row.relkind == 'p';
+    let fact = |oid: u32| {
+        facts.get(&oid).ok_or_else(|| {
+            Error::Preflight(format!(
+                "{table} changed while its catalog was read (relation {oid} is gone); run again"
+            ))
+        })
+    };
+    th.toastable = fact(oid)?.toastable.clone();
     // The relations whose replica identity decides the old tuple: the table itself, or the
     // leaf partitions of a partitioned parent (changes are decoded on the leaves).
-    let rels = if th.partitioned {
+    let rels: Vec<&RelFacts> = if th.partitioned {
         th.notes.push(
             "partitioned: published via its root (publish_via_partition_root = true), so its \
              changes go to one topic named after this parent; replica identity is checked on \
              each leaf partition"
                 .into(),
         );
-        let leaves = client
-            .query(LEAVES_SQL, &[&oid])
-            .await
-            .map_err(|e| Error::pg(format!("cannot list the partitions of {table}"), e))?;
-        let mut v = Vec::with_capacity(leaves.len());
-        for l in leaves {
-            v.push(facts(client, l.get(0)).await?);
-        }
-        v
+        leaves.get(&oid).into_iter().flatten().map(|l| fact(*l)).collect::<Result<_>>()?
     } else {
-        vec![rel]
+        vec![fact(oid)?]
     };
     // The weakest identity among the relations: anything but FULL wins, NOTHING first.
-    th.replica_identity = if th.partitioned && rels.is_empty() {
-        row_replident(row)
-    } else {
-        rels.iter()
-            .map(|r| r.replident)
-            .min_by_key(|c| match c {
-                'n' => 0,
-                'd' => 1,
-                'i' => 2,
-                'f' => 4,
-                _ => 3,
-            })
-            .unwrap_or_else(|| row_replident(row))
-    };
+    th.replica_identity = rels
+        .iter()
+        .map(|r| r.replident)
+        .min_by_key(|c| match c {
+            'n' => 0,
+            'd' => 1,
+            'i' => 2,
+            'f' => 4,
+            _ => 3,
+        })
+        .unwrap_or(row.replident);
 
     if th.primary_key.is_empty() {
         th.problems.push(
@@ -346,10 +389,6 @@ async fn check_table(client: &tokio_postgres::Client, table: &TableName) -> Resu
         ));
     }
     Ok(th)
-}
-
-fn row_replident(row: &tokio_postgres::Row) -> char {
-    first_char(&row.get::<_, String>(2))
 }
 
 #[cfg(test)]

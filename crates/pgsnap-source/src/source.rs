@@ -1,6 +1,6 @@
 //! `PgSource`: a consistent snapshot of a PostgreSQL database, read in parallel.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use futures::StreamExt;
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
-use crate::catalog::{self, CatalogTable};
+use crate::catalog::{self, CatalogTable, Relation};
 use crate::conninfo::{self, ConnSpec};
 use crate::copy::Pool;
 use crate::error::{Error, Result};
@@ -431,33 +431,180 @@ async fn create_publication(
         })
 }
 
+/// Tables locked by one `LOCK TABLE` statement: the statement count grows by one per this
+/// many tables, not by one per table.
+const LOCK_BATCH: usize = 1000;
+
 /// Takes ACCESS SHARE on every selected table, as pg_dump does, under the lock timeout the
 /// caller set: a partitioned table with all its partitions (`LOCK` recurses), any other
 /// table on its own (`ONLY`: inheritance children are tables of their own).
+///
+/// Tables are locked in batches of [`LOCK_BATCH`], each statement behind a savepoint. When a
+/// lock cannot be had, the savepoint is rolled back (the leader's transaction, and so the
+/// snapshot, stays usable) and `pg_locks` tells which relation of the batch is held or
+/// queued for, and by which session.
 async fn lock_tables(
     leader: &Client,
     selected: &[(u32, TableName, char, bool)],
     timeout: Duration,
 ) -> Result<()> {
-    for (_, name, kind, _) in selected {
-        let (only, what) =
-            if *kind == 'p' { ("", " (or one of its partitions)") } else { ("ONLY ", "") };
-        leader
-            .batch_execute(&format!("LOCK TABLE {only}{} IN ACCESS SHARE MODE", name.quoted()))
+    for batch in selected.chunks(LOCK_BATCH) {
+        let list = batch
+            .iter()
+            .map(
+                |(_, name, kind, _)| {
+                    if *kind == 'p' { name.quoted() } else { format!("ONLY {}", name.quoted()) }
+                },
+            )
+            .collect::<Vec<_>>()
+            .join(", ");
+        let Err(e) = leader
+            .batch_execute(&format!(
+                "SAVEPOINT pgsnap_lock; LOCK TABLE {list} IN ACCESS SHARE MODE; RELEASE SAVEPOINT pgsnap_lock"
+            ))
             .await
-            .map_err(|e| match e.code().map(|c| c.code()) {
-                Some("55P03") => Error::Preflight(format!(
-                    "could not lock {name}{what} in ACCESS SHARE mode within {timeout:?}: a session holds or waits for an exclusive lock on it (see pg_locks / pg_blocking_pids); retry when it is done or raise the lock timeout"
-                )),
-                // Same words as `catalog::check_access`, which cannot run before the locks.
-                Some("42501") => Error::Preflight(format!(
-                    "the user has no SELECT privilege on {name}{what}; GRANT SELECT or exclude them ({})",
-                    e.as_db_error().map(|d| d.message()).unwrap_or("permission denied")
-                )),
-                _ => Error::pg(format!("cannot lock {name}"), e),
-            })?;
+        else {
+            continue;
+        };
+        let code = e.code().map(|c| c.code().to_owned());
+        let message = e.as_db_error().map(|d| d.message().to_owned());
+        leader
+            .batch_execute("ROLLBACK TO SAVEPOINT pgsnap_lock")
+            .await
+            .map_err(|e| Error::pg("cannot roll back after a failed lock", e))?;
+        return Err(match code.as_deref() {
+            Some("55P03") => lock_conflict(leader, batch, timeout).await,
+            // Same words as `catalog::check_access`, which cannot run before the locks.
+            Some("42501") => {
+                let denied = denied_relation(leader, batch).await;
+                Error::Preflight(format!(
+                    "the user has no SELECT privilege on {denied}; GRANT SELECT or exclude them ({})",
+                    message.as_deref().unwrap_or("permission denied")
+                ))
+            }
+            Some("53200") => Error::Preflight(format!(
+                "the server's lock table is full while locking {} tables ({}): every selected relation is locked until the copy ends, as pg_dump does; \
+                 raise max_locks_per_transaction (it needs a restart), or select fewer tables per run",
+                selected.len(),
+                message.as_deref().unwrap_or("out of shared memory")
+            )),
+            _ => Error::pg(
+                format!(
+                    "cannot lock {}",
+                    batch.iter().map(|b| b.1.to_string()).collect::<Vec<_>>().join(", ")
+                ),
+                e,
+            ),
+        });
     }
     Ok(())
+}
+
+/// The error for a batch whose lock timed out: the first relation of the batch (in lock
+/// order) that another session holds or waits for in ACCESS EXCLUSIVE mode, and that
+/// session.
+async fn lock_conflict(
+    leader: &Client,
+    batch: &[(u32, TableName, char, bool)],
+    timeout: Duration,
+) -> Error {
+    let oids: Vec<u32> = batch.iter().map(|b| b.0).collect();
+    let found = leader
+        .query(
+            "WITH RECURSIVE tree(root, ord, oid) AS ( \
+                 SELECT r.oid, r.ord, r.oid FROM unnest($1::oid[]) WITH ORDINALITY AS r(oid, ord) \
+                 UNION ALL \
+                 SELECT t.root, t.ord, i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid \
+                   JOIN pg_class p ON p.oid = t.oid AND p.relkind = 'p') \
+             SELECT tree.root, n.nspname::text, c.relname::text, l.pid, l.granted, \
+                    coalesce(a.usename::text, ''), coalesce(a.application_name, ''), coalesce(a.state, ''), \
+                    coalesce(to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '') \
+               FROM tree JOIN pg_locks l ON l.locktype = 'relation' AND l.relation = tree.oid \
+                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.relnamespace \
+               LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+              WHERE l.mode = 'AccessExclusiveLock' AND l.pid IS DISTINCT FROM pg_backend_pid() \
+              ORDER BY tree.ord, l.granted DESC, n.nspname, c.relname \
+              LIMIT 1",
+            &[&oids],
+        )
+        .await;
+    let tables = || {
+        let names: Vec<String> = batch.iter().map(|b| b.1.to_string()).collect();
+        summarize_names(&names)
+    };
+    match found.as_deref() {
+        Ok([row, ..]) => {
+            let root: u32 = row.get(0);
+            let relation = TableName::new(row.get::<_, String>(1), row.get::<_, String>(2));
+            let table = batch.iter().find(|b| b.0 == root).map(|b| &b.1);
+            let what = match table {
+                Some(t) if *t != relation => format!("{t} (its partition {relation})"),
+                Some(t) => t.to_string(),
+                None => relation.to_string(),
+            };
+            let pid: Option<i32> = row.get(3);
+            let granted: bool = row.get(4);
+            let (user, app, state, since): (String, String, String, String) =
+                (row.get(5), row.get(6), row.get(7), row.get(8));
+            let mut who = format!(
+                "session pid {}",
+                pid.map(|p| p.to_string()).unwrap_or_else(|| "(prepared transaction)".into())
+            );
+            let details: Vec<String> = [
+                (!user.is_empty()).then(|| format!("user {user:?}")),
+                (!app.is_empty()).then(|| format!("application {app:?}")),
+                (!state.is_empty()).then(|| format!("state {state:?}")),
+                (!since.is_empty()).then(|| format!("transaction since {since}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !details.is_empty() {
+                who.push_str(&format!(" ({})", details.join(", ")));
+            }
+            let does = if granted { "holds" } else { "waits for (queued ahead of pgsnap)" };
+            Error::Preflight(format!(
+                "could not lock {what} in ACCESS SHARE mode within {timeout:?}: {who} {does} an ACCESS EXCLUSIVE lock on it; \
+                 retry when it is done (or end it: SELECT pg_terminate_backend(pid)) or raise the lock timeout"
+            ))
+        }
+        Ok([]) => Error::Preflight(format!(
+            "could not lock one of {} in ACCESS SHARE mode within {timeout:?}: a session held or waited for an exclusive lock on it and has released it since (see pg_locks / pg_blocking_pids); retry, or raise the lock timeout",
+            tables()
+        )),
+        Err(e) => Error::Preflight(format!(
+            "could not lock one of {} in ACCESS SHARE mode within {timeout:?}: a session holds or waits for an exclusive lock on it (see pg_locks / pg_blocking_pids; looking it up failed: {e}); retry when it is done or raise the lock timeout",
+            tables()
+        )),
+    }
+}
+
+/// The first relation of a batch the user may not read (for the privilege error of a
+/// failed lock), or the batch's names when the lookup fails.
+async fn denied_relation(leader: &Client, batch: &[(u32, TableName, char, bool)]) -> String {
+    let oids: Vec<u32> = batch.iter().map(|b| b.0).collect();
+    let what = |name: &TableName, kind: char| {
+        format!("{name}{}", if kind == 'p' { " (or one of its partitions)" } else { "" })
+    };
+    match leader
+        .query(
+            "SELECT r.oid FROM unnest($1::oid[]) WITH ORDINALITY AS r(oid, ord) \
+              WHERE NOT has_table_privilege(r.oid, 'SELECT') ORDER BY r.ord LIMIT 1",
+            &[&oids],
+        )
+        .await
+        .as_deref()
+    {
+        Ok([row, ..]) => {
+            let oid: u32 = row.get(0);
+            batch.iter().find(|b| b.0 == oid).map(|b| what(&b.1, b.2)).unwrap_or_default()
+        }
+        _ => {
+            let names: Vec<String> = batch.iter().map(|b| what(&b.1, b.2)).collect();
+            summarize_names(&names)
+        }
+    }
 }
 
 /// A consistent snapshot of a PostgreSQL database, held open, with its selected tables locked.
@@ -556,66 +703,59 @@ impl PgSource {
             .sum();
         let target = effective_chunk_size(chunk_size, total, jobs);
         let tid_range_scans = self.source.server_version_num >= 140000;
-        let mut plans = Vec::new();
-        for t in &self.tables {
-            let use_key = match split {
-                SplitBy::Pk => t.integer_pk.is_some(),
-                SplitBy::Auto => !tid_range_scans && t.integer_pk.is_some(),
-                // Ctid, and whatever later ways a newer core knows and this source does not.
-                _ => false,
-            };
-            if matches!(split, SplitBy::Pk) && !use_key {
-                tracing::warn!(table = %t.schema.name, "no single-column integer primary key; split by {}", if tid_range_scans { "ctid" } else { "nothing (one chunk per relation)" });
-            }
-            let key = use_key.then(|| t.schema.primary_key[0].clone());
-            let by_ctid = !use_key && (tid_range_scans || split == SplitBy::Ctid);
-            let mut inputs = Vec::new();
-            for r in &t.relations {
-                let bytes = r.heap_bytes + r.toast_bytes;
-                let key_bounds = match &key {
-                    Some(k) => {
-                        let row = leader
-                            .query_one(
-                                &format!(
-                                    "SELECT min({c})::int8, max({c})::int8 FROM ONLY {}",
-                                    r.name.quoted(),
-                                    c = pgsnap_core::quote_ident(k)
-                                ),
-                                &[],
-                            )
-                            .await
-                            .map_err(|e| {
-                                Error::pg(format!("cannot read key bounds of {}", r.name), e)
-                            })?;
-                        match (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1)) {
-                            (Some(min), Some(max)) => Some(KeyBounds { min, max }),
-                            _ => None,
-                        }
+        // How each table is split.
+        let ways: Vec<(Option<&str>, bool)> = self
+            .tables
+            .iter()
+            .map(|t| {
+                let use_key = match split {
+                    SplitBy::Pk => t.integer_pk.is_some(),
+                    SplitBy::Auto => !tid_range_scans && t.integer_pk.is_some(),
+                    // Ctid, and whatever later ways a newer core knows and this source does not.
+                    _ => false,
+                };
+                if matches!(split, SplitBy::Pk) && !use_key {
+                    tracing::warn!(table = %t.schema.name, "no single-column integer primary key; split by {}", if tid_range_scans { "ctid" } else { "nothing (one chunk per relation)" });
+                }
+                let key = use_key.then(|| t.schema.primary_key[0].as_str());
+                (key, !use_key && (tid_range_scans || split == SplitBy::Ctid))
+            })
+            .collect();
+        // Key bounds and statistics only for relations split by key into more than one
+        // chunk (a relation of one chunk is read whole whatever its keys), read in a few
+        // statements for all of them.
+        let keyed: Vec<(&Relation, &str)> = self
+            .tables
+            .iter()
+            .zip(&ways)
+            .filter_map(|(t, (key, _))| key.map(|k| (t, k)))
+            .flat_map(|(t, k)| t.relations.iter().map(move |r| (r, k)))
+            .filter(|(r, _)| (r.heap_bytes + r.toast_bytes).div_ceil(target.max(1)) > 1)
+            .collect();
+        let bounds = key_bounds(&leader, &keyed).await?;
+        let histograms = key_histograms(&leader, &keyed).await?;
+        let mut plans = Vec::with_capacity(self.tables.len());
+        for (t, (key, by_ctid)) in self.tables.iter().zip(ways) {
+            let inputs = t
+                .relations
+                .iter()
+                .map(|r| {
+                    let blocks =
+                        if by_ctid || key.is_some() { r.heap_bytes / block_size as u64 } else { 0 };
+                    let key_bounds = bounds.get(&r.oid).copied();
+                    let histogram = match key_bounds {
+                        Some(_) => histograms.get(&r.oid).cloned().unwrap_or_default(),
+                        None => vec![],
+                    };
+                    RelationInput {
+                        blocks,
+                        bytes: r.heap_bytes + r.toast_bytes,
+                        key: key_bounds,
+                        histogram,
                     }
-                    None => None,
-                };
-                // The relation's own statistics (`NOT inherited`: a partition's, or a table's
-                // without its inheritance children, as `FROM ONLY` reads it).
-                let histogram = match (&key, key_bounds) {
-                    (Some(k), Some(_)) => leader
-                        .query_opt(
-                            "SELECT histogram_bounds::text::int8[] FROM pg_stats \
-                              WHERE schemaname = $1 AND tablename = $2 AND attname = $3 AND NOT inherited",
-                            &[&r.name.schema, &r.name.name, k],
-                        )
-                        .await
-                        .map_err(|e| {
-                            Error::pg(format!("cannot read the key statistics of {}", r.name), e)
-                        })?
-                        .and_then(|row| row.get::<_, Option<Vec<i64>>>(0))
-                        .unwrap_or_default(),
-                    _ => vec![],
-                };
-                let blocks =
-                    if by_ctid || key.is_some() { r.heap_bytes / block_size as u64 } else { 0 };
-                inputs.push(RelationInput { blocks, bytes, key: key_bounds, histogram });
-            }
-            plans.push(plan_table(t, &inputs, key.as_deref(), target, jobs));
+                })
+                .collect::<Vec<_>>();
+            plans.push(plan_table(t, &inputs, key, target, jobs));
         }
         Ok(plans)
     }
@@ -808,4 +948,80 @@ pub fn check_resume(
         )
     };
     Err(Error::SnapshotLost { snapshot: manifest.snapshot.name.clone(), reason: why })
+}
+
+/// Relations whose key bounds are read by one statement (a `UNION ALL` of as many
+/// `min`/`max` scans): the statement count grows by one per this many keyed relations, not
+/// by one per relation.
+const KEY_BOUNDS_PER_STATEMENT: usize = 200;
+
+/// The key bounds of relations split by key, under the snapshot: `None` for an empty one.
+async fn key_bounds(
+    leader: &Client,
+    keyed: &[(&Relation, &str)],
+) -> Result<HashMap<u32, KeyBounds>> {
+    let mut out = HashMap::new();
+    for batch in keyed.chunks(KEY_BOUNDS_PER_STATEMENT) {
+        let sql = batch
+            .iter()
+            .map(|(r, k)| {
+                format!(
+                    "SELECT {}::oid, min({c})::int8, max({c})::int8 FROM ONLY {}",
+                    r.oid,
+                    r.name.quoted(),
+                    c = pgsnap_core::quote_ident(k)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let rows = leader.query(&sql, &[]).await.map_err(|e| {
+            let names = batch.iter().map(|(r, _)| r.name.to_string()).collect::<Vec<_>>();
+            Error::pg(format!("cannot read key bounds of {}", summarize_names(&names)), e)
+        })?;
+        for row in rows {
+            if let (Some(min), Some(max)) =
+                (row.get::<_, Option<i64>>(1), row.get::<_, Option<i64>>(2))
+            {
+                out.insert(row.get(0), KeyBounds { min, max });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The key column's own statistics of each relation split by key (`NOT inherited`: a
+/// partition's, or a table's without its inheritance children, as `FROM ONLY` reads it), in
+/// one query.
+async fn key_histograms(
+    leader: &Client,
+    keyed: &[(&Relation, &str)],
+) -> Result<HashMap<u32, Vec<i64>>> {
+    if keyed.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let oids: Vec<u32> = keyed.iter().map(|(r, _)| r.oid).collect();
+    let schemas: Vec<&str> = keyed.iter().map(|(r, _)| r.name.schema.as_str()).collect();
+    let names: Vec<&str> = keyed.iter().map(|(r, _)| r.name.name.as_str()).collect();
+    let keys: Vec<&str> = keyed.iter().map(|(_, k)| *k).collect();
+    let rows = leader
+        .query(
+            "SELECT w.oid, s.histogram_bounds::text::int8[] \
+               FROM unnest($1::oid[], $2::text[], $3::text[], $4::text[]) AS w(oid, schema, name, key) \
+               JOIN pg_stats s ON s.schemaname = w.schema AND s.tablename = w.name AND s.attname = w.key \
+              WHERE NOT s.inherited",
+            &[&oids, &schemas, &names, &keys],
+        )
+        .await
+        .map_err(|e| Error::pg("cannot read the key statistics of the selected tables", e))?;
+    Ok(rows.iter().filter_map(|r| r.get::<_, Option<Vec<i64>>>(1).map(|h| (r.get(0), h))).collect())
+}
+
+/// `a, b, c` for a few names, `a, b, … (N relations)` for many: an error stays one line.
+fn summarize_names(names: &[String]) -> String {
+    const SHOWN: usize = 3;
+    if names.len() <= SHOWN {
+        names.join(", ")
+    } else {
+        format!("{}, … ({} relations)", names[..SHOWN].join(", "), names.len())
+    }
 }

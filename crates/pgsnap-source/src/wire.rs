@@ -967,6 +967,8 @@ impl Connection {
                     self.copy = Some(Box::default());
                     return Ok(());
                 }
+                // A statement sent before the COPY in the same query string (a lock) is done.
+                Message::CommandComplete(_) if error.is_none() => {}
                 Message::ErrorResponse(body) => {
                     error = Some(ReplicationError::from_fields(body.fields()));
                 }

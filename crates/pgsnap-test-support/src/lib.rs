@@ -73,6 +73,7 @@ pub mod https_front;
 pub mod kafka;
 mod postgres;
 mod process;
+pub mod roundtrips;
 pub mod starrocks;
 pub mod tls;
 

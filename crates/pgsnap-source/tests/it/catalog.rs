@@ -202,3 +202,46 @@ async fn partitions_the_snapshot_cannot_cover_are_refused_not_skipped() {
     let s = open("plain").await.unwrap();
     s.close().await.unwrap();
 }
+
+/// Everything a run does before its first chunk (slot, catalog, preflight, locks, plan) and
+/// the handoff preflight, over a proxy that counts round trips: the count is the same for
+/// one table as for a thousand (10 of them partitioned into 10 partitions each).
+#[tokio::test(flavor = "multi_thread")]
+async fn catalog_round_trips_do_not_grow_with_the_number_of_tables() {
+    use pgsnap_test_support::roundtrips::RoundTripProxy;
+    let cluster = shared_cluster();
+    let proxy = RoundTripProxy::start(cluster.port()).await;
+    let mut counts = Vec::new();
+    for tables in [1, 1000] {
+        let db = unique_db(&format!("roundtrips_{tables}"));
+        let mut ddl = format!(
+            "DO $$ BEGIN FOR i IN 1..{tables} LOOP \
+               EXECUTE format('CREATE TABLE %I (id int PRIMARY KEY, v text)', 't' || i); \
+               EXECUTE format('INSERT INTO %I SELECT g, g::text FROM generate_series(1, 5) g', 't' || i); \
+             END LOOP; END $$;"
+        );
+        if tables > 1 {
+            ddl.push_str(
+                "DO $$ BEGIN FOR i IN 1..10 LOOP \
+                   EXECUTE format('CREATE TABLE %I (id int, v text, PRIMARY KEY (id)) PARTITION BY RANGE (id)', 'p' || i); \
+                   FOR j IN 0..9 LOOP \
+                     EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%s) TO (%s)', 'p' || i || '_' || j, 'p' || i, j * 10, j * 10 + 10); \
+                   END LOOP; \
+                   EXECUTE format('DROP TABLE %I', 't' || i); \
+                 END LOOP; END $$; ANALYZE;",
+            );
+        }
+        exec(cluster, &db, &ddl).await;
+        let conninfo = format!("host=127.0.0.1 port={} user=postgres dbname={db}", proxy.port());
+        proxy.reset();
+        let source = PgSourceBuilder::new(conninfo.clone()).open().await.unwrap();
+        let plans = source.plan(SplitBy::Pk, 64 << 20, 2).await.unwrap();
+        assert_eq!(plans.len(), tables);
+        source.close().await.unwrap();
+        let pre =
+            pgsnap_source::handoff::handoff_preflight_selected(conninfo, &[], &[]).await.unwrap();
+        assert_eq!(pre.tables.len(), tables);
+        counts.push(proxy.round_trips());
+    }
+    assert_eq!(counts[0], counts[1], "round trips for 1 and for 1,000 tables: {counts:?}");
+}

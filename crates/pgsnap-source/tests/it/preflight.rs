@@ -351,8 +351,45 @@ async fn lock_timeout_names_the_table() {
         let msg = preflight_message(open(builder()).await);
         assert!(msg.contains(name) && msg.contains("lock"), "{msg}");
         assert!(!msg.contains("free"), "{msg}");
+        // The session in the way, found in pg_locks (the tables are locked in one batch).
+        let pid: i32 = locker.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+        assert!(
+            msg.contains(&format!("session pid {pid}"))
+                && msg.contains("holds an ACCESS EXCLUSIVE lock"),
+            "{msg}"
+        );
         locker.batch_execute("ROLLBACK").await.unwrap();
     }
+    // A DDL queued behind a reader is in the way too: pgsnap's lock would queue behind it.
+    let reader = cluster.connect("postgres").await;
+    reader.batch_execute("BEGIN; LOCK TABLE free IN ACCESS SHARE MODE").await.unwrap();
+    let ddl_pid: i32 = locker.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let ddl = tokio::spawn(async move {
+        locker
+            .batch_execute(
+                "SET application_name = 'migration tool'; BEGIN; ALTER TABLE free ADD COLUMN x int",
+            )
+            .await
+            .map(|_| locker)
+    });
+    while cluster.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND mode = 'AccessExclusiveLock'",
+    ) != "1"
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let msg = preflight_message(open(builder()).await);
+    assert!(
+        msg.contains("\"public\".\"free\"")
+            && msg.contains(&format!("session pid {ddl_pid}"))
+            && msg.contains("application \"migration tool\"")
+            && msg.contains("waits for (queued ahead of pgsnap)"),
+        "{msg}"
+    );
+    reader.batch_execute("ROLLBACK").await.unwrap();
+    let locker = ddl.await.unwrap().unwrap();
+    locker.batch_execute("ROLLBACK").await.unwrap();
     // A DDL lock on a table that is not selected is no obstacle.
     locker.batch_execute("BEGIN; LOCK TABLE \"Busy T\" IN ACCESS EXCLUSIVE MODE").await.unwrap();
     let s = open(builder().with_exclude(vec!["\"Busy T\"".into()])).await.unwrap();
