@@ -199,6 +199,19 @@ pub trait Sink: Send + Sync + Debug {
         Ok(())
     }
 
+    /// Makes every chunk this sink has returned `Ok` for durable. The coordinator calls it
+    /// before each manifest save, so a chunk the manifest lists as done is durable; a sink
+    /// may thus defer the cost of durability (fsync) for small chunks and pay it once per
+    /// checkpoint. The default does nothing: `write_chunk` returns only once the chunk is
+    /// durable.
+    ///
+    /// # Errors
+    /// Durability cannot be had (an I/O error): the coordinator then does not save the
+    /// manifest and the run fails.
+    async fn make_durable(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// The identity of what this sink writes where (layout, format, targets, label scheme),
     /// when it is not already in the manifest's `format` and `compression`: recorded in the
     /// manifest's `sink` field, and a resume must present the same. The default is `None`.
@@ -228,6 +241,9 @@ impl<T: Sink + ?Sized> Sink for std::sync::Arc<T> {
     }
     async fn prepare(&self, ctx: &PrepareContext<'_>) -> Result<()> {
         (**self).prepare(ctx).await
+    }
+    async fn make_durable(&self) -> Result<()> {
+        (**self).make_durable().await
     }
     fn identity(&self) -> Option<String> {
         (**self).identity()

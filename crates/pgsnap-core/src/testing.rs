@@ -367,6 +367,16 @@ impl<S: Sink> Sink for FaultySink<S> {
     fn identity(&self) -> Option<String> {
         self.inner.identity()
     }
+    async fn make_durable(&self) -> Result<()> {
+        self.inner.make_durable().await
+    }
+    async fn chunk_intact(
+        &self,
+        chunk: &Chunk,
+        record: &crate::manifest::ManifestChunk,
+    ) -> Result<bool> {
+        self.inner.chunk_intact(chunk, record).await
+    }
     async fn write_chunk(
         &self,
         chunk: &Chunk,

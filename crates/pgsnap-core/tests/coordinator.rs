@@ -334,3 +334,82 @@ async fn cancellation_stops_and_resume_completes() {
     assert_eq!(again.status, RunStatus::Ok);
     assert_eq!(again.rows, 5000);
 }
+
+/// A sink that defers durability: `write_chunk` only lists the chunk, `make_durable` makes
+/// everything listed durable. Every manifest save must list as done only durable chunks,
+/// however writes and checkpoints interleave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_manifest_lists_only_chunks_the_sink_made_durable() {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    type Durable = Arc<Mutex<(HashSet<(String, u32)>, HashSet<(String, u32)>)>>;
+
+    #[derive(Debug)]
+    struct Deferring(MemorySink, Durable);
+    #[async_trait::async_trait]
+    impl Sink for Deferring {
+        fn name(&self) -> &'static str {
+            "deferring"
+        }
+        fn description(&self) -> pgsnap_core::SinkDescription {
+            self.0.description()
+        }
+        async fn write_chunk(
+            &self,
+            chunk: &pgsnap_core::Chunk,
+            data: pgsnap_core::ChunkStream,
+            ctx: &pgsnap_core::WriteContext,
+        ) -> pgsnap_core::Result<pgsnap_core::ChunkReceipt> {
+            let r = self.0.write_chunk(chunk, data, ctx).await?;
+            tokio::task::yield_now().await;
+            self.1.lock().unwrap().0.insert((chunk.table.to_string(), chunk.id.0));
+            Ok(r)
+        }
+        async fn make_durable(&self) -> pgsnap_core::Result<()> {
+            let mut d = self.1.lock().unwrap();
+            let pending: Vec<_> = d.0.drain().collect();
+            d.1.extend(pending);
+            Ok(())
+        }
+    }
+    #[derive(Debug)]
+    struct Checking(Durable, Mutex<u32>);
+    #[async_trait::async_trait]
+    impl CheckpointStore for Checking {
+        async fn load(&self) -> pgsnap_core::Result<Option<pgsnap_core::Manifest>> {
+            Ok(None)
+        }
+        async fn save(&self, m: &pgsnap_core::Manifest) -> pgsnap_core::Result<()> {
+            let durable = &self.0.lock().unwrap().1;
+            for t in &m.tables {
+                for c in t.chunks.iter().filter(|c| c.done) {
+                    let key = (t.schema.name.to_string(), c.id.0);
+                    assert!(durable.contains(&key), "{key:?} listed done before it was durable");
+                }
+            }
+            *self.1.lock().unwrap() += 1;
+            Ok(())
+        }
+    }
+
+    let (source, manifest) = MemorySource::example(400, 5);
+    let durable = Durable::default();
+    let store = Arc::new(Checking(durable.clone(), Mutex::new(0)));
+    let report = Coordinator::new(
+        Arc::new(source),
+        Arc::new(Deferring(MemorySink::new(), durable.clone())),
+        store.clone(),
+    )
+    // A checkpoint after every chunk: as many interleavings as possible.
+    .with_options(
+        CoordinatorOptions::default()
+            .with_jobs(4)
+            .with_checkpoint_interval(std::time::Duration::ZERO),
+    )
+    .run(manifest)
+    .await
+    .unwrap();
+    assert_eq!(report.status, RunStatus::Ok);
+    assert!(*store.1.lock().unwrap() > 100, "saves: {}", store.1.lock().unwrap());
+    assert_eq!(durable.lock().unwrap().1.len(), 400);
+}

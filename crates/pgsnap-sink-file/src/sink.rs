@@ -34,11 +34,15 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// relative to `<out>` with `/` separators.
 ///
 /// # Contract
-/// - A chunk file appears under its final name only complete (and, with fsync on, durable):
-///   it is written to `.<final name>.tmp-<uuid>` in the same directory, fsynced, renamed
-///   over the final name and the directory fsynced. On any failure, or when the write is
-///   cancelled, the temporary file is removed and nothing else changes; a rewrite replaces
-///   the previous file atomically.
+/// - A chunk file appears under its final name only complete: it is written to
+///   `.<final name>.tmp-<uuid>` in the same directory and renamed over the final name. On
+///   any failure, or when the write is cancelled, the temporary file is removed and nothing
+///   else changes; a rewrite replaces the previous file atomically.
+/// - With fsync on, a chunk is durable (file and directory entry) before the manifest lists
+///   it: a file of 1 MiB or more is fsynced before the rename and its directory after it;
+///   smaller files are made durable together by [`Sink::make_durable`], which the
+///   coordinator calls before every manifest save (per-file fsyncs cost more than writing
+///   small chunks; see the `writer` module).
 /// - Memory stays bounded: content streams through a channel of 8 buffers to a blocking
 ///   thread that compresses and writes it.
 /// - Errors of the input stream are returned unchanged; I/O errors are classified as
@@ -68,6 +72,8 @@ pub struct FileSink {
     /// The output directory, opened and locked for the sink's lifetime.
     _lock: Arc<File>,
     config: SinkConfig,
+    /// Small chunk files written since the last [`Sink::make_durable`].
+    deferred: Arc<std::sync::Mutex<crate::writer::Deferred>>,
 }
 
 /// What a [`FileSink`] is configured with (the builder fills it in and checks it).
@@ -89,7 +95,7 @@ impl FileSink {
     /// A sink writing under `config.out`, whose directory `lock` is open and locked (held
     /// until the sink and all its clones are dropped).
     pub(crate) fn new(config: SinkConfig, lock: File) -> Self {
-        Self { _lock: Arc::new(lock), config }
+        Self { _lock: Arc::new(lock), config, deferred: Arc::default() }
     }
 
     /// The output directory.
@@ -220,6 +226,7 @@ impl Sink for FileSink {
             file_name,
             compression: self.config.compression,
             fsync: self.config.fsync,
+            deferred: Some(Arc::clone(&self.deferred)),
         };
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         // If this future is dropped, `tx` goes with it and the job removes its temp file.
@@ -242,6 +249,21 @@ impl Sink for FileSink {
         }
     }
 
+    async fn make_durable(&self) -> pgsnap_core::Result<()> {
+        if !self.config.fsync {
+            return Ok(());
+        }
+        let (deferred, out) = (Arc::clone(&self.deferred), Arc::clone(&self._lock));
+        tokio::task::spawn_blocking(move || {
+            // Taken out first: writers go on listing files while these are synced.
+            let mut taken =
+                std::mem::take(&mut *deferred.lock().unwrap_or_else(|e| e.into_inner()));
+            taken.sync(&out)
+        })
+        .await
+        .map_err(|e| join_error(e, "fsync of chunk files"))?
+    }
+
     async fn chunk_intact(
         &self,
         chunk: &Chunk,
@@ -259,5 +281,42 @@ impl Sink for FileSink {
             .await
             .map_err(|e| join_error(e, "chunk verification"))?
             .map_err(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgsnap_core::{MemorySource, Source};
+
+    fn deferred(sink: &FileSink) -> usize {
+        sink.deferred.lock().unwrap().files_len()
+    }
+
+    #[tokio::test]
+    async fn small_chunks_are_made_durable_at_the_checkpoint_large_ones_at_once() {
+        let out = tempfile::tempdir().unwrap();
+        let sink = crate::FileSinkBuilder::new(out.path()).build().unwrap();
+        let (source, manifest) = MemorySource::example(2, 3);
+        let t = &manifest.tables[0];
+        let small = t.chunk(&t.chunks[0]);
+        let data = source.read_chunk(&small, DataFormat::Text).await.unwrap();
+        sink.write_chunk(&small, data, &Default::default()).await.unwrap();
+        assert_eq!(deferred(&sink), 1);
+        sink.make_durable().await.unwrap();
+        assert_eq!(deferred(&sink), 0);
+        // A chunk of 2 MiB is fsynced before its write returns.
+        let large = t.chunk(&t.chunks[1]);
+        let rows: ChunkStream = Box::pin(futures::stream::iter((0..2048).map(|_| {
+            Ok(Bytes::from(vec![b'x'; 1023].into_iter().chain([b'\n']).collect::<Vec<u8>>()))
+        })));
+        sink.write_chunk(&large, rows, &Default::default()).await.unwrap();
+        assert_eq!(deferred(&sink), 0);
+        // Without fsync nothing is listed.
+        let out2 = tempfile::tempdir().unwrap();
+        let nosync = crate::FileSinkBuilder::new(out2.path()).with_fsync(false).build().unwrap();
+        let data = source.read_chunk(&small, DataFormat::Text).await.unwrap();
+        nosync.write_chunk(&small, data, &Default::default()).await.unwrap();
+        assert_eq!(deferred(&nosync), 0);
     }
 }

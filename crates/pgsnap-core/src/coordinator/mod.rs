@@ -408,7 +408,10 @@ impl Coordinator {
         } else {
             RunStatus::Failed
         };
-        let save = self.store.save(&manifest).await;
+        let save = match self.sink.make_durable().await {
+            Ok(()) => self.store.save(&manifest).await,
+            Err(e) => Err(e),
+        };
         let fatal = match (fatal, save) {
             (Some(f), _) => Some(f),
             (None, Err(e)) => Some(e),
@@ -549,7 +552,10 @@ impl Coordinator {
         if !force && last.elapsed() < self.options.checkpoint_interval {
             return Ok(());
         }
+        // The copy first, then durability: every chunk the copy lists as done was written
+        // before it was listed, so the sink makes it durable before the save.
         let snapshot = shared.manifest.lock().await.clone();
+        self.sink.make_durable().await?;
         self.store.save(&snapshot).await?;
         *last = Instant::now();
         Ok(())
