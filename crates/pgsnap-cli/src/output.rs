@@ -69,14 +69,22 @@ pub fn with_progress(control: RunControl) -> RunControl {
 /// assert_eq!(pgsnap_cli::output::human_bytes(1_500_000_000), "1.5 GB");
 /// ```
 pub fn human_bytes(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
+    pgsnap::human_bytes(n)
+}
+
+/// Prints a text report's table entries on stderr, summarised beyond a screenful
+/// ([`pgsnap::summarise_tables`]; `--json` keeps every table).
+#[cfg_attr(not(any(feature = "files", feature = "starrocks")), allow(dead_code))]
+fn print_tables(lines: Vec<pgsnap::TableLine>) {
+    for l in pgsnap::summarise_tables(lines, pgsnap::TEXT_TABLE_LINES) {
+        eprintln!("{l}");
     }
-    if i == 0 { format!("{n} B") } else { format!("{v:.1} {}", units[i]) }
+}
+
+/// A run's table as a summarisable entry: ok when its status is.
+#[cfg(any(feature = "files", feature = "starrocks"))]
+fn run_table(t: &ManifestTable, text: String) -> pgsnap::TableLine {
+    pgsnap::TableLine::new(text, t.status == TableStatus::Ok, t.rows()).with_bytes(t.bytes())
 }
 
 /// A progress handler: a bar when stderr is a terminal, a log line every `every` otherwise.
@@ -386,9 +394,7 @@ pub fn files(report: &pgsnap::FilesReport, as_json: bool, signal: Option<i32>) -
     let run = &report.run;
     let text = || {
         headline(run, format_args!("{}", report.out.display()));
-        for t in &run.manifest.tables {
-            eprintln!("{}", table_line(t));
-        }
+        print_tables(run.manifest.tables.iter().map(|t| run_table(t, table_line(t))).collect());
         text_tail(run);
     };
     emit(as_json, report.to_json(), text, run.outcome(), signal)
@@ -410,23 +416,26 @@ pub fn plan(plan: &pgsnap::Plan, as_json: bool) -> i32 {
         human_bytes(total),
         m.options.split_by
     );
-    for t in &m.tables {
-        eprintln!(
+    let entries = m.tables.iter().map(|t| {
+        let mut text = format!(
             "  {:<40} {:>10} {:>5} chunks",
             t.schema.name.to_string(),
             human_bytes(t.estimated_bytes),
             t.chunks.len()
         );
         for c in &t.chunks {
-            eprintln!(
-                "      {} {} {} (~{})",
+            text.push_str(&format!(
+                "\n      {} {} {} (~{})",
                 c.id,
                 c.relation,
                 c.range,
                 human_bytes(c.estimated_bytes)
-            );
+            ));
         }
-    }
+        // A plan has no rows yet: ranked by estimated bytes.
+        pgsnap::TableLine::new(text, true, 0).with_bytes(t.estimated_bytes)
+    });
+    print_tables(entries.collect());
     EXIT_OK
 }
 
@@ -463,9 +472,13 @@ pub fn migrate(report: &pgsnap::MigrateReport, as_json: bool, signal: Option<i32
                 report.state.display()
             ),
         );
-        for t in &run.manifest.tables {
-            eprintln!("{}", load_line(t, report.tables.get(&t.schema.name)));
-        }
+        print_tables(
+            run.manifest
+                .tables
+                .iter()
+                .map(|t| run_table(t, load_line(t, report.tables.get(&t.schema.name))))
+                .collect(),
+        );
         text_tail(run);
     };
     emit(as_json, report.to_json(), text, run.outcome(), signal)
@@ -479,10 +492,16 @@ pub fn handoff(report: &pgsnap::HandoffReport, as_json: bool, signal: Option<i32
         headline(run, format_args!("{}", report.out.display()));
         if report.tables.values().any(|t| t.load.is_some()) {
             eprintln!("StarRocks:");
-            for t in &run.manifest.tables {
-                let load = report.tables.get(&t.schema.name).and_then(|h| h.load.as_ref());
-                eprintln!("{}", load_line(t, load));
-            }
+            print_tables(
+                run.manifest
+                    .tables
+                    .iter()
+                    .map(|t| {
+                        let load = report.tables.get(&t.schema.name).and_then(|h| h.load.as_ref());
+                        run_table(t, load_line(t, load))
+                    })
+                    .collect(),
+            );
         }
         eprintln!("\noffsets (mode {}):", report.mode.as_str());
         for (topic, parts) in &report.offsets.0 {
@@ -500,17 +519,19 @@ pub fn handoff(report: &pgsnap::HandoffReport, as_json: bool, signal: Option<i32
         let created = report.routine_load_jobs.iter().any(|j| j.status != "not_created");
         if created || report.routine_load_jobs.iter().any(|j| j.error.is_some()) {
             eprintln!("\nRoutine Loads:");
-            for j in &report.routine_load_jobs {
+            let jobs = report.routine_load_jobs.iter().map(|j| {
                 let id = j.job_id.as_deref().map(|i| format!(" (id {i})")).unwrap_or_default();
                 let error = j.error.as_deref().map(|e| format!(": {}", in_flags(e)));
-                eprintln!(
+                let text = format!(
                     "  {} -> {}{id}: {}{}",
                     j.name,
                     j.table,
                     j.status,
                     error.unwrap_or_default()
                 );
-            }
+                pgsnap::TableLine::new(text, j.error.is_none(), 0)
+            });
+            print_tables(jobs.collect());
         } else {
             for sql in &report.routine_load {
                 eprintln!("\n{sql}");
@@ -547,9 +568,9 @@ pub fn verify(report: &pgsnap::VerifyReport, as_json: bool) -> i32 {
             report.snapshot,
             report.elapsed_s,
         );
-        for t in &report.tables {
+        let entries = report.tables.iter().map(|t| {
             let c = &t.difference_counts;
-            eprintln!(
+            let mut text = format!(
                 "  {:<32} -> {:<28} {:<9} {:>10} rows {:>10} in StarRocks {:>10} compared  {} missing, {} extra, {} different{}",
                 t.source,
                 t.target,
@@ -567,8 +588,8 @@ pub fn verify(report: &pgsnap::VerifyReport, as_json: bool) -> i32 {
             );
             for d in &t.differences {
                 let kind = serde_json::to_value(d.kind).unwrap_or_default();
-                eprintln!(
-                    "      {} {}{}",
+                text.push_str(&format!(
+                    "\n      {} {}{}",
                     kind.as_str().unwrap_or("?"),
                     d.key,
                     if d.columns.is_empty() {
@@ -576,9 +597,11 @@ pub fn verify(report: &pgsnap::VerifyReport, as_json: bool) -> i32 {
                     } else {
                         format!(" columns {}", d.columns.join(", "))
                     }
-                );
+                ));
             }
-        }
+            pgsnap::TableLine::new(text, t.equal && t.not_compared.is_none(), t.rows_source)
+        });
+        print_tables(entries.collect());
         if let Some(why) = &report.not_final {
             eprintln!("not final: {}", in_flags(why));
         }

@@ -1,6 +1,8 @@
 //! The few SQL statements the sink sends to the FE over the MySQL protocol (port 9030):
 //! does the database exist, what columns does a table have, `CREATE TABLE`, `COUNT(*)`.
 
+use std::collections::HashMap;
+
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row, Value};
 
@@ -8,6 +10,14 @@ use crate::cells::CellText;
 
 use crate::error::{Error, Result};
 use crate::mapping::SrType;
+
+/// Table names per `information_schema.columns` statement (`TABLE_NAME IN (...)`): bounds a
+/// statement's length (at most about 1,000 × 130 bytes) whatever the table count.
+pub(crate) const COLUMNS_BATCH: usize = 1000;
+
+/// Tables per `COUNT(*)` statement (a `UNION ALL` of counts): StarRocks plans each branch as
+/// a scan, so a statement stays a modest plan.
+pub(crate) const COUNT_BATCH: usize = 200;
 
 /// A column of an existing StarRocks table, from `information_schema.columns`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,30 +83,52 @@ impl FeSql {
         db: &str,
         table: &str,
     ) -> Result<Option<Vec<ExistingColumn>>> {
-        let q = format!(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_KEY FROM \
-             information_schema.columns WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {} ORDER BY \
-             ORDINAL_POSITION",
-            sql_literal(db),
-            sql_literal(table)
-        );
-        let rows: Vec<Row> = self.query("information_schema.columns", &q).await?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
+        Ok(self.columns_of(db, &[table]).await?.remove(table))
+    }
+
+    /// The columns of many tables of one database, in order, keyed by table name; a table
+    /// that does not exist has no entry. One `information_schema.columns` query per
+    /// [`COLUMNS_BATCH`] names (`TABLE_NAME IN (...)`), so the number of statements does not
+    /// grow with the table count below that.
+    pub(crate) async fn columns_of(
+        &mut self,
+        db: &str,
+        tables: &[&str],
+    ) -> Result<HashMap<String, Vec<ExistingColumn>>> {
+        let mut out: HashMap<String, Vec<ExistingColumn>> = HashMap::new();
         let text = |r: &Row, i: usize| -> String {
             r.get_opt::<String, _>(i).and_then(|v| v.ok()).unwrap_or_default()
         };
-        Ok(Some(
-            rows.iter()
-                .map(|r| ExistingColumn {
-                    name: text(r, 0),
-                    data_type: text(r, 1).to_ascii_lowercase(),
-                    column_type: text(r, 2).to_ascii_lowercase(),
-                    key: text(r, 4).to_ascii_uppercase(),
-                })
-                .collect(),
-        ))
+        for batch in tables.chunks(COLUMNS_BATCH) {
+            let names: Vec<String> = batch.iter().map(|t| sql_literal(t)).collect();
+            let q = format!(
+                "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_KEY \
+                 FROM information_schema.columns WHERE TABLE_SCHEMA = {} AND TABLE_NAME IN ({}) \
+                 ORDER BY TABLE_NAME, ORDINAL_POSITION",
+                sql_literal(db),
+                names.join(", ")
+            );
+            let rows: Vec<Row> = self.query("information_schema.columns", &q).await?;
+            for r in &rows {
+                let table = text(r, 0);
+                // Keyed by the name asked for: the same, or (on a server comparing names
+                // case-insensitively) the one it matched.
+                let Some(asked) = batch
+                    .iter()
+                    .find(|t| **t == table)
+                    .or_else(|| batch.iter().find(|t| t.eq_ignore_ascii_case(&table)))
+                else {
+                    continue;
+                };
+                out.entry((*asked).to_owned()).or_default().push(ExistingColumn {
+                    name: text(r, 1),
+                    data_type: text(r, 2).to_ascii_lowercase(),
+                    column_type: text(r, 3).to_ascii_lowercase(),
+                    key: text(r, 5).to_ascii_uppercase(),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// `SELECT current_version()`: e.g. `3.5.6-3ba6b8d`.
@@ -125,6 +157,69 @@ impl FeSql {
             .await
             .map_err(|e| Error::Sql { what: format!("COUNT(*) of {db}.{table}"), source: e })?;
         Ok(n.unwrap_or(0))
+    }
+
+    /// `SELECT COUNT(*)` of many tables of one database, in the order given: one statement per
+    /// [`COUNT_BATCH`] tables (`SELECT 0 AS i, COUNT(*) AS n FROM db.t0 UNION ALL SELECT 1,
+    /// COUNT(*) FROM db.t1 ...`, each row tagged with its table's position since `UNION ALL`
+    /// does not promise an order). When a batch fails, its tables are counted one by one, so
+    /// each result (and each error, naming its table) is what [`count`](Self::count) gives.
+    pub(crate) async fn counts(&mut self, db: &str, tables: &[&str]) -> Vec<Result<u64>> {
+        let mut out = Vec::with_capacity(tables.len());
+        for batch in tables.chunks(COUNT_BATCH) {
+            if batch.len() == 1 {
+                out.push(self.count(db, batch[0]).await);
+                continue;
+            }
+            match self.count_batch(db, batch).await {
+                Some(counts) => out.extend(counts.into_iter().map(Ok)),
+                None => {
+                    for t in batch {
+                        out.push(self.count(db, t).await);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// One `UNION ALL` statement counting `batch`; `None` when it fails or its answer does not
+    /// have exactly one count per table.
+    async fn count_batch(&mut self, db: &str, batch: &[&str]) -> Option<Vec<u64>> {
+        let q = batch
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let from = format!(
+                    "{}.{}",
+                    crate::mapping::quote_sr_ident(db),
+                    crate::mapping::quote_sr_ident(t)
+                );
+                if i == 0 {
+                    format!("SELECT {i} AS i, COUNT(*) AS n FROM {from}")
+                } else {
+                    format!("SELECT {i}, COUNT(*) FROM {from}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let rows: Vec<Row> = match self.conn.query(q).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::debug!(error = %e, tables = batch.len(), "batched COUNT(*) failed; counting one by one");
+                return None;
+            }
+        };
+        let mut counts = vec![None; batch.len()];
+        for r in &rows {
+            let i = r.get_opt::<usize, _>(0)?.ok()?;
+            let n = r.get_opt::<u64, _>(1)?.ok()?;
+            let slot = counts.get_mut(i)?;
+            if slot.replace(n).is_some() {
+                return None;
+            }
+        }
+        counts.into_iter().collect()
     }
 
     /// The rows of a query as cells: each value's text (the text protocol's bytes), `None`

@@ -283,19 +283,34 @@ impl StarRocksSink {
                 return Err(Error::Sql { what: format!("SHOW ROUTINE LOAD of {name}"), source });
             }
         };
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let names: Vec<String> =
-                row.columns_ref().iter().map(|c| c.name_str().into()).collect();
-            let values: Vec<String> = (0..names.len())
-                .map(|i| row.get_opt::<String, _>(i).and_then(|v| v.ok()).unwrap_or_default())
-                .collect();
-            let pairs: Vec<(&str, &str)> =
-                names.iter().map(String::as_str).zip(values.iter().map(String::as_str)).collect();
-            out.push(RoutineLoadInfo::from_columns(&pairs)?);
-        }
-        out.sort_by_key(|i| i.id.parse::<u64>().unwrap_or(u64::MAX));
-        Ok(out)
+        show_rows(rows)
+    }
+
+    /// Every `SHOW ALL ROUTINE LOAD FROM <db>` row of the sink's database (every job, STOPPED
+    /// and CANCELLED ones included), oldest first: one statement whatever the number of jobs,
+    /// for checks over many names (filter by [`RoutineLoadInfo::name`]).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when SQL is disabled, [`Error::Connect`], [`Error::Auth`],
+    /// [`Error::Sql`], [`Error::Protocol`] for a row that cannot be read.
+    ///
+    /// # Example
+    /// ```no_run
+    /// # async fn f(sink: &pgsnap_sink_starrocks::StarRocksSink) -> pgsnap_sink_starrocks::Result<()> {
+    /// let jobs = sink.show_all_routine_loads().await?;
+    /// let taken = jobs.iter().any(|j| j.name == "orders_load");
+    /// # Ok(()) }
+    /// ```
+    pub async fn show_all_routine_loads(&self) -> Result<Vec<RoutineLoadInfo>> {
+        let mut sql = self.sql_login()?.connect().await?;
+        let statement = format!("SHOW ALL ROUTINE LOAD FROM {}", quote_sr_ident(self.database()));
+        let rows: std::result::Result<Vec<Row>, _> = sql.conn().query(statement.as_str()).await;
+        sql.close().await;
+        let rows = rows.map_err(|source| Error::Sql {
+            what: format!("SHOW ALL ROUTINE LOAD FROM {}", self.database()),
+            source,
+        })?;
+        show_rows(rows)
     }
 
     /// Runs one `CREATE ROUTINE LOAD` statement (from `pgsnap-kafka`'s renderer), after
@@ -325,6 +340,22 @@ impl StarRocksSink {
             message: redact(&e.to_string(), secrets),
         })
     }
+}
+
+/// `SHOW ROUTINE LOAD` rows, read by column name, oldest job first.
+fn show_rows(rows: Vec<Row>) -> Result<Vec<RoutineLoadInfo>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let names: Vec<String> = row.columns_ref().iter().map(|c| c.name_str().into()).collect();
+        let values: Vec<String> = (0..names.len())
+            .map(|i| row.get_opt::<String, _>(i).and_then(|v| v.ok()).unwrap_or_default())
+            .collect();
+        let pairs: Vec<(&str, &str)> =
+            names.iter().map(String::as_str).zip(values.iter().map(String::as_str)).collect();
+        out.push(RoutineLoadInfo::from_columns(&pairs)?);
+    }
+    out.sort_by_key(|i| i.id.parse::<u64>().unwrap_or(u64::MAX));
+    Ok(out)
 }
 
 #[cfg(test)]

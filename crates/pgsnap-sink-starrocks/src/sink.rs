@@ -244,12 +244,23 @@ impl StarRocksSink {
                 message: "not found in information_schema.schemata".into(),
             });
         }
+        // What StarRocks has, for every target at once: one `information_schema.columns`
+        // query per batch of names, and the existing tables' `COUNT(*)`s in batches. Then each
+        // table in order, as one at a time would: create it, refuse it, or check it.
+        let (mut existing, mut counts) = (HashMap::new(), HashMap::new());
+        if let Some(sql) = sql.as_mut() {
+            let names: Vec<&str> = mapped.iter().map(|(_, t)| t.name.as_str()).collect();
+            existing = sql.columns_of(&self.config.database, &names).await?;
+            let present: Vec<&str> =
+                names.iter().copied().filter(|n| existing.contains_key(*n)).collect();
+            let rows = sql.counts(&self.config.database, &present).await;
+            counts = present.into_iter().map(str::to_owned).zip(rows).collect();
+        }
         for (schema, target) in mapped {
             let mut created = false;
             let mut existing_table = None;
             if let Some(sql) = sql.as_mut() {
-                let existing = sql.columns(&self.config.database, &target.name).await?;
-                match existing {
+                match existing.remove(&target.name) {
                     None if self.config.create_tables => {
                         let ddl = target
                             .create_table_sql(&self.config.database, &self.config.table_properties);
@@ -265,8 +276,11 @@ impl StarRocksSink {
                         });
                     }
                     Some(cols) => {
+                        let rows = counts.remove(&target.name).unwrap_or_else(|| {
+                            Err(Error::Config(format!("no COUNT(*) of {}", target.name)))
+                        })?;
                         existing_table = Some(ExistingTable {
-                            rows: sql.count(&self.config.database, &target.name).await?,
+                            rows,
                             primary_key: cols.iter().any(|c| c.key == "PRI"),
                         });
                         let problems = check_columns(&target, &cols);
@@ -379,6 +393,36 @@ impl StarRocksSink {
         let n = sql.count(&self.config.database, target).await;
         sql.close().await;
         n
+    }
+
+    /// `SELECT COUNT(*)` of many StarRocks tables through the FE, in the order given, over one
+    /// connection and in few statements (a `UNION ALL` of counts per 200 tables); each
+    /// result is what [`count_rows`](Self::count_rows) gives for that table, an error naming
+    /// it included.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when SQL is disabled, [`Error::Connect`] or [`Error::Auth`] when the
+    /// FE cannot be logged in to; per table, [`Error::Sql`] when its count fails.
+    ///
+    /// # Example
+    /// ```no_run
+    /// # async fn f(sink: &pgsnap_sink_starrocks::StarRocksSink) -> pgsnap_sink_starrocks::Result<()> {
+    /// for (table, n) in ["orders", "customers"].iter().zip(sink.count_rows_many(&["orders", "customers"]).await?) {
+    ///     println!("{table}: {}", n?);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn count_rows_many(&self, targets: &[&str]) -> Result<Vec<Result<u64>>> {
+        let Some(login) = &self.config.sql else {
+            return Err(Error::Config("SQL through the FE is disabled".into()));
+        };
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = login.connect().await?;
+        let n = sql.counts(&self.config.database, targets).await;
+        sql.close().await;
+        Ok(n)
     }
 }
 

@@ -67,6 +67,9 @@ pub use options::{RunControl, SnapshotOptions};
 pub use pgsnap_core::{CancellationToken, DataFormat, SnapshotMode};
 pub use pgsnap_source::conninfo::Connection;
 pub use pgsnap_source::{SplitBy, drop_slot};
-pub use report::{Outcome, REPORT_VERSION, ResumeHint, RunSummary};
+pub use report::{
+    Outcome, REPORT_VERSION, ResumeHint, RunSummary, TEXT_TABLE_LINES, TableLine, human_bytes,
+    summarise_tables,
+};
 #[cfg(feature = "kafka")]
 pub use routine_loads::RoutineLoadJob;

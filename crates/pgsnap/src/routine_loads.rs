@@ -93,15 +93,20 @@ fn describe(database: &str, info: &RoutineLoadInfo) -> String {
 }
 
 /// The jobs that already hold the names of `records` (none created yet): one refusal line per
-/// name, naming both jobs. Checked before the snapshot copies anything.
+/// name, naming both jobs. Checked before the snapshot copies anything, with one
+/// `SHOW ALL ROUTINE LOAD FROM <db>` whatever the number of records.
 pub(crate) async fn names_taken(
     sink: &StarRocksSink,
     records: &[RoutineLoadRecord],
 ) -> Result<Vec<String>, pgsnap_sink_starrocks::Error> {
     let mut taken = Vec::new();
+    if records.is_empty() {
+        return Ok(taken);
+    }
+    let jobs = sink.show_all_routine_loads().await?;
     for r in records {
-        let rows = sink.show_routine_loads(&r.name).await?;
-        if let Some(existing) = rows.last() {
+        // The newest job holding the name (`jobs` is oldest first).
+        if let Some(existing) = jobs.iter().rfind(|j| j.name == r.name) {
             taken.push(format!(
                 "the Routine Load for {} ({} from topic {}) would be named {}, which job {} holds; \
                  pgsnap never replaces a job, and StarRocks keeps the name of a STOPPED or \

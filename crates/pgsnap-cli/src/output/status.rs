@@ -128,9 +128,10 @@ pub fn status_lines(r: &StatusReport) -> Vec<String> {
         "  {:<28} {:<24} {:<14} {:<9} {:>12} {:>9}",
         "TABLE", "ROUTINE LOAD", "STATE", "VERDICT", "LOADED", "FILTERED"
     ));
+    let mut entries = Vec::with_capacity(r.tables.len());
     for t in &r.tables {
         let rl = &t.routine_load;
-        out.push(format!(
+        let mut out = vec![format!(
             "  {:<28} {:<24} {:<14} {:<9} {:>12} {:>9}",
             format!("{} -> {}", t.source, t.target),
             rl.name,
@@ -138,7 +139,7 @@ pub fn status_lines(r: &StatusReport) -> Vec<String> {
             t.verdict.as_str(),
             rl.rows_loaded,
             rl.rows_filtered
-        ));
+        )];
         for p in &rl.partitions {
             out.push(format!(
                 "      partition {:<3} consumed {:>10}  high watermark {:>10}  lag {:>8}  {}",
@@ -162,6 +163,12 @@ pub fn status_lines(r: &StatusReport) -> Vec<String> {
         for u in &t.error_urls {
             out.push(format!("      error log: {u}"));
         }
+        let ok = t.verdict == pgsnap::StatusVerdict::CaughtUp;
+        entries.push(pgsnap::TableLine::new(out.join("\n"), ok, rl.rows_loaded));
+    }
+    // Summarised beyond a screenful; `--json` keeps every table.
+    for entry in pgsnap::summarise_tables(entries, pgsnap::TEXT_TABLE_LINES) {
+        out.extend(entry.split('\n').map(str::to_owned));
     }
     match &r.slot {
         Some(s) if s.exists => out.push(format!(

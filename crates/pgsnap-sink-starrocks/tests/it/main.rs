@@ -5,6 +5,7 @@
 mod conformance;
 mod errors;
 mod faults;
+mod preflight;
 mod support;
 mod transactions;
 mod types;

@@ -195,6 +195,9 @@ pub struct CatalogState {
     pub next_txn_id: i64,
     /// Every DDL statement received through the MySQL front, in order.
     pub ddl_log: Vec<String>,
+    /// Every statement received through the MySQL front (`COM_QUERY`), in order, as sent:
+    /// for tests that count the statements a client issues.
+    pub statements: Vec<String>,
     /// Keep each visible transaction's rows in [`Txn::applied_rows`] (for tests that check
     /// what one load carried; off by default to save memory).
     pub keep_txn_rows: bool,

@@ -106,19 +106,15 @@ type Result<T> = std::result::Result<T, SqlError>;
 pub(crate) enum Statement {
     /// `SELECT <item>, ...` without `FROM`: `@@variables`, a few functions, literals.
     SelectExprs(Vec<SelectItem>),
-    /// `SELECT <columns> FROM information_schema.<table> [WHERE c = 'v' [AND ...]]
-    /// [ORDER BY c [ASC|DESC], ...]`.
+    /// `SELECT <columns> FROM information_schema.<table> [WHERE c = 'v' | c IN ('v', ...)
+    /// [AND ...]] [ORDER BY c [ASC|DESC], ...]`.
     InfoSchema(InfoQuery),
     /// `SELECT <columns> FROM [db.]table [WHERE <condition>] [ORDER BY c [ASC|DESC], ...]
     /// [LIMIT n]` over a table's stored rows.
     SelectRows(Box<RowQuery>),
-    /// `SELECT COUNT(*) FROM [db.]table`.
-    SelectCount {
-        /// The database, if qualified.
-        db: Option<String>,
-        /// The table.
-        table: String,
-    },
+    /// `SELECT [<literal> [AS a], ...] COUNT(*) [AS n] FROM [db.]table`, alone or as the
+    /// branches of a `UNION ALL` (one row per branch, in branch order).
+    SelectCounts(Vec<CountQuery>),
     /// `SET [SESSION|@@session.]var = value, ...` (names lower-cased) or `SET NAMES ...`.
     Set(Vec<(String, String)>),
     /// `USE db`.
@@ -196,10 +192,23 @@ pub(crate) struct InfoQuery {
     pub(crate) table: String,
     /// Selected columns, upper-cased; `None` for `*`.
     pub(crate) columns: Option<Vec<String>>,
-    /// Equality predicates `(COLUMN, value)`, column upper-cased, all ANDed.
-    pub(crate) filters: Vec<(String, String)>,
+    /// Predicates `(COLUMN, values)`, column upper-cased, all ANDed: `COLUMN = 'v'` is one
+    /// value, `COLUMN IN ('v', ...)` any of them.
+    pub(crate) filters: Vec<(String, Vec<String>)>,
     /// Ordering `(COLUMN, descending)`, column upper-cased.
     pub(crate) order_by: Vec<(String, bool)>,
+}
+
+/// One branch of [`Statement::SelectCounts`]: literals and `COUNT(*)` over one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CountQuery {
+    /// The database, if qualified.
+    pub(crate) db: Option<String>,
+    /// The table.
+    pub(crate) table: String,
+    /// The select list: `(header, None)` for `COUNT(*)`, `(header, Some(literal))` for a
+    /// literal.
+    pub(crate) items: Vec<(String, Option<SelectExpr>)>,
 }
 
 /// A query of a table's stored rows ([`Statement::SelectRows`]).
@@ -773,15 +782,35 @@ fn parse_select(c: &mut Cursor<'_>, sql: &str) -> Result<Statement> {
         if c.eat_kw("WHERE") {
             loop {
                 let col = c.ident().map_err(|_| unsupported())?.to_ascii_uppercase();
-                if !c.eat_punct('=') {
-                    return Err(unsupported());
-                }
-                let value = match c.peek() {
-                    Some(Tok::Str(s)) | Some(Tok::Num(s)) => s.clone(),
-                    _ => return Err(unsupported()),
+                let value = |c: &mut Cursor<'_>| match c.peek() {
+                    Some(Tok::Str(s)) | Some(Tok::Num(s)) => {
+                        let s = s.clone();
+                        c.pos += 1;
+                        Ok(s)
+                    }
+                    _ => Err(unsupported()),
                 };
-                c.pos += 1;
-                filters.push((col, value));
+                let values = if c.eat_punct('=') {
+                    vec![value(c)?]
+                } else if c.eat_kw("IN") {
+                    c.expect_punct('(')?;
+                    // `IN ()` is a syntax error in StarRocks (and MySQL).
+                    if c.is_punct(')') {
+                        return Err(SqlError::syntax(format!(
+                            "Unexpected input {}, the IN list is empty",
+                            c.describe_next()
+                        )));
+                    }
+                    let mut values = vec![value(c)?];
+                    while c.eat_punct(',') {
+                        values.push(value(c)?);
+                    }
+                    c.expect_punct(')')?;
+                    values
+                } else {
+                    return Err(unsupported());
+                };
+                filters.push((col, values));
                 if !c.eat_kw("AND") {
                     break;
                 }
@@ -813,8 +842,26 @@ fn parse_select(c: &mut Cursor<'_>, sql: &str) -> Result<Statement> {
             order_by,
         }));
     }
-    if items.len() == 1 && matches!(items[0].1, RawItem::CountStar) && c.at_end() {
-        return Ok(Statement::SelectCount { db, table });
+    let counts = items.iter().filter(|(_, raw)| matches!(raw, RawItem::CountStar)).count();
+    let literals = items.iter().all(|(_, raw)| {
+        matches!(
+            raw,
+            RawItem::CountStar | RawItem::Expr(SelectExpr::Integer(_) | SelectExpr::Str(_))
+        )
+    });
+    if counts == 1 && literals && (c.at_end() || c.is_kw("UNION")) {
+        let first = CountQuery {
+            db,
+            table,
+            items: items
+                .into_iter()
+                .map(|(header, raw)| match raw {
+                    RawItem::Expr(e) => (header, Some(e)),
+                    _ => (header, None),
+                })
+                .collect(),
+        };
+        return parse_count_union(c, sql, first);
     }
     let mut columns = Vec::new();
     for (_, raw) in items {
@@ -846,6 +893,34 @@ fn parse_select(c: &mut Cursor<'_>, sql: &str) -> Result<Statement> {
         return Err(unsupported());
     }
     Ok(Statement::SelectRows(Box::new(RowQuery { db, table, columns, filter, order_by, limit })))
+}
+
+/// The rest of a `SELECT ... COUNT(*) FROM t` after its table: nothing, or `UNION ALL` and
+/// more such branches. Every branch has the first's number of columns, as StarRocks requires;
+/// the result takes the first branch's headers.
+fn parse_count_union(c: &mut Cursor<'_>, sql: &str, first: CountQuery) -> Result<Statement> {
+    let width = first.items.len();
+    let mut branches = vec![first];
+    while c.eat_kw("UNION") {
+        if !c.eat_kw("ALL") {
+            // `UNION` (distinct) is valid StarRocks, but not modelled.
+            return Err(SqlError::unsupported(sql));
+        }
+        if !c.eat_kw("SELECT") {
+            return Err(SqlError::unsupported(sql));
+        }
+        let Statement::SelectCounts(mut more) = parse_select(c, sql)? else {
+            return Err(SqlError::unsupported(sql));
+        };
+        if more.iter().any(|b| b.items.len() != width) {
+            return Err(SqlError::analysis("Operands have unequal number of columns"));
+        }
+        branches.append(&mut more);
+    }
+    if !c.at_end() {
+        return Err(SqlError::unsupported(sql));
+    }
+    Ok(Statement::SelectCounts(branches))
 }
 
 /// `a OR b OR ...` of [`parse_and`]s.
@@ -1466,7 +1541,23 @@ mod tests {
         assert_eq!(q.columns.unwrap(), ["COLUMN_NAME", "DATA_TYPE"]);
         assert_eq!(
             q.filters,
-            [("TABLE_SCHEMA".into(), "d".into()), ("TABLE_NAME".into(), "x'y".into())]
+            [("TABLE_SCHEMA".into(), vec!["d".into()]), ("TABLE_NAME".into(), vec!["x'y".into()])]
+        );
+        let Statement::InfoSchema(q_in) = parse_statement(
+            "SELECT TABLE_NAME FROM information_schema.columns WHERE TABLE_SCHEMA = 'd' AND \
+             TABLE_NAME IN ('a', 'b''c') ORDER BY TABLE_NAME, ORDINAL_POSITION",
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(q_in.filters[1], ("TABLE_NAME".into(), vec!["a".into(), "b'c".into()]));
+        assert_eq!(
+            parse_statement(
+                "SELECT TABLE_NAME FROM information_schema.tables WHERE TABLE_NAME IN ()"
+            )
+            .unwrap_err()
+            .code,
+            ER_PARSE_ERROR
         );
         assert_eq!(q.order_by, [("ORDINAL_POSITION".into(), false)]);
 
@@ -1479,8 +1570,37 @@ mod tests {
 
         assert_eq!(
             parse_statement("SELECT COUNT(*) FROM `a`.`b`").unwrap(),
-            Statement::SelectCount { db: Some("a".into()), table: "b".into() }
+            Statement::SelectCounts(vec![CountQuery {
+                db: Some("a".into()),
+                table: "b".into(),
+                items: vec![("COUNT(*)".into(), None)]
+            }])
         );
+        let Statement::SelectCounts(branches) = parse_statement(
+            "SELECT 0 AS i, COUNT(*) AS n FROM `a`.`b` UNION ALL SELECT 1, COUNT(*) FROM c",
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(branches.len(), 2);
+        assert_eq!(branches[0].items[0], ("i".into(), Some(SelectExpr::Integer("0".into()))));
+        assert_eq!(branches[1].items[1], ("COUNT(*)".into(), None));
+        assert_eq!((branches[1].db.as_deref(), branches[1].table.as_str()), (None, "c"));
+        assert_eq!(
+            parse_statement("SELECT 0, COUNT(*) FROM b UNION ALL SELECT COUNT(*) FROM c")
+                .unwrap_err()
+                .code,
+            ER_PARSE_ERROR
+        );
+        for bad in [
+            "SELECT COUNT(*) FROM b UNION SELECT COUNT(*) FROM c",
+            "SELECT COUNT(*) FROM b UNION ALL SELECT id FROM c",
+            "SELECT COUNT(*), COUNT(*) FROM b",
+            "SELECT COUNT(*) FROM b WHERE id = 1",
+        ] {
+            let e = parse_statement(bad).unwrap_err();
+            assert_eq!(e.code, ER_NOT_SUPPORTED_YET, "{bad}");
+        }
         assert_eq!(parse_statement("SELECT * FROM t").unwrap_err().code, ER_NOT_SUPPORTED_YET);
         let Statement::SelectRows(q) = parse_statement(
             "SELECT `id`, name FROM `d`.`t` WHERE ((`id` > -7) OR (`id` = 7 AND `name` >= 'x')) \

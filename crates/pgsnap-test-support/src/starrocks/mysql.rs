@@ -42,13 +42,15 @@
 //!   release as `<version>-<7 hex digits>`, e.g. `3.4.2-…`), `database()`, `connection_id()`,
 //!   `user()`, and literals (`SELECT 1`).
 //! - `SET [SESSION] var = value, ...` and `SET NAMES ...` for the same variables.
-//! - `SELECT <cols> FROM information_schema.{schemata|tables|columns} [WHERE c = 'v' [AND
-//!   ...]] [ORDER BY c [ASC|DESC], ...]`, e.g. the sink's
+//! - `SELECT <cols> FROM information_schema.{schemata|tables|columns} [WHERE c = 'v' | c IN
+//!   ('v', ...) [AND ...]] [ORDER BY c [ASC|DESC], ...]` (an empty `IN ()` is a syntax
+//!   error, as in StarRocks), e.g. the sink's
 //!   `SELECT SCHEMA_NAME FROM information_schema.schemata WHERE SCHEMA_NAME = '<db>'`,
 //!   `SELECT TABLE_NAME FROM information_schema.tables WHERE TABLE_SCHEMA = '<db>'` and
-//!   `SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_KEY FROM
-//!   information_schema.columns WHERE TABLE_SCHEMA = '<db>' AND TABLE_NAME = '<t>' ORDER BY
-//!   ORDINAL_POSITION`. Comparisons are exact (case-sensitive), as StarRocks' are.
+//!   `SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_KEY FROM
+//!   information_schema.columns WHERE TABLE_SCHEMA = '<db>' AND TABLE_NAME IN ('<t1>',
+//!   '<t2>', ...) ORDER BY TABLE_NAME, ORDINAL_POSITION`. Comparisons are exact
+//!   (case-sensitive), as StarRocks' are.
 //!   `DATA_TYPE`/`COLUMN_TYPE` come from [`SrType::information_schema_shapes`];
 //!   `IS_NULLABLE` is `YES`/`NO` from the column's nullability; `COLUMN_KEY` is `PRI` (Primary
 //!   Key table) or `DUP` (Duplicate Key table) for key columns and empty otherwise, as FE
@@ -61,7 +63,15 @@
 //!   `TABLE_CATALOG, TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_DEFAULT,
 //!   IS_NULLABLE, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, COLUMN_TYPE, COLUMN_KEY, EXTRA`.
 //!   Only the catalog's databases are listed (not `information_schema`, `sys`, ...).
-//! - `SELECT COUNT(*) FROM [db.]t`: the number of stored rows.
+//! - `SELECT COUNT(*) FROM [db.]t`: the number of stored rows; the select list may also hold
+//!   integer and string literals (`SELECT 0 AS i, COUNT(*) AS n FROM db.t`), and such
+//!   selects may be joined with `UNION ALL` (one row per branch, in branch order, though
+//!   StarRocks promises no order; the first branch names the columns). Branches with
+//!   different numbers of columns get `Operands have unequal number of columns` (the
+//!   analyzer's wording in the StarRocks/Doris sources read; the exact text of current
+//!   releases is not checked), and one unknown table fails the whole statement. **Not
+//!   modelled:** `UNION` (distinct), `UNION ALL` of anything but such counts, `WHERE` on a
+//!   count.
 //! - `SELECT <columns> FROM [db.]t [WHERE <condition>] [ORDER BY c [ASC|DESC], ...]
 //!   [LIMIT n]` over the stored rows (what a reader of target tables, such as pgsnap's
 //!   `verify`, sends). The condition is comparisons `column <op> literal` (`=`, `<>`, `!=`,
@@ -73,7 +83,8 @@
 //!   way, NULLs first when ascending. Result columns are typed `BIGINT` for integer columns
 //!   and `VARCHAR` otherwise, with the stored canonical text.
 //!   **Not modelled** (answered `test double: ... not modelled`): `SELECT *`, expressions and
-//!   functions in the select list or the condition, `IN`, `BETWEEN`, `LIKE`, `IS [NOT] NULL`,
+//!   functions in the select list or the condition, `IN` (on stored rows; it is modelled
+//!   on `information_schema`), `BETWEEN`, `LIKE`, `IS [NOT] NULL`,
 //!   `NOT`, row-value comparisons `(a, b) > (x, y)`, comparisons or ordering on JSON, ARRAY
 //!   and VARBINARY columns, `GROUP BY`, joins, `OFFSET`, and literal forms the lexer does not
 //!   know (exponents, hex). Implicit casts of a literal of another type (a number against a
@@ -86,6 +97,10 @@
 //! - `CREATE ROUTINE LOAD`, `PAUSE`/`RESUME`/`STOP ROUTINE LOAD FOR`, `SHOW [ALL] ROUTINE
 //!   LOAD`: see [`super::routine_load`] (only when the front belongs to a
 //!   [`StarRocksDouble`](super::StarRocksDouble); not logged in `ddl_log`).
+//!
+//! Every statement received (`COM_QUERY`, as sent, connect-time queries included) is appended
+//! to [`CatalogState::statements`](super::catalog::CatalogState::statements), so a test can
+//! count what a client sent.
 //!
 //! Table names are case-sensitive (StarRocks' default `lower_case_table_names = 0`), but the
 //! catalog keys tables by lower-cased name, so two tables whose names differ only in case
@@ -518,20 +533,48 @@ impl Session {
                 let state = self.catalog.lock();
                 info_schema(&state, &query)
             }
-            Statement::SelectCount { db, table } => {
-                let db = self.resolve_db(db.as_deref())?;
+            Statement::SelectCounts(branches) => {
+                // Every table is resolved before anything is answered: one unknown table fails
+                // the whole statement, as StarRocks' analyzer does.
                 let state = self.catalog.lock();
-                let Some(database) = state.databases.get(&db) else {
-                    return Err(SqlError::unknown_database(&db));
-                };
-                let Some(t) = database.table(&table) else {
-                    return Err(SqlError::analysis(format!("Unknown table '{db}.{table}'")));
-                };
-                let count = t.rows.len().to_string();
-                Ok(Response::Rows {
-                    columns: vec![("count(*)".to_owned(), BIGINT)],
-                    rows: vec![vec![Some(count)]],
-                })
+                let mut rows = Vec::with_capacity(branches.len());
+                for b in &branches {
+                    let db = self.resolve_db(b.db.as_deref())?;
+                    let Some(database) = state.databases.get(&db) else {
+                        return Err(SqlError::unknown_database(&db));
+                    };
+                    let Some(t) = database.table(&b.table) else {
+                        return Err(SqlError::analysis(format!(
+                            "Unknown table '{db}.{}'",
+                            b.table
+                        )));
+                    };
+                    rows.push(
+                        b.items
+                            .iter()
+                            .map(|(_, item)| match item {
+                                None => Some(t.rows.len().to_string()),
+                                Some(SelectExpr::Integer(n) | SelectExpr::Str(n)) => {
+                                    Some(n.clone())
+                                }
+                                Some(_) => None,
+                            })
+                            .collect(),
+                    );
+                }
+                // The first branch names and types the result columns.
+                let columns = branches[0]
+                    .items
+                    .iter()
+                    .map(|(header, item)| {
+                        let ty = match item {
+                            None | Some(SelectExpr::Integer(_)) => BIGINT,
+                            Some(_) => VARCHAR,
+                        };
+                        (header.clone(), ty)
+                    })
+                    .collect();
+                Ok(Response::Rows { columns, rows })
             }
             Statement::SelectRows(query) => {
                 let db = self.resolve_db(query.db.as_deref())?;
@@ -752,7 +795,11 @@ fn info_schema(state: &CatalogState, query: &InfoQuery) -> Result<Response, SqlE
         .collect::<Result<Vec<_>, SqlError>>()?;
     let mut rows: Vec<Vec<Cell>> = rows
         .into_iter()
-        .filter(|row| filters.iter().all(|(i, v)| row[*i].as_deref() == Some(v.as_str())))
+        .filter(|row| {
+            filters.iter().all(|(i, values)| {
+                row[*i].as_deref().is_some_and(|cell| values.iter().any(|v| v == cell))
+            })
+        })
         .collect();
 
     for (col, desc) in query.order_by.iter().rev() {
@@ -1063,6 +1110,7 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Session {
         results: QueryResultWriter<'a, W>,
     ) -> io::Result<()> {
         self.log(query);
+        self.catalog.lock().statements.push(query.to_owned());
         match self.execute(query) {
             Err(err) => write_error(results, &err).await,
             Ok(Response::Ok) => results.completed(OkResponse::default()).await,
