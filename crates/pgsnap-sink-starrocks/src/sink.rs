@@ -264,7 +264,7 @@ impl StarRocksSink {
                     None if self.config.create_tables => {
                         let ddl = target
                             .create_table_sql(&self.config.database, &self.config.table_properties);
-                        tracing::info!(table = %schema.name, target = %target.name, "creating StarRocks table");
+                        tracing::debug!(table = %schema.name, target = %target.name, "creating StarRocks table");
                         sql.execute("CREATE TABLE", &ddl).await?;
                         created = true;
                     }
@@ -551,14 +551,27 @@ impl StarRocksSink {
                 .iter()
                 .filter_map(|c| c.note.as_ref().map(|n| format!("{}: {n}", c.name)))
                 .collect();
-            tracing::info!(
-                table = %p.source,
-                target = %p.target.name,
-                created = p.created,
-                "{}",
-                notes.join("; ")
-            );
+            // One line per table only where there is something to say: thousands of
+            // tables must not flood the log.
+            if notes.is_empty() {
+                tracing::debug!(table = %p.source, target = %p.target.name, created = p.created, "target ready");
+            } else {
+                tracing::info!(
+                    table = %p.source,
+                    target = %p.target.name,
+                    created = p.created,
+                    "{}",
+                    notes.join("; ")
+                );
+            }
         }
+        let created = prepared.iter().filter(|p| p.created).count();
+        tracing::info!(
+            targets = prepared.len(),
+            created,
+            "StarRocks targets ready ({created} created, {} existing)",
+            prepared.len() - created
+        );
         Ok(())
     }
 }
