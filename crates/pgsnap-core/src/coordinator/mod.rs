@@ -547,8 +547,19 @@ impl Coordinator {
     /// Saves the manifest if `force` or the checkpoint interval has passed. Saves are
     /// serialized and each takes its copy under the save lock, so a newer state is never
     /// overwritten by an older one.
+    ///
+    /// A periodic save does not wait for one in progress: the chunk that would have waited
+    /// is in the next save (the last one is forced), and meanwhile the other chunks finish
+    /// instead of queueing behind the sink's durability work and the manifest's fsync.
     async fn checkpoint(&self, shared: &Shared, force: bool) -> Result<()> {
-        let mut last = shared.last_save.lock().await;
+        let mut last = if force {
+            shared.last_save.lock().await
+        } else {
+            match shared.last_save.try_lock() {
+                Ok(last) => last,
+                Err(_) => return Ok(()),
+            }
+        };
         if !force && last.elapsed() < self.options.checkpoint_interval {
             return Ok(());
         }
