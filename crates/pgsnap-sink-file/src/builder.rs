@@ -61,8 +61,8 @@ impl FileSinkBuilder {
         self
     }
 
-    /// Whether each file and its directory are fsynced before a chunk is reported done
-    /// (default true). Without it a power failure may lose chunks the manifest records as
+    /// Whether each file and its directory are made durable before a manifest records the
+    /// chunk as done (default true; see [`FileSink`](crate::FileSink) for when). Without it a power failure may lose chunks the manifest records as
     /// done; a resume with [`VerifyMode::Checksum`] finds them.
     pub fn with_fsync(mut self, fsync: bool) -> Self {
         self.config.fsync = fsync;
