@@ -667,6 +667,16 @@ impl HandoffJob {
             (None, Some(f)) => f,
             (None, None) => unreachable!("a file sink is built without StarRocks"),
         };
+        #[cfg(feature = "metrics")]
+        if let (Some(m), Some(s)) = (control.metrics(), &sr_sink) {
+            m.set_targets(
+                opened
+                    .manifest
+                    .tables
+                    .iter()
+                    .map(|t| (t.schema.name.clone(), s.target_name(&t.schema.name))),
+            );
+        }
         let report = match run::drive(&options, control, &opened, sink, Arc::new(store)).await {
             Ok(r) => r,
             Err(e) => {
