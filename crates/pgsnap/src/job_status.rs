@@ -260,7 +260,7 @@ impl StatusJob {
         report.metrics_addr = self.metrics_addr();
         #[cfg(feature = "metrics")]
         if let Some(m) = &self.metrics {
-            m.metrics.observe_status(&report);
+            observe(&m.metrics, &report);
         }
         report
     }
@@ -685,6 +685,41 @@ impl StatusJob {
         }
         Ok(t)
     }
+}
+
+/// Shows one check's report to the metrics: its numbers, nothing counted apart.
+#[cfg(feature = "metrics")]
+fn observe(m: &crate::metrics::Metrics, report: &StatusReport) {
+    for t in &report.tables {
+        for p in &t.routine_load.partitions {
+            m.observe_partition(
+                &t.source,
+                &t.topic,
+                p.partition,
+                (p.high_watermark, p.consumed, p.lag),
+            );
+        }
+        let rl = &t.routine_load;
+        if !rl.name.is_empty() {
+            let state = match rl.state.as_deref().map(RoutineLoadState::parse) {
+                None => "MISSING",
+                Some(RoutineLoadState::Running) => "RUNNING",
+                Some(RoutineLoadState::NeedSchedule) => "NEED_SCHEDULE",
+                Some(RoutineLoadState::Paused) => "PAUSED",
+                Some(RoutineLoadState::Stopped) => "STOPPED",
+                Some(RoutineLoadState::Cancelled) => "CANCELLED",
+                Some(_) => "OTHER",
+            };
+            m.observe_routine_load(&t.source, &rl.name, state, (rl.rows_loaded, rl.rows_filtered));
+        }
+        m.observe_table_verdict(&t.source, t.verdict.as_str());
+    }
+    if let Some(slot) = &report.slot
+        && let Some(lag) = slot.lag_bytes
+    {
+        m.observe_slot_lag(&slot.name, lag);
+    }
+    m.observe_check(report.verdict.as_str(), report.caught_up_for_cutover);
 }
 
 /// The recorded handoff and the clients of one job.
@@ -1326,7 +1361,7 @@ mod tests {
             (&json!(93), &json!("0/64"))
         );
         let m = crate::metrics::Metrics::new();
-        m.observe_status(&report);
+        observe(&m, &report);
         let text = m.encode();
         let p = r#"table="public.orders",topic="pg.public.orders",partition="0""#;
         for line in [

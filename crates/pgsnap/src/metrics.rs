@@ -4,8 +4,10 @@
 //! One source of truth: the copy metrics come from the run's manifest each time the
 //! coordinator saves it (the same manifest the JSON report is built from) and from the
 //! coordinator's [`ProgressEvent`]s (the progress bar's numbers); the StarRocks load metrics
-//! from the load receipts the manifest records; the CDC metrics from each
-//! [`StatusReport`](crate::StatusReport) a status check returns. Nothing is counted apart.
+//! from the load receipts the manifest records; the CDC metrics from each status check's
+//! report (`StatusReport`). Nothing is counted apart.
+//!
+//! Layering: this module imports nothing else of the crate; the jobs call it.
 //!
 //! Cardinality is bounded: labels name tables, topics, partitions, slots and Routine Loads,
 //! never chunks, and no label carries a secret (no connection string, user or password).
@@ -112,11 +114,9 @@ const RUN_STATES: [&str; 5] = ["running", "complete", "partial", "failed", "canc
 const TABLE_STATES: [&str; 3] = ["pending", "ok", "failed"];
 /// The states of `pgsnap_routine_load_state`: StarRocks' own, `OTHER` for another text (a
 /// RUNNING job's substate), `MISSING` when StarRocks knows no such job.
-#[cfg(feature = "kafka")]
-const ROUTINE_LOAD_STATES: [&str; 7] =
+pub(crate) const ROUTINE_LOAD_STATES: [&str; 7] =
     ["RUNNING", "NEED_SCHEDULE", "PAUSED", "STOPPED", "CANCELLED", "OTHER", "MISSING"];
 /// The verdicts of `pgsnap_status_verdict` and `pgsnap_table_verdict`.
-#[cfg(feature = "kafka")]
 const VERDICTS: [&str; 4] = ["caught_up", "lagging", "paused", "failed"];
 
 /// The metric families; every one is registered in [`Metrics`]' own registry and, on
@@ -297,7 +297,7 @@ struct Inner {
 
 /// The Prometheus metrics of pgsnap's jobs: a cheap handle (clones share the metrics) the
 /// jobs update ([`RunControl::with_metrics`](crate::RunControl::with_metrics),
-/// [`StatusJob::with_metrics`](crate::StatusJob::with_metrics)), exposed by
+/// `StatusJob::with_metrics`), exposed by
 /// [`serve`](Self::serve) or registered in your own registry ([`register`](Self::register)).
 ///
 /// The README lists every metric (name, type, labels, meaning).
@@ -600,76 +600,67 @@ impl Metrics {
             .set(clamp(bytes));
     }
 
-    /// One status check's report.
-    #[cfg(feature = "kafka")]
-    pub(crate) fn observe_status(&self, report: &crate::StatusReport) {
-        use pgsnap_sink_starrocks::routine_load::RoutineLoadState;
+    /// One partition of a status check: its high watermark, the consumed offset and the lag
+    /// (each only when known).
+    pub(crate) fn observe_partition(
+        &self,
+        table: &str,
+        topic: &str,
+        partition: i32,
+        (high_watermark, consumed, lag): (Option<i64>, Option<i64>, Option<i64>),
+    ) {
         let f = &self.inner.families;
-        for t in &report.tables {
-            for p in &t.routine_load.partitions {
-                let l = PartitionLabels {
-                    table: t.source.clone(),
-                    topic: t.topic.clone(),
-                    partition: p.partition.to_string(),
-                };
-                if let Some(hw) = p.high_watermark {
-                    f.high_watermark.get_or_create(&l).set(hw);
-                }
-                if let Some(c) = p.consumed {
-                    f.consumed_offset.get_or_create(&l).set(c);
-                }
-                if let Some(lag) = p.lag {
-                    f.lag_offsets.get_or_create(&l).set(lag);
-                }
-            }
-            let rl = &t.routine_load;
-            if !rl.name.is_empty() {
-                let state = match rl.state.as_deref().map(RoutineLoadState::parse) {
-                    None => "MISSING",
-                    Some(RoutineLoadState::Other(_)) => "OTHER",
-                    Some(s) => match s {
-                        RoutineLoadState::Running => "RUNNING",
-                        RoutineLoadState::NeedSchedule => "NEED_SCHEDULE",
-                        RoutineLoadState::Paused => "PAUSED",
-                        RoutineLoadState::Stopped => "STOPPED",
-                        RoutineLoadState::Cancelled => "CANCELLED",
-                        _ => "OTHER",
-                    },
-                };
-                one_of(&f.routine_load_state, &ROUTINE_LOAD_STATES, state, |s| {
-                    RoutineLoadStateLabels {
-                        table: t.source.clone(),
-                        routine_load: rl.name.clone(),
-                        state: s.to_owned(),
-                    }
-                });
-                let l =
-                    RoutineLoadLabels { table: t.source.clone(), routine_load: rl.name.clone() };
-                f.routine_load_loaded_rows
-                    .get_or_create(&l)
-                    .inner()
-                    .store(rl.rows_loaded, Ordering::Relaxed);
-                f.routine_load_filtered_rows
-                    .get_or_create(&l)
-                    .inner()
-                    .store(rl.rows_filtered, Ordering::Relaxed);
-            }
-            one_of(&f.table_verdict, &VERDICTS, t.verdict.as_str(), |v| TableVerdictLabels {
-                table: t.source.clone(),
-                verdict: v.to_owned(),
-            });
+        let l = PartitionLabels {
+            table: table.to_owned(),
+            topic: topic.to_owned(),
+            partition: partition.to_string(),
+        };
+        if let Some(v) = high_watermark {
+            f.high_watermark.get_or_create(&l).set(v);
         }
-        if let Some(slot) = &report.slot
-            && let Some(lag) = slot.lag_bytes
-        {
-            self.observe_slot_lag(&slot.name, lag);
+        if let Some(v) = consumed {
+            f.consumed_offset.get_or_create(&l).set(v);
         }
-        one_of(&f.status_verdict, &VERDICTS, report.verdict.as_str(), |v| VerdictLabels {
+        if let Some(v) = lag {
+            f.lag_offsets.get_or_create(&l).set(v);
+        }
+    }
+
+    /// A Routine Load of a status check: its state (one of [`ROUTINE_LOAD_STATES`]) and
+    /// `Statistic`'s loaded and filtered rows.
+    pub(crate) fn observe_routine_load(
+        &self,
+        table: &str,
+        name: &str,
+        state: &str,
+        (loaded, filtered): (u64, u64),
+    ) {
+        let f = &self.inner.families;
+        one_of(&f.routine_load_state, &ROUTINE_LOAD_STATES, state, |s| RoutineLoadStateLabels {
+            table: table.to_owned(),
+            routine_load: name.to_owned(),
+            state: s.to_owned(),
+        });
+        let l = RoutineLoadLabels { table: table.to_owned(), routine_load: name.to_owned() };
+        f.routine_load_loaded_rows.get_or_create(&l).inner().store(loaded, Ordering::Relaxed);
+        f.routine_load_filtered_rows.get_or_create(&l).inner().store(filtered, Ordering::Relaxed);
+    }
+
+    /// A table's verdict (one of [`VERDICTS`]) in a status check.
+    pub(crate) fn observe_table_verdict(&self, table: &str, verdict: &str) {
+        let f = &self.inner.families;
+        one_of(&f.table_verdict, &VERDICTS, verdict, |v| TableVerdictLabels {
+            table: table.to_owned(),
             verdict: v.to_owned(),
         });
-        f.caught_up_for_cutover
-            .get_or_create(&no_labels())
-            .set(i64::from(report.caught_up_for_cutover));
+    }
+
+    /// A status check's overall verdict and whether it is caught up for cutover; counts the
+    /// check.
+    pub(crate) fn observe_check(&self, verdict: &str, caught_up_for_cutover: bool) {
+        let f = &self.inner.families;
+        one_of(&f.status_verdict, &VERDICTS, verdict, |v| VerdictLabels { verdict: v.to_owned() });
+        f.caught_up_for_cutover.get_or_create(&no_labels()).set(i64::from(caught_up_for_cutover));
         f.status_checks.get_or_create(&no_labels()).inc();
     }
 }

@@ -264,7 +264,7 @@ pub(crate) async fn drive(
             m.start_run(&run.manifest);
             let store: Arc<dyn CheckpointStore> =
                 Arc::new(crate::metrics::ObservedStore { inner: store, metrics: m.clone() });
-            (store, Some(AbortOnDrop(metrics_monitor(options, run, m.clone()))))
+            (store, Some(AbortOnDrop(metrics_monitor(run, m.clone()))))
         }
         None => (store, None),
     };
@@ -350,39 +350,22 @@ impl Drop for AbortOnDrop {
 const METRICS_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Reads the snapshot's xmin age and its slot's lag behind the current WAL into `metrics`
-/// while the run lasts (one connection for the WAL positions, kept open).
+/// while the run lasts (on the snapshot's own connection: no connection more).
 #[cfg(feature = "metrics")]
 fn metrics_monitor(
-    options: &SnapshotOptions,
     run: &OpenedRun,
     metrics: crate::metrics::Metrics,
 ) -> tokio::task::JoinHandle<()> {
-    use pgsnap_source::position::WalProbe;
     let source = Arc::clone(&run.source);
     let slot = run.manifest.snapshot.slot.clone();
-    let connection = options.connection.clone();
     tokio::spawn(async move {
-        let mut probe = None;
         loop {
-            if let Ok(h) = source.health().await
-                && let Some(age) = h.xmin_age
-            {
-                metrics.observe_xmin_age(age);
-            }
-            if let Some(slot) = &slot {
-                if probe.is_none() {
-                    probe = WalProbe::connect(connection.clone()).await.ok();
+            if let Ok(h) = source.health().await {
+                if let Some(age) = h.xmin_age {
+                    metrics.observe_xmin_age(age);
                 }
-                if let Some(p) = &probe {
-                    match (p.current_wal_lsn().await, p.slot(slot).await) {
-                        (Ok(now), Ok(Some(s))) => {
-                            if let Some(flushed) = s.confirmed_flush_lsn {
-                                metrics.observe_slot_lag(slot, now.0.saturating_sub(flushed.0));
-                            }
-                        }
-                        (Err(_), _) | (_, Err(_)) => probe = None,
-                        _ => {}
-                    }
+                if let (Some(slot), Some(lag)) = (&slot, h.slot_lag_bytes) {
+                    metrics.observe_slot_lag(slot, u64::try_from(lag).unwrap_or(0));
                 }
             }
             tokio::time::sleep(METRICS_HEALTH_INTERVAL).await;
