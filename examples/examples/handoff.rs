@@ -132,7 +132,7 @@ async fn main() {
     let code = match args.job() {
         Err(e) => output::usage(&e),
         Ok(job) => {
-            let control = output::with_progress(interrupts.control());
+            let control = args.snap.metrics.control(output::with_progress(interrupts.control()));
             match job.run(&control).await {
                 Ok(report) => output::handoff(&report, args.json, interrupts.exit_code()),
                 Err(e) => output::fail(&e, Front::Handoff, interrupts.exit_code()),

@@ -54,7 +54,7 @@ async fn main() {
             Err(e) => output::fail(&e, Front::Snapshot, None),
         }
     } else {
-        let control = output::with_progress(interrupts.control());
+        let control = args.snap.metrics.control(output::with_progress(interrupts.control()));
         match job.run(&control).await {
             Ok(report) => output::files(&report, args.json, interrupts.exit_code()),
             Err(e) => output::fail(&e, Front::Snapshot, interrupts.exit_code()),

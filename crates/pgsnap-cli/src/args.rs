@@ -91,6 +91,54 @@ pub struct SnapshotArgs {
     /// How long to wait for each table lock, in seconds.
     #[arg(long, default_value_t = 60)]
     pub lock_timeout: u64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub metrics: MetricsArgs,
+}
+
+/// `--metrics-addr`: Prometheus metrics while a long-running command runs.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics on http://HOST:PORT/metrics while the command runs (port 0:
+    /// any free port; the log and the --json report name the one bound). Off by default.
+    #[cfg(feature = "metrics")]
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_metrics_addr)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+impl MetricsArgs {
+    /// `control` serving the metrics on `--metrics-addr`, if given.
+    ///
+    /// ```
+    /// use clap::Parser;
+    /// use pgsnap_cli::args::SnapshotCmd;
+    /// let args = SnapshotCmd::parse_from(["snapshot", "--out", "x", "--metrics-addr", "127.0.0.1:0"]);
+    /// let control = args.snap.metrics.control(pgsnap::RunControl::new());
+    /// assert!(control.metrics().is_some());
+    /// ```
+    pub fn control(&self, control: pgsnap::RunControl) -> pgsnap::RunControl {
+        #[cfg(feature = "metrics")]
+        if let Some(addr) = self.metrics_addr {
+            return control.with_metrics_addr(addr);
+        }
+        control
+    }
+}
+
+/// Parses `--metrics-addr`: `IP:PORT`, or `HOST:PORT` resolved now (its first address).
+#[cfg(feature = "metrics")]
+fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let bad = |why: String| {
+        format!("{s:?} is not HOST:PORT ({why}); e.g. 127.0.0.1:9187, or port 0 for any free port")
+    };
+    s.to_socket_addrs()
+        .map_err(|e| bad(e.to_string()))?
+        .next()
+        .ok_or_else(|| bad("it resolves to no address".into()))
 }
 
 fn parse_jobs(s: &str) -> Result<usize, String> {

@@ -78,7 +78,7 @@ async fn main() {
         #[cfg(feature = "kafka")]
         Command::Status(args) => status(*args, &interrupts).await,
         #[cfg(feature = "starrocks")]
-        Command::Verify(args) => verify(*args, &interrupts).await,
+        Command::Verify(args) => Box::pin(verify(*args, &interrupts)).await,
         Command::DropSlot(args) => drop_slot(args).await,
     };
     std::process::exit(code);
@@ -93,7 +93,7 @@ async fn snapshot(args: pgsnap_cli::args::SnapshotCmd, interrupts: &Interrupts) 
             Err(e) => output::fail(&e, Front::Snapshot, None),
         };
     }
-    let control = output::with_progress(interrupts.control());
+    let control = args.snap.metrics.control(output::with_progress(interrupts.control()));
     match job.run(&control).await {
         Ok(report) => output::files(&report, args.json, interrupts.exit_code()),
         Err(e) => output::fail(&e, Front::Snapshot, interrupts.exit_code()),
@@ -106,7 +106,7 @@ async fn migrate(args: pgsnap_cli::args::MigrateCmd, interrupts: &Interrupts) ->
         Ok(job) => job,
         Err(e) => return output::usage(&e),
     };
-    let control = output::with_progress(interrupts.control());
+    let control = args.snap.metrics.control(output::with_progress(interrupts.control()));
     match job.run(&control).await {
         Ok(report) => output::migrate(&report, args.json, interrupts.exit_code()),
         Err(e) => output::fail(&e, Front::Migrate, interrupts.exit_code()),
@@ -119,7 +119,7 @@ async fn handoff(args: pgsnap_cli::args::HandoffCmd, interrupts: &Interrupts) ->
         Ok(job) => job,
         Err(e) => return output::usage(&e),
     };
-    let control = output::with_progress(interrupts.control());
+    let control = args.snap.metrics.control(output::with_progress(interrupts.control()));
     match job.run(&control).await {
         Ok(report) => output::handoff(&report, args.json, interrupts.exit_code()),
         Err(e) => output::fail(&e, Front::Handoff, interrupts.exit_code()),

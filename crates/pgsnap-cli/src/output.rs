@@ -171,6 +171,11 @@ pub fn error_message(e: &JobError, front: Front) -> String {
             format!("{dir} {} is in use by another running pgsnap", d.display())
         }
         JobError::Directory { dir: d, source } => format!("{dir} {}: {source}", d.display()),
+        #[cfg(feature = "metrics")]
+        JobError::Metrics(b) => format!(
+            "--metrics-addr {}: cannot listen there ({}): choose a free port, or port 0 for any",
+            b.addr, b.source
+        ),
         JobError::CannotResume(r) => resume_message(r),
         JobError::Refused { reason, strict: true } => format!("--strict: {reason}"),
         JobError::Core(c) if c.kind() == pgsnap::core::ErrorKind::ResumeMismatch => {

@@ -645,6 +645,9 @@ pub struct SnapshotHealth {
     pub xmin_age: Option<i64>,
     /// The slot's `wal_status` (permanent or temporary slot in slot mode).
     pub slot_wal_status: Option<String>,
+    /// WAL bytes from the slot's `confirmed_flush_lsn` to `pg_current_wal_insert_lsn()`:
+    /// what the slot retains (slot mode).
+    pub slot_lag_bytes: Option<i64>,
     /// Warnings to show the user.
     pub warnings: Vec<String>,
 }
@@ -803,10 +806,12 @@ impl PgSource {
             ));
         }
         let mut slot_wal_status = None;
+        let mut slot_lag_bytes = None;
         if let Some(slot) = &self.snapshot.slot
             && let Some(row) = leader
                 .query_opt(
-                    "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1",
+                    "SELECT wal_status, (pg_current_wal_insert_lsn() - confirmed_flush_lsn)::int8 \
+                     FROM pg_replication_slots WHERE slot_name = $1",
                     &[slot],
                 )
                 .await
@@ -821,8 +826,9 @@ impl PgSource {
                         ));
             }
             slot_wal_status = s;
+            slot_lag_bytes = row.get(1);
         }
-        Ok(SnapshotHealth { xmin_age, slot_wal_status, warnings })
+        Ok(SnapshotHealth { xmin_age, slot_wal_status, slot_lag_bytes, warnings })
     }
 
     /// Ends the snapshot: commits the leader (releasing the table locks), closes workers and

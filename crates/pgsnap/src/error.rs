@@ -343,6 +343,10 @@ pub enum JobError {
         /// The limit.
         after: std::time::Duration,
     },
+    /// The metrics address cannot be listened on (in use, not permitted): nothing was done.
+    #[cfg(feature = "metrics")]
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::BindError),
     /// The job was cancelled before its copy started, or while it waited after it (the
     /// report of a run cancelled mid-copy says so instead: [`Outcome::Cancelled`](crate::Outcome)).
     #[error("cancelled")]
@@ -376,6 +380,8 @@ impl JobError {
             | JobError::NoHandoff { .. }
             | JobError::DirectoryInUse { .. } => ErrorKind::Usage,
             JobError::Directory { .. } => ErrorKind::Sink,
+            #[cfg(feature = "metrics")]
+            JobError::Metrics(_) => ErrorKind::Usage,
             JobError::CannotResume(ResumeRefusal::TableGone { .. }) => ErrorKind::Preflight,
             JobError::CannotResume(_) => ErrorKind::SnapshotLost,
             JobError::Source(e) => ErrorKind::of_source(e),

@@ -109,6 +109,7 @@ impl FilesJob {
         if !self.resume {
             self.options.validate().map_err(crate::JobError::Config)?;
         }
+        let _metrics = control.serve_metrics().await?;
         let layout = self.layout();
         let store = ManifestStore::new(&self.out);
         let previous =
@@ -126,7 +127,8 @@ impl FilesJob {
         {
             tracing::info!("the run in {} is already complete", self.out.display());
             return Ok(FilesReport {
-                run: RunSummary::new(m.clone(), Duration::ZERO, None, Vec::new(), true),
+                run: RunSummary::new(m.clone(), Duration::ZERO, None, Vec::new(), true)
+                    .with_metrics_addr(control.metrics_addr()),
                 out: self.out.clone(),
             });
         }
@@ -154,7 +156,8 @@ impl FilesJob {
                 report.fatal,
                 opened.source.warnings().to_vec(),
                 true,
-            ),
+            )
+            .with_metrics_addr(control.metrics_addr()),
             out: self.out.clone(),
         })
     }

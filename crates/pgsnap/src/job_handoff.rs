@@ -347,8 +347,12 @@ impl HandoffJob {
     /// topics' watermarks unreadable. Failures during the snapshot, the offset resolution and
     /// the connector submission are in the report.
     pub async fn run(&self, control: &RunControl) -> Result<HandoffReport> {
+        self.validate()?;
+        let _metrics = control.serve_metrics().await?;
         // The whole sequence is a large future: boxed once here, not by every caller.
-        Box::pin(self.run_boxed(control)).await
+        let mut report = Box::pin(self.run_boxed(control)).await?;
+        report.run.metrics_addr = control.metrics_addr();
+        Ok(report)
     }
 
     async fn run_boxed(&self, control: &RunControl) -> Result<HandoffReport> {
@@ -663,6 +667,16 @@ impl HandoffJob {
             (None, Some(f)) => f,
             (None, None) => unreachable!("a file sink is built without StarRocks"),
         };
+        #[cfg(feature = "metrics")]
+        if let (Some(m), Some(s)) = (control.metrics(), &sr_sink) {
+            m.set_targets(
+                opened
+                    .manifest
+                    .tables
+                    .iter()
+                    .map(|t| (t.schema.name.clone(), s.target_name(&t.schema.name))),
+            );
+        }
         let report = match run::drive(&options, control, &opened, sink, Arc::new(store)).await {
             Ok(r) => r,
             Err(e) => {

@@ -127,6 +127,7 @@ impl MigrateJob {
         if !self.resume {
             self.options.validate().map_err(crate::JobError::Config)?;
         }
+        let _metrics = control.serve_metrics().await?;
         let state = self.state_dir();
         let _lock = run::lock_dir(&state)?;
         let store = ManifestStore::new(&state);
@@ -152,6 +153,16 @@ impl MigrateJob {
                 return Err(e.into());
             }
         };
+        #[cfg(feature = "metrics")]
+        if let Some(m) = control.metrics() {
+            m.set_targets(
+                opened
+                    .manifest
+                    .tables
+                    .iter()
+                    .map(|t| (t.schema.name.clone(), sink.target_name(&t.schema.name))),
+            );
+        }
         let report = match run::drive(
             &self.options,
             control,
@@ -183,7 +194,8 @@ impl MigrateJob {
                 report.fatal,
                 warnings,
                 unverified.is_empty(),
-            ),
+            )
+            .with_metrics_addr(control.metrics_addr()),
             state,
             database: self.starrocks.database().to_owned(),
             tables,

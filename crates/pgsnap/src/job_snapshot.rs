@@ -54,6 +54,7 @@ impl SnapshotJob {
         if !self.resume {
             self.options.validate().map_err(crate::JobError::Config)?;
         }
+        let _metrics = control.serve_metrics().await?;
         let _lock = run::lock_dir(&self.state)?;
         let description = sink.description();
         let layout = Layout {
@@ -81,6 +82,7 @@ impl SnapshotJob {
             report.fatal,
             opened.source.warnings().to_vec(),
             true,
-        ))
+        )
+        .with_metrics_addr(control.metrics_addr()))
     }
 }

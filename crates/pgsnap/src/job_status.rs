@@ -149,6 +149,19 @@ pub struct StatusJob {
     cutover: Cutover,
     /// Kafka consumers by topic, kept across the checks of one job (and its clones).
     logs: Arc<Mutex<HashMap<String, KafkaLogs>>>,
+    /// The metrics every check updates, and where to serve them.
+    #[cfg(feature = "metrics")]
+    metrics: Option<Arc<StatusMetrics>>,
+}
+
+/// The metrics of a [`StatusJob`]: updated by every check; the server once bound is shared
+/// by the job's clones, so a watch keeps one address.
+#[cfg(feature = "metrics")]
+#[derive(Debug)]
+struct StatusMetrics {
+    metrics: crate::metrics::Metrics,
+    addr: Option<std::net::SocketAddr>,
+    server: tokio::sync::Mutex<Option<crate::metrics::MetricsServer>>,
 }
 
 impl StatusJob {
@@ -172,7 +185,84 @@ impl StatusJob {
             slot: None,
             cutover: Cutover::None,
             logs: Arc::default(),
+            #[cfg(feature = "metrics")]
+            metrics: None,
         }
+    }
+
+    /// Updates `metrics` from every check's report: per partition the high watermark, the
+    /// consumed offset and the lag; each Routine Load's state and rows; the table and overall
+    /// verdicts; caught up for cutover; the slot's lag behind the current WAL.
+    ///
+    /// ```
+    /// use pgsnap::metrics::Metrics;
+    /// use pgsnap::starrocks::StarRocksSinkBuilder;
+    /// use pgsnap::{Connection, StatusJob};
+    /// let metrics = Metrics::new();
+    /// let job = StatusJob::new("/data/handoff", Connection::new("host=db1"),
+    ///     StarRocksSinkBuilder::new("http://fe1:8030", ""))
+    ///     .with_metrics(metrics.clone());
+    /// # drop(job);
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        let addr = self.metrics.as_ref().and_then(|m| m.addr);
+        self.metrics = Some(Arc::new(StatusMetrics { metrics, addr, server: Default::default() }));
+        self
+    }
+
+    /// Serves the metrics (those of [`with_metrics`](Self::with_metrics), or fresh ones) on
+    /// `http://<addr>/metrics`, bound by [`serve_metrics`](Self::serve_metrics) or the first
+    /// check and kept by the job and its clones (a watch's checks share one server). Port 0
+    /// picks a free port; the reports' `metrics_addr` names the one bound.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn with_metrics_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        let metrics = self.metrics.as_ref().map(|m| m.metrics.clone()).unwrap_or_default();
+        self.metrics =
+            Some(Arc::new(StatusMetrics { metrics, addr: Some(addr), server: Default::default() }));
+        self
+    }
+
+    /// Binds the server of [`with_metrics_addr`](Self::with_metrics_addr) now, if it is not
+    /// yet: call it before the first check so that a bad address fails before any work.
+    /// Returns the bound address (`None` without a metrics address).
+    ///
+    /// # Errors
+    /// [`JobError::Metrics`] naming the address when it cannot be listened on.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub async fn serve_metrics(&self) -> Result<Option<std::net::SocketAddr>> {
+        let Some(m) = &self.metrics else { return Ok(None) };
+        let Some(addr) = m.addr else { return Ok(None) };
+        let mut server = m.server.lock().await;
+        if let Some(s) = server.as_ref() {
+            return Ok(Some(s.addr()));
+        }
+        let bound = m.metrics.serve(addr).await?;
+        let local = bound.addr();
+        tracing::info!(addr = %local, "serving Prometheus metrics on http://{local}/metrics");
+        *server = Some(bound);
+        Ok(Some(local))
+    }
+
+    /// Where the metrics are served, once bound.
+    fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        #[cfg(feature = "metrics")]
+        return self.metrics.as_ref().and_then(|m| m.metrics.addr());
+        #[cfg(not(feature = "metrics"))]
+        None
+    }
+
+    /// Shows a check's report to the metrics (and names their address in it).
+    fn observed(&self, mut report: StatusReport) -> StatusReport {
+        report.metrics_addr = self.metrics_addr();
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &self.metrics {
+            observe(&m.metrics, &report);
+        }
+        report
     }
 
     /// The librdkafka settings (TLS, SASL, ...) of the Kafka clients the job opens.
@@ -226,6 +316,8 @@ impl StatusJob {
     /// Routine Loads; connection failures to PostgreSQL, StarRocks, Kafka or Kafka Connect
     /// (kind [`ErrorKind::Preflight`]); bad settings (kind [`ErrorKind::Usage`]).
     pub async fn run(&self) -> Result<StatusReport> {
+        #[cfg(feature = "metrics")]
+        self.serve_metrics().await?;
         let ctx = self.context().await?;
         let cutover = self.cutover_lsn().await?;
         self.check(&ctx, cutover).await
@@ -244,6 +336,8 @@ impl StatusJob {
         interval: Duration,
         mut on_each: impl FnMut(&StatusReport),
     ) -> Result<(StatusReport, bool)> {
+        #[cfg(feature = "metrics")]
+        self.serve_metrics().await?;
         let deadline = tokio::time::Instant::now() + timeout;
         let ctx = self.context().await?;
         let cutover = self.cutover_lsn().await?;
@@ -364,7 +458,11 @@ impl StatusJob {
         let probe = WalProbe::connect(self.source.clone()).await?;
         let checked_at = probe.server_time().await?;
         let slot = match &ctx.slot {
-            Some(name) => Some(SlotReport::of(name, probe.slot(name).await?)),
+            Some(name) => {
+                let position = probe.slot(name).await?;
+                let wal = probe.current_wal_lsn().await?;
+                Some(SlotReport::of(name, position, wal))
+            }
             None => None,
         };
         drop(probe);
@@ -426,7 +524,7 @@ impl StatusJob {
         let caught_up_for_cutover = cutover.as_ref().is_some_and(|c| c.reached)
             && tables.iter().all(|t| t.verdict == StatusVerdict::CaughtUp)
             && verdict == StatusVerdict::CaughtUp;
-        Ok(StatusReport {
+        Ok(self.observed(StatusReport {
             report_version: REPORT_VERSION,
             state: self.state.clone(),
             checked_at,
@@ -441,7 +539,8 @@ impl StatusJob {
             verdict,
             reasons,
             warnings,
-        })
+            metrics_addr: None,
+        }))
     }
 
     /// The Kafka logs of `topic` (opened once per job).
@@ -586,6 +685,41 @@ impl StatusJob {
         }
         Ok(t)
     }
+}
+
+/// Shows one check's report to the metrics: its numbers, nothing counted apart.
+#[cfg(feature = "metrics")]
+fn observe(m: &crate::metrics::Metrics, report: &StatusReport) {
+    for t in &report.tables {
+        for p in &t.routine_load.partitions {
+            m.observe_partition(
+                &t.source,
+                &t.topic,
+                p.partition,
+                (p.high_watermark, p.consumed, p.lag),
+            );
+        }
+        let rl = &t.routine_load;
+        if !rl.name.is_empty() {
+            let state = match rl.state.as_deref().map(RoutineLoadState::parse) {
+                None => "MISSING",
+                Some(RoutineLoadState::Running) => "RUNNING",
+                Some(RoutineLoadState::NeedSchedule) => "NEED_SCHEDULE",
+                Some(RoutineLoadState::Paused) => "PAUSED",
+                Some(RoutineLoadState::Stopped) => "STOPPED",
+                Some(RoutineLoadState::Cancelled) => "CANCELLED",
+                Some(_) => "OTHER",
+            };
+            m.observe_routine_load(&t.source, &rl.name, state, (rl.rows_loaded, rl.rows_filtered));
+        }
+        m.observe_table_verdict(&t.source, t.verdict.as_str());
+    }
+    if let Some(slot) = &report.slot
+        && let Some(lag) = slot.lag_bytes
+    {
+        m.observe_slot_lag(&slot.name, lag);
+    }
+    m.observe_check(report.verdict.as_str(), report.caught_up_for_cutover);
 }
 
 /// The recorded handoff and the clients of one job.
@@ -768,10 +902,11 @@ async fn connector_report(client: &ConnectClient, name: &str) -> Result<Connecto
 /// `reason`, `partitions` [{`partition`, `high_watermark`, `consumed`, `next`, `lag`,
 /// `caught_up`, `gap`}], `rows_loaded`, `rows_filtered`, `rows_unselected`}, `verdict`,
 /// `remedy`, `error_urls`, `reasons`, `warnings`), `slot` ({`name`, `exists`,
-/// `confirmed_flush_lsn`, `wal_status`, `active`} or `null`), `connector` ({`name`, `url`,
+/// `confirmed_flush_lsn`, `wal_status`, `active`, `wal_lsn`, `lag_bytes`} or `null`), `connector` ({`name`, `url`,
 /// `exists`, `state`, `tasks`, `lsn_proc`, `lsn_commit`, `error`} or `null`), `cutover_lsn`
 /// (or `null`), `cutover` ({`lsn`, `taken`, `position`, `position_from`, `reached`,
-/// `reason`} or `null`), `caught_up_for_cutover`, `verdict`, `reasons`, `warnings`. LSNs are
+/// `reason`} or `null`), `caught_up_for_cutover`, `verdict`, `reasons`, `warnings`, and
+/// `metrics_addr` when the metrics are served. LSNs are
 /// `X/Y` strings.
 ///
 /// ```no_run
@@ -819,6 +954,19 @@ pub struct StatusReport {
     pub reasons: Vec<String>,
     /// What deserves a look without changing the verdict.
     pub warnings: Vec<String>,
+    /// Where the metrics are served (`metrics_addr`, only when they are).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "display_addr")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+fn display_addr<S: serde::Serializer>(
+    addr: &Option<std::net::SocketAddr>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match addr {
+        Some(a) => s.collect_str(a),
+        None => s.serialize_none(),
+    }
 }
 
 impl StatusReport {
@@ -978,17 +1126,25 @@ pub struct SlotReport {
     pub wal_status: Option<String>,
     /// Whether a consumer is connected.
     pub active: bool,
+    /// The current WAL insert position when the slot was read
+    /// (`pg_current_wal_insert_lsn()`).
+    pub wal_lsn: Option<Lsn>,
+    /// WAL bytes from `confirmed_flush_lsn` to [`wal_lsn`](Self::wal_lsn): how far the
+    /// slot's consumer is behind (`None` when either is unknown).
+    pub lag_bytes: Option<u64>,
 }
 
 impl SlotReport {
-    fn of(name: &str, slot: Option<SlotPosition>) -> Self {
+    fn of(name: &str, slot: Option<SlotPosition>, wal: Lsn) -> Self {
         match slot {
             Some(s) => SlotReport {
                 name: s.name,
                 exists: true,
+                lag_bytes: s.confirmed_flush_lsn.map(|f| wal.0.saturating_sub(f.0)),
                 confirmed_flush_lsn: s.confirmed_flush_lsn,
                 wal_status: s.wal_status,
                 active: s.active,
+                wal_lsn: Some(wal),
             },
             None => SlotReport {
                 name: name.to_owned(),
@@ -996,6 +1152,8 @@ impl SlotReport {
                 confirmed_flush_lsn: None,
                 wal_status: None,
                 active: false,
+                wal_lsn: Some(wal),
+                lag_bytes: None,
             },
         }
     }
@@ -1138,6 +1296,8 @@ mod tests {
             confirmed_flush_lsn: lsn.map(Lsn),
             wal_status: Some("reserved".into()),
             active: true,
+            wal_lsn: Some(Lsn(100)),
+            lag_bytes: lsn.map(|l| 100 - l),
         }
     }
 
@@ -1185,6 +1345,40 @@ mod tests {
             verdict: StatusVerdict::Lagging,
             reasons: vec!["public.orders: partition 0: 2 offset(s) to consume".into()],
             warnings: Vec::new(),
+            metrics_addr: None,
+        }
+    }
+
+    /// The metrics of a check are the numbers of its JSON report.
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn the_metrics_are_the_reports_numbers() {
+        let report = example();
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json.get("metrics_addr").is_none(), "only when served");
+        assert_eq!(
+            (&json["slot"]["lag_bytes"], &json["slot"]["wal_lsn"]),
+            (&json!(93), &json!("0/64"))
+        );
+        let m = crate::metrics::Metrics::new();
+        observe(&m, &report);
+        let text = m.encode();
+        let p = r#"table="public.orders",topic="pg.public.orders",partition="0""#;
+        for line in [
+            format!("pgsnap_kafka_high_watermark_offset{{{p}}} 44"),
+            format!("pgsnap_routine_load_consumed_offset{{{p}}} 41"),
+            format!("pgsnap_routine_load_lag_offsets{{{p}}} 2"),
+            r#"pgsnap_routine_load_state{table="public.orders",routine_load="pgsnap_orders",state="RUNNING"} 1"#.into(),
+            r#"pgsnap_routine_load_state{table="public.orders",routine_load="pgsnap_orders",state="PAUSED"} 0"#.into(),
+            r#"pgsnap_routine_load_loaded_rows_total{table="public.orders",routine_load="pgsnap_orders"} 40"#.into(),
+            r#"pgsnap_table_verdict{table="public.orders",verdict="lagging"} 1"#.into(),
+            r#"pgsnap_status_verdict{verdict="lagging"} 1"#.into(),
+            r#"pgsnap_status_verdict{verdict="caught_up"} 0"#.into(),
+            "pgsnap_caught_up_for_cutover 0".into(),
+            r#"pgsnap_slot_lag_bytes{slot="s"} 93"#.into(),
+            "pgsnap_status_checks_total 1".into(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
         }
     }
 

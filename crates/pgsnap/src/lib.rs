@@ -14,6 +14,9 @@ mod job_snapshot;
 mod job_status;
 #[cfg(feature = "starrocks")]
 mod job_verify;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod options;
 mod report;
 #[cfg(feature = "kafka")]

@@ -222,6 +222,11 @@ pub struct RunControl {
     pub(crate) progress: Option<ProgressHandler>,
     pub(crate) cancel: CancellationToken,
     pub(crate) health_interval: Option<Duration>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<crate::metrics::Metrics>,
+    /// Where the job serves them (boxed: a run control lives in every job's future).
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics_addr: Option<Box<std::net::SocketAddr>>,
 }
 
 impl std::fmt::Debug for RunControl {
@@ -229,6 +234,7 @@ impl std::fmt::Debug for RunControl {
         f.debug_struct("RunControl")
             .field("progress", &self.progress.is_some())
             .field("cancelled", &self.cancel.is_cancelled())
+            .field("metrics", &self.metrics_addr())
             .finish_non_exhaustive()
     }
 }
@@ -258,6 +264,77 @@ impl RunControl {
         self
     }
 
+    /// Updates `metrics` while the job runs (copy progress, ETA, retries, StarRocks loads,
+    /// the snapshot's xmin age and slot lag), whoever serves them: [`Metrics::serve`]
+    /// (for as long as you keep the server), your own registry
+    /// ([`Metrics::register`]), or the job ([`with_metrics_addr`](Self::with_metrics_addr)).
+    ///
+    /// [`Metrics::serve`]: crate::metrics::Metrics::serve
+    /// [`Metrics::register`]: crate::metrics::Metrics::register
+    ///
+    /// ```
+    /// use pgsnap::RunControl;
+    /// use pgsnap::metrics::Metrics;
+    /// let control = RunControl::new().with_metrics(Metrics::new());
+    /// assert!(control.metrics().is_some());
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Serves the run's metrics (those of [`with_metrics`](Self::with_metrics), or fresh
+    /// ones) on `http://<addr>/metrics` while the job runs: bound before any work starts
+    /// ([`JobError::Metrics`] when the address cannot be listened on), stopped when the job
+    /// returns. Port 0 picks a free port; the report's `metrics_addr` names the one bound.
+    ///
+    /// ```
+    /// use pgsnap::RunControl;
+    /// let control = RunControl::new().with_metrics_addr("127.0.0.1:9187".parse().unwrap());
+    /// assert!(control.metrics().is_some());
+    /// assert_eq!(control.metrics_addr(), None); // bound when a job runs
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn with_metrics_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.metrics.get_or_insert_with(crate::metrics::Metrics::new);
+        self.metrics_addr = Some(Box::new(addr));
+        self
+    }
+
+    /// The metrics the jobs update, if any.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(&self) -> Option<&crate::metrics::Metrics> {
+        self.metrics.as_ref()
+    }
+
+    /// The address the metrics are served on, once bound (by the job or by
+    /// [`Metrics::serve`](crate::metrics::Metrics::serve)); `None` without metrics.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        #[cfg(feature = "metrics")]
+        return self.metrics.as_ref().and_then(crate::metrics::Metrics::addr);
+        #[cfg(not(feature = "metrics"))]
+        None
+    }
+
+    /// Binds the metrics server of [`with_metrics_addr`](Self::with_metrics_addr), if one
+    /// was asked for: the job holds the returned guard while it runs.
+    pub(crate) async fn serve_metrics(&self) -> Result<MetricsGuard> {
+        #[cfg(feature = "metrics")]
+        if let (Some(m), Some(addr)) = (&self.metrics, &self.metrics_addr) {
+            let server = m.serve(**addr).await?;
+            tracing::info!(addr = %server.addr(), "serving Prometheus metrics on http://{}/metrics", server.addr());
+            return Ok(MetricsGuard { _server: Some(server) });
+        }
+        Ok(MetricsGuard {
+            #[cfg(feature = "metrics")]
+            _server: None,
+        })
+    }
+
     /// The token that cancels the run.
     pub fn cancellation_token(&self) -> CancellationToken {
         self.cancel.clone()
@@ -279,4 +356,12 @@ impl RunControl {
             _ = self.cancel.cancelled() => Err(JobError::Cancelled),
         }
     }
+}
+
+/// Keeps a job's metrics server up while the job runs (nothing without the `metrics`
+/// feature or a metrics address).
+#[derive(Debug)]
+pub(crate) struct MetricsGuard {
+    #[cfg(feature = "metrics")]
+    _server: Option<crate::metrics::MetricsServer>,
 }

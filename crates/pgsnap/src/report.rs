@@ -41,6 +41,9 @@ pub struct RunSummary {
     /// Whether the job's own checks passed (a loading job: every completed table's rows read
     /// equal rows loaded plus filtered).
     pub verified: bool,
+    /// Where the run's Prometheus metrics were served (the actual port when port 0 was
+    /// asked for); the JSON report's `metrics_addr`, present only then.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl RunSummary {
@@ -55,7 +58,13 @@ impl RunSummary {
         if let Some(e) = &fatal {
             warnings.push(format!("run stopped: {}", pgsnap_core::error_chain(e)));
         }
-        Self { manifest, elapsed, fatal, warnings, verified }
+        Self { manifest, elapsed, fatal, warnings, verified, metrics_addr: None }
+    }
+
+    /// Records where the run's metrics were served (see [`metrics_addr`](Self::metrics_addr)).
+    pub(crate) fn with_metrics_addr(mut self, addr: Option<std::net::SocketAddr>) -> Self {
+        self.metrics_addr = addr;
+        self
     }
 
     /// How the run ended.
@@ -98,7 +107,7 @@ impl RunSummary {
     /// `elapsed_s`, `rows`, `bytes`, `tables` (each with `schema`, `name`, `status`, `rows`,
     /// `bytes`, `chunks`, `chunks_done`, `retries`, `retried_chunks`, `error` and the job's
     /// `table_extra` fields),
-    /// `error`, `warnings`.
+    /// `error`, `warnings`, and `metrics_addr` when the metrics were served.
     pub(crate) fn json(
         &self,
         extra: Value,
@@ -141,6 +150,9 @@ impl RunSummary {
                 "warnings": self.warnings,
             }),
         );
+        if let Some(addr) = self.metrics_addr {
+            merge(&mut out, json!({ "metrics_addr": addr.to_string() }));
+        }
         out
     }
 }

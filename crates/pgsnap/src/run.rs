@@ -258,6 +258,16 @@ pub(crate) async fn drive(
     sink: Arc<dyn Sink>,
     store: Arc<dyn CheckpointStore>,
 ) -> Result<RunReport> {
+    #[cfg(feature = "metrics")]
+    let (store, _metrics_monitor) = match &control.metrics {
+        Some(m) => {
+            m.start_run(&run.manifest);
+            let store: Arc<dyn CheckpointStore> =
+                Arc::new(crate::metrics::ObservedStore { inner: store, metrics: m.clone() });
+            (store, Some(AbortOnDrop(metrics_monitor(run, m.clone()))))
+        }
+        None => (store, None),
+    };
     let coordinator =
         Coordinator::new(Arc::clone(&run.source) as Arc<dyn pgsnap_core::Source>, sink, store)
             .with_options(
@@ -269,8 +279,8 @@ pub(crate) async fn drive(
                     .with_resume(run.resume),
             )
             .with_cancellation_token(control.cancellation_token());
-    let coordinator = match &control.progress {
-        Some(p) => coordinator.with_progress(Arc::clone(p)),
+    let coordinator = match progress_handler(control) {
+        Some(p) => coordinator.with_progress(p),
         None => coordinator,
     };
     // Watch what holding the snapshot costs.
@@ -290,10 +300,77 @@ pub(crate) async fn drive(
     };
     let outcome = coordinator.run(run.manifest.clone()).await;
     monitor.abort();
+    #[cfg(feature = "metrics")]
+    if let Some(m) = &control.metrics {
+        m.set_run_state(match &outcome {
+            Ok(r) => match (&r.fatal, r.status) {
+                (Some(e), _) if e.kind() == pgsnap_core::ErrorKind::Cancelled => "cancelled",
+                (Some(_), _) | (None, pgsnap_core::RunStatus::Failed) => "failed",
+                (None, pgsnap_core::RunStatus::Ok) => "complete",
+                (None, _) => "partial",
+            },
+            Err(_) => "failed",
+        });
+    }
     if outcome.is_ok() {
         close(&run.source).await;
     }
     Ok(outcome?)
+}
+
+/// The caller's progress handler, with the metrics' updates in front of it when the run has
+/// metrics.
+fn progress_handler(control: &RunControl) -> Option<pgsnap_core::ProgressHandler> {
+    #[cfg(feature = "metrics")]
+    if let Some(m) = control.metrics.clone() {
+        let user = control.progress.clone();
+        return Some(Arc::new(move |e: &pgsnap_core::ProgressEvent| {
+            m.observe_event(e);
+            if let Some(p) = &user {
+                p(e);
+            }
+        }));
+    }
+    control.progress.clone()
+}
+
+/// Aborts a task when dropped.
+#[cfg(feature = "metrics")]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+#[cfg(feature = "metrics")]
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How often the metrics' snapshot health (xmin age, slot lag) is read during a run.
+#[cfg(feature = "metrics")]
+const METRICS_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Reads the snapshot's xmin age and its slot's lag behind the current WAL into `metrics`
+/// while the run lasts (on the snapshot's own connection: no connection more).
+#[cfg(feature = "metrics")]
+fn metrics_monitor(
+    run: &OpenedRun,
+    metrics: crate::metrics::Metrics,
+) -> tokio::task::JoinHandle<()> {
+    let source = Arc::clone(&run.source);
+    let slot = run.manifest.snapshot.slot.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Ok(h) = source.health().await {
+                if let Some(age) = h.xmin_age {
+                    metrics.observe_xmin_age(age);
+                }
+                if let (Some(slot), Some(lag)) = (&slot, h.slot_lag_bytes) {
+                    metrics.observe_slot_lag(slot, u64::try_from(lag).unwrap_or(0));
+                }
+            }
+            tokio::time::sleep(METRICS_HEALTH_INTERVAL).await;
+        }
+    })
 }
 
 /// Whether `dir` holds anything besides a manifest temp file a killed run left behind.

@@ -13,6 +13,7 @@ mod cutover;
 mod errors;
 mod failures;
 mod handoff;
+mod metrics;
 mod resume;
 mod selection;
 mod starrocks;

@@ -65,6 +65,9 @@ pub struct StatusCmd {
     /// Print the report as one JSON object on stdout (with --watch: one object per line).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub metrics: super::MetricsArgs,
 }
 
 /// The flags that locate the CDC of a handoff (Kafka, Kafka Connect, the slot) and the
@@ -201,7 +204,12 @@ impl StatusCmd {
         if let Some(p) = &self.ca_file {
             sr = sr.with_ca_file(p.clone());
         }
-        self.cdc.apply(StatusJob::new(&self.state, self.source.connection(), sr))
+        let job = self.cdc.apply(StatusJob::new(&self.state, self.source.connection(), sr))?;
+        #[cfg(feature = "metrics")]
+        if let Some(addr) = self.metrics.metrics_addr {
+            return Ok(job.with_metrics_addr(addr));
+        }
+        Ok(job)
     }
 }
 

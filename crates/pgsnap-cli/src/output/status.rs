@@ -230,6 +230,11 @@ pub async fn run_status(
     let mut printer = StatusPrinter::new(args.json, args.watch.is_some());
     let fail = |e: &pgsnap::JobError| super::fail(e, super::Front::Status, None);
     let stopped = || signal().unwrap_or(crate::exit::EXIT_SIGINT);
+    // The metrics server first: a bad --metrics-addr fails before any check.
+    #[cfg(feature = "metrics")]
+    if let Err(e) = job.serve_metrics().await {
+        return fail(&e);
+    }
     if args.until_caught_up {
         let timeout = std::time::Duration::from_secs(args.timeout);
         let polled = tokio::select! {

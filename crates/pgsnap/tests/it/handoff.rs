@@ -30,6 +30,11 @@ async fn a_slot_first_handoff_answers_with_the_high_watermarks() {
     }
     let dir = tempfile::tempdir().unwrap();
     let slot = format!("h_{}", &db[db.len() - 12..]);
+    // Metrics served by the job while it runs (port 0), into a handle the test keeps.
+    let metrics = pgsnap::metrics::Metrics::new();
+    let control = RunControl::new()
+        .with_metrics(metrics.clone())
+        .with_metrics_addr("127.0.0.1:0".parse().unwrap());
     let report = HandoffJob::new(
         options(&db).with_slot(&slot),
         dir.path().join("out"),
@@ -46,7 +51,7 @@ async fn a_slot_first_handoff_answers_with_the_high_watermarks() {
             .with_setting("sasl.username", "loader")
             .with_setting("sasl.password", "hunter2-secret"),
     )
-    .run(&RunControl::new())
+    .run(&control)
     .await
     .unwrap();
     let slot_existed = sql(
@@ -94,6 +99,28 @@ async fn a_slot_first_handoff_answers_with_the_high_watermarks() {
         report.run.warnings.iter().filter(|w| w.contains("no Routine Load counterpart")).collect();
     assert!(unmapped.len() == 1 && unmapped[0].contains("client.id"), "{unmapped:?}");
     assert_eq!(rows_written(&dir.path().join("out")).len(), 5_000);
+
+    // The handoff's metrics: the copy, the snapshot's xmin age and the permanent slot's lag;
+    // the address bound is the report's, and the job's server is gone with the job.
+    let addr = metrics.addr().expect("served");
+    assert_eq!(json["metrics_addr"], addr.to_string());
+    assert_ne!(addr.port(), 0);
+    // (Aborted when the job returns; the listener closes once the runtime drops the task.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the job's server outlived the job");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let text = metrics.encode();
+    for needle in [
+        "pgsnap_copied_rows_total{table=\"public.big\"} 5000\n".to_owned(),
+        format!("pgsnap_slot_lag_bytes{{slot=\"{slot}\"}} "),
+        "pgsnap_snapshot_xmin_age_transactions ".to_owned(),
+        "pgsnap_run_state{state=\"complete\"} 1\n".to_owned(),
+    ] {
+        assert!(text.contains(&needle), "{needle} missing:\n{text}");
+    }
+    assert!(!text.contains("hunter2"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

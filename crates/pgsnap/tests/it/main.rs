@@ -3,6 +3,7 @@
 
 mod files;
 mod handoff;
+mod metrics;
 mod migrate;
 mod routine_loads;
 mod status;

@@ -33,13 +33,13 @@ const JOB: &str = "pgsnap_big";
 
 /// A handoff's state: the database and its permanent slot (dropped on drop), the manifest
 /// with a `handoff`, tansu with the table's topic, the double with the target table.
-struct Fixture {
-    db: String,
+pub(crate) struct Fixture {
+    pub(crate) db: String,
     slot: String,
     state: tempfile::TempDir,
-    kafka: Tansu,
-    sr: StarRocksDouble,
-    topic: String,
+    pub(crate) kafka: Tansu,
+    pub(crate) sr: StarRocksDouble,
+    pub(crate) topic: String,
 }
 
 impl Drop for Fixture {
@@ -58,7 +58,7 @@ impl Drop for Fixture {
 impl Fixture {
     /// `partitions` partitions; the double commits a Routine Load batch after `batch` of
     /// silence.
-    async fn new(prefix: &str, partitions: u32, batch: Duration) -> Fixture {
+    pub(crate) async fn new(prefix: &str, partitions: u32, batch: Duration) -> Fixture {
         let db = db_with_rows(prefix, 10);
         let slot = format!("st_{}", &db[db.len() - 12..]);
         let state = tempfile::tempdir().unwrap();
@@ -86,18 +86,18 @@ impl Fixture {
         Fixture { db, slot, state, kafka, sr, topic }
     }
 
-    fn dir(&self) -> PathBuf {
+    pub(crate) fn dir(&self) -> PathBuf {
         self.state.path().join("out")
     }
 
-    fn sink_builder(&self) -> StarRocksSinkBuilder {
+    pub(crate) fn sink_builder(&self) -> StarRocksSinkBuilder {
         StarRocksSinkBuilder::new(self.sr.fe_url(), "")
             .with_fe_sql(self.sr.mysql_addr().to_string())
     }
 
     /// Creates the Routine Load at `offsets` on the double and records it (and the
     /// connector's name) in the manifest, as a handoff that creates its Routine Loads does.
-    async fn create_routine_load(&self, offsets: BTreeMap<i32, i64>) {
+    pub(crate) async fn create_routine_load(&self, offsets: BTreeMap<i32, i64>) {
         let spec = RoutineLoadSpec::new(
             DATABASE,
             "big",
@@ -125,7 +125,7 @@ impl Fixture {
         store.save(&manifest).await.unwrap();
     }
 
-    fn job(&self) -> StatusJob {
+    pub(crate) fn job(&self) -> StatusJob {
         StatusJob::new(
             self.dir(),
             Connection::new(shared_cluster().conninfo(&self.db)),
@@ -134,7 +134,7 @@ impl Fixture {
     }
 
     /// Debezium-shaped change events (schemas disabled) on `partition`.
-    async fn produce(&self, partition: i32, events: &[String]) {
+    pub(crate) async fn produce(&self, partition: i32, events: &[String]) {
         let producer = self.kafka.producer();
         for e in events {
             let record = Record {
@@ -146,13 +146,13 @@ impl Fixture {
         }
     }
 
-    fn current_wal_lsn(&self) -> Lsn {
+    pub(crate) fn current_wal_lsn(&self) -> Lsn {
         sql(&self.db, "SELECT pg_current_wal_insert_lsn()").parse().unwrap()
     }
 }
 
 /// An insert event of `big` as Debezium writes it (`value.converter.schemas.enable=false`).
-fn insert(id: Value, v: &str) -> String {
+pub(crate) fn insert(id: Value, v: &str) -> String {
     json!({"before": null, "after": {"id": id, "v": v}, "op": "c",
            "source": {"connector": "postgresql", "schema": "public", "table": "big", "txId": 700}})
     .to_string()
