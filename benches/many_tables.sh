@@ -55,12 +55,15 @@ for n in $SIZES; do
     args+=(-n "pgsnap --plan at $n relations" "$BIN --source '$PGSNAP_CONNINFO dbname=rel$n' --out $WORK/plan --plan --json")
 done
 SRC="$PGSNAP_CONNINFO dbname=many"
+SHM="/dev/shm/pgsnap-many-$$"
+trap 'pg_stop; rm -rf "$WORK" "$SHM"' EXIT
 
 hyperfine --style basic --runs "$RUNS" --warmup 1 --export-markdown "$WORK/results.md" \
-    --prepare "rm -rf $WORK/out $WORK/plan; sync" \
+    --prepare "rm -rf $WORK/out $WORK/plan $SHM; sync" \
     -n "pgsnap --plan ($TABLES tables + $PARTITIONS partitions)" "$BIN --source '$SRC' --out $WORK/plan --plan --json" \
     -n "pgsnap -j$JOBS full run (text, uncompressed)" "$BIN --source '$SRC' --out $WORK/out --jobs $JOBS" \
     -n "pg_dump -Fd -j$JOBS -Z0" "$PG_BIN/pg_dump -Fd -j $JOBS -Z 0 -f $WORK/out '$SRC'" \
+    -n "pgsnap -j$JOBS full run to /dev/shm (no disk cost)" "$BIN --source '$SRC' --out $SHM --jobs $JOBS" \
     "${args[@]}" >&2
 echo
 cat "$WORK/results.md"

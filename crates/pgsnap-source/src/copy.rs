@@ -98,15 +98,24 @@ impl Pool {
 }
 
 /// The `COPY` statement for a chunk.
+///
+/// A whole relation (one chunk, as for every small table) is read with
+/// `COPY <relation> (<columns>) TO STDOUT`, which reads the relation's own rows only (as
+/// `FROM ONLY`) without planning a query: cheaper per chunk on the server, and no lock on
+/// the relation's indexes. A range is read with `COPY (SELECT <columns> FROM ONLY
+/// <relation> WHERE <range>) TO STDOUT`. Both print the same rows in the same format.
 pub(crate) fn copy_sql(chunk: &Chunk, format: DataFormat) -> String {
     let cols = chunk.columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
-    let cols = if cols.is_empty() { String::new() } else { cols };
-    let mut q = format!("COPY (SELECT {cols} FROM ONLY {}", chunk.relation.quoted());
-    if let Some(p) = chunk.range.predicate() {
-        q.push_str(" WHERE ");
-        q.push_str(&p);
-    }
-    q.push_str(") TO STDOUT");
+    let mut q = match chunk.range.predicate() {
+        None if cols.is_empty() => format!("COPY {} TO STDOUT", chunk.relation.quoted()),
+        None => format!("COPY {} ({cols}) TO STDOUT", chunk.relation.quoted()),
+        Some(p) => {
+            format!(
+                "COPY (SELECT {cols} FROM ONLY {} WHERE {p}) TO STDOUT",
+                chunk.relation.quoted()
+            )
+        }
+    };
     if format == DataFormat::Csv {
         q.push_str(" WITH (FORMAT csv)");
     }

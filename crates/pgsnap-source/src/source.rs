@@ -611,7 +611,8 @@ async fn denied_relation(leader: &Client, batch: &[(u32, TableName, char, bool)]
 ///
 /// It implements [`pgsnap_core::Source`]: chunks are read by worker connections that import
 /// the snapshot (`REPEATABLE READ, READ ONLY` + `SET TRANSACTION SNAPSHOT`) and stream
-/// `COPY (SELECT <columns> FROM ONLY <relation> WHERE <range>) TO STDOUT`.
+/// `COPY (SELECT <columns> FROM ONLY <relation> WHERE <range>) TO STDOUT`, or
+/// `COPY <relation> (<columns>) TO STDOUT` for a whole relation.
 ///
 /// Call [`close`](Self::close) when every chunk is durably written: it ends the snapshot
 /// (and drops a temporary slot).

@@ -216,7 +216,7 @@ async fn killed_workers_are_replaced_under_the_same_snapshot() {
                 let n = c
                     .query(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                          WHERE datname = $1 AND pid <> pg_backend_pid() AND query LIKE 'COPY (SELECT%' LIMIT 1",
+                          WHERE datname = $1 AND pid <> pg_backend_pid() AND query ~ '^(LOCK .*; )?COPY .* TO STDOUT' LIMIT 1",
                         &[&db],
                     )
                     .await
