@@ -4,6 +4,8 @@
 #
 #   bash benches/e2e.sh                 # scale 50 (~500 MB of COPY text), 5 runs each
 #   SCALE=10 RUNS=2 bash benches/e2e.sh # quicker
+#   BASELINE_BIN=/path/to/older/snapshot_to_files bash benches/e2e.sh
+#                                       # adds an older build's rows, side by side
 #
 # Prints a markdown table (hyperfine) and the RSS figures; paste them into BENCHMARKS.md.
 set -euo pipefail
@@ -46,6 +48,12 @@ SH
 SHM="/dev/shm/pgsnap-bench-$$"
 trap 'pg_stop; rm -rf "$WORK" "$SHM"' EXIT
 
+baseline=()
+if [ -n "${BASELINE_BIN:-}" ]; then
+    baseline=(-n "baseline pgsnap -j$JOBS text to /dev/shm (memory)" "$BASELINE_BIN --source '$SRC' --out $SHM --jobs $JOBS"
+              -n "baseline pgsnap -j$JOBS text to disk" "$BASELINE_BIN --source '$SRC' --out $WORK/out --jobs $JOBS")
+fi
+
 # Output on disk goes to $WORK/out; `sync` before each run so one run's dirty pages do not
 # slow the next. pgsnap fsyncs every chunk; pg_dump fsyncs its output at the end.
 hyperfine --style basic --runs "$RUNS" --warmup 1 --export-markdown "$WORK/results.md" \
@@ -57,7 +65,7 @@ hyperfine --style basic --runs "$RUNS" --warmup 1 --export-markdown "$WORK/resul
     -n "pgsnap -j$JOBS text zstd to disk" "$BIN --source '$SRC' --out $WORK/out --jobs $JOBS --compress zstd" \
     -n "pg_dump -Fd -j$JOBS -Z0 to disk" "$PG_BIN/pg_dump -Fd -j $JOBS -Z 0 -f $WORK/out '$SRC'" \
     -n "pg_dump -Fd -j$JOBS (gzip) to disk" "$PG_BIN/pg_dump -Fd -j $JOBS -f $WORK/out '$SRC'" \
-    >&2
+    "${baseline[@]}" >&2
 echo
 cat "$WORK/results.md"
 

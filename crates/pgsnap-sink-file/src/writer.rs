@@ -3,9 +3,10 @@
 //! Small chunk files are not fsynced one by one: two fsyncs (file and directory) cost more
 //! than writing a small chunk (measured: 6,000 chunks of about 1 kB in as many directories,
 //! see BENCHMARKS.md). They are listed in [`Deferred`] instead and made durable together,
-//! before the manifest lists them, by [`Deferred::sync`]: on Linux one `syncfs(2)` (one
-//! journal commit for all of them), then an fsync of each file and directory, which finds
-//! them clean and costs little, but reports a write-back error of that file reliably.
+//! before the manifest lists them, by [`Deferred::sync`]: on Linux 5.8 or later one
+//! `syncfs(2)`, which writes back every file and directory of the file system and, since
+//! 5.8, reports a write-back error that happened since the output directory was opened;
+//! elsewhere (and where `syncfs` is refused) an fsync of each file and directory.
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
@@ -46,16 +47,34 @@ impl Deferred {
     ///
     /// # Errors
     /// An fsync failing ([`Error::Io`], classified by [`reclassify`]).
-    pub(crate) fn sync(&mut self, out: &File) -> pgsnap_core::Result<()> {
+    pub(crate) fn sync(&mut self, out: &File, out_path: &Path) -> pgsnap_core::Result<()> {
         if self.files.is_empty() && self.dirs.is_empty() {
             return Ok(());
         }
         #[cfg(target_os = "linux")]
-        if let Err(e) = rustix::fs::syncfs(out) {
-            tracing::debug!(error = %e, "syncfs failed; syncing file by file");
+        if syncfs_reports_errors() {
+            match rustix::fs::syncfs(out) {
+                Ok(()) => {
+                    self.files.clear();
+                    self.dirs.clear();
+                    return Ok(());
+                }
+                // Refused (not an I/O error): sync file by file below.
+                Err(e) if e != rustix::io::Errno::IO => {
+                    tracing::debug!(error = %e, "syncfs refused; syncing file by file");
+                }
+                Err(e) => {
+                    return Err(Error::io(
+                        "cannot write back the file system of",
+                        out_path,
+                        io::Error::from(e),
+                    )
+                    .into());
+                }
+            }
         }
         #[cfg(not(target_os = "linux"))]
-        let _ = out;
+        let _ = (out, out_path);
         for f in &self.files {
             File::open(f)
                 .and_then(|f| f.sync_all())
@@ -79,6 +98,30 @@ pub(crate) enum Msg {
     Data(Bytes, tokio::sync::OwnedSemaphorePermit),
     /// The stream ended cleanly: commit the file. Without it, a closed channel means abort.
     Finish,
+}
+
+/// Whether `syncfs(2)` reports write-back errors: Linux 5.8 and later (before, it
+/// always succeeded, so only per-file fsyncs could tell).
+#[cfg(target_os = "linux")]
+fn syncfs_reports_errors() -> bool {
+    static REPORTS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REPORTS.get_or_init(|| {
+        let uname = rustix::system::uname();
+        let release = uname.release().to_string_lossy();
+        kernel_at_least(&release, (5, 8))
+    })
+}
+
+/// Whether a kernel release string (`6.1.0-18-amd64`) is at least `min`.
+#[cfg(any(target_os = "linux", test))]
+fn kernel_at_least(release: &str, min: (u32, u32)) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (major, minor) {
+        (Some(major), Some(minor)) => (major, minor) >= min,
+        _ => false,
+    }
 }
 
 /// One chunk file to write.
@@ -214,5 +257,20 @@ impl WriteJob {
             }
             Err(e) => Err(Error::io("cannot create", tmp_path, e).into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_at_least;
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert!(kernel_at_least("6.18.44-fc-v1252", (5, 8)));
+        assert!(kernel_at_least("5.8.0", (5, 8)));
+        assert!(kernel_at_least("5.10.0-28-amd64", (5, 8)));
+        assert!(!kernel_at_least("5.4.0-150-generic", (5, 8)));
+        assert!(!kernel_at_least("4.19.0", (5, 8)));
+        assert!(!kernel_at_least("garbage", (5, 8)));
     }
 }
