@@ -173,7 +173,7 @@ async fn matching(client: &Client, pat: &str) -> Result<BTreeSet<u32>> {
 /// wait without a lock timeout behind a session holding an exclusive lock). Plain
 /// inheritance children are not followed: they are tables of their own. One query covers
 /// the whole selection, however many tables it holds.
-const RELATION_TREES: &str = "tree(root, ord, oid) AS ( \
+pub(crate) const RELATION_TREES: &str = "tree(root, ord, oid) AS ( \
         SELECT r.oid, r.ord, r.oid FROM unnest($1::oid[]) WITH ORDINALITY AS r(oid, ord) \
         UNION ALL \
         SELECT t.root, t.ord, i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid \

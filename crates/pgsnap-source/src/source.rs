@@ -402,15 +402,7 @@ async fn create_publication(
     }
     // ONLY: an inheritance child is published when it is selected itself, not through its
     // parent. A partitioned table is published with its partitions.
-    let list = selected
-        .iter()
-        .map(
-            |(_, name, kind, _)| {
-                if *kind == 'p' { name.quoted() } else { format!("ONLY {}", name.quoted()) }
-            },
-        )
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = only_list(&selected);
     if list.is_empty() {
         return Err(Error::Preflight("no table selected for the publication".into()));
     }
@@ -431,6 +423,20 @@ async fn create_publication(
         })
 }
 
+/// Selected tables as a `LOCK TABLE` / `CREATE PUBLICATION` list: a partitioned table with
+/// its partitions, any other table `ONLY` (inheritance children are tables of their own).
+fn only_list(selected: &[(u32, TableName, char, bool)]) -> String {
+    selected
+        .iter()
+        .map(
+            |(_, name, kind, _)| {
+                if *kind == 'p' { name.quoted() } else { format!("ONLY {}", name.quoted()) }
+            },
+        )
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Tables locked by one `LOCK TABLE` statement: the statement count grows by one per this
 /// many tables, not by one per table.
 const LOCK_BATCH: usize = 1000;
@@ -449,15 +455,7 @@ async fn lock_tables(
     timeout: Duration,
 ) -> Result<()> {
     for batch in selected.chunks(LOCK_BATCH) {
-        let list = batch
-            .iter()
-            .map(
-                |(_, name, kind, _)| {
-                    if *kind == 'p' { name.quoted() } else { format!("ONLY {}", name.quoted()) }
-                },
-            )
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = only_list(batch);
         let Err(e) = leader
             .batch_execute(&format!(
                 "SAVEPOINT pgsnap_lock; LOCK TABLE {list} IN ACCESS SHARE MODE; RELEASE SAVEPOINT pgsnap_lock"
@@ -511,11 +509,8 @@ async fn lock_conflict(
     let oids: Vec<u32> = batch.iter().map(|b| b.0).collect();
     let found = leader
         .query(
-            "WITH RECURSIVE tree(root, ord, oid) AS ( \
-                 SELECT r.oid, r.ord, r.oid FROM unnest($1::oid[]) WITH ORDINALITY AS r(oid, ord) \
-                 UNION ALL \
-                 SELECT t.root, t.ord, i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid \
-                   JOIN pg_class p ON p.oid = t.oid AND p.relkind = 'p') \
+            &format!(
+                "WITH RECURSIVE {} \
              SELECT tree.root, n.nspname::text, c.relname::text, l.pid, l.granted, \
                     coalesce(a.usename::text, ''), coalesce(a.application_name, ''), coalesce(a.state, ''), \
                     coalesce(to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '') \
@@ -526,6 +521,8 @@ async fn lock_conflict(
               WHERE l.mode = 'AccessExclusiveLock' AND l.pid IS DISTINCT FROM pg_backend_pid() \
               ORDER BY tree.ord, l.granted DESC, n.nspname, c.relname \
               LIMIT 1",
+                catalog::RELATION_TREES
+            ),
             &[&oids],
         )
         .await;
