@@ -1,7 +1,7 @@
 //! The `status` example (or `pgsnap status` with `PGSNAP_FRONT=cli`) as a black box: exit
 //! codes (2 without a handoff, 1 lagging for one check, 6 when `--until-caught-up` times
 //! out, 1 at once for a paused job), the remedy on stderr, `--json` and `--watch --json`
-//! (NDJSON). The state is built as `handoff --create-routine-loads` leaves it: a snapshot's
+//! (NDJSON), and `--watch --metrics-addr` serving each check's numbers while it runs. The state is built as `handoff --create-routine-loads` leaves it: a snapshot's
 //! manifest with a `handoff` field, and the Routine Load created on the StarRocks double.
 
 use std::collections::BTreeMap;
@@ -185,6 +185,36 @@ async fn status_exit_codes_remedy_and_ndjson() {
     assert!(lines.len() >= 2, "one object per check:\n{}", watched.stdout);
     assert!(lines.iter().all(|l| l["verdict"] == "lagging"), "{}", watched.stdout);
 
+    // The same watch with --metrics-addr serves what each check saw while it runs.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let scraper = tokio::task::spawn_blocking(move || {
+        scrape_until(&addr, "pgsnap_status_verdict{verdict=\"lagging\"} 1")
+    });
+    let served = stuck
+        .status(&[
+            "--watch",
+            "1",
+            "--json",
+            "--until-caught-up",
+            "--timeout",
+            "4",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .await;
+    served.expect_code(6);
+    let text = scraper.await.unwrap();
+    for series in [
+        "pgsnap_status_verdict{verdict=\"lagging\"} 1",
+        "pgsnap_caught_up_for_cutover 0",
+        "pgsnap_kafka_high_watermark_offset{table=\"public.big\",topic=\"stclistuck.public.big\",partition=\"0\"} 2",
+        "pgsnap_routine_load_lag_offsets{table=\"public.big\",topic=\"stclistuck.public.big\",partition=\"0\"} 2",
+        "pgsnap_routine_load_state{table=\"public.big\",routine_load=\"pgsnap_big\",state=\"RUNNING\"} 1",
+    ] {
+        assert!(text.contains(series), "{series} not in the scrape:\n{text}");
+    }
+
     // A filtered row pauses the job after its batch: exit 1 at once, with the remedy.
     let paused = Fixture::new("stclipause", &[insert(json!(1)), insert(json!("x"))]).await;
     paused
@@ -203,4 +233,25 @@ async fn status_exit_codes_remedy_and_ndjson() {
     ] {
         assert!(out.stderr.contains(text), "no {text:?} in:\n{}", out.stderr);
     }
+}
+
+/// GETs `http://addr/metrics` until the answer holds `needle` (the command binds the address
+/// before its first check, and fills the metrics from that check), for up to 30 s.
+fn scrape_until(addr: &str, needle: &str) -> String {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            last.clear();
+            let _ = s.read_to_string(&mut last);
+            if last.contains(needle) {
+                return last;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no {needle} at http://{addr}/metrics within 30 s; last answer:\n{last}");
 }
