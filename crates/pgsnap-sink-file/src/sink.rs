@@ -227,7 +227,7 @@ impl Sink for FileSink {
             file_name,
             compression: self.config.compression,
             fsync: self.config.fsync,
-            deferred: Some(Arc::clone(&self.deferred)),
+            deferred: Arc::clone(&self.deferred),
         };
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         // If this future is dropped, `tx` goes with it and the job removes its temp file.

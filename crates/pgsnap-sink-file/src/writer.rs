@@ -132,8 +132,9 @@ pub(crate) struct WriteJob {
     pub(crate) file_name: String,
     pub(crate) compression: Compression,
     pub(crate) fsync: bool,
-    /// Where a small chunk file is listed instead of being fsynced (with fsync on).
-    pub(crate) deferred: Option<std::sync::Arc<std::sync::Mutex<Deferred>>>,
+    /// Where a small chunk file (and a new table directory) is listed instead of being
+    /// fsynced (with fsync on).
+    pub(crate) deferred: std::sync::Arc<std::sync::Mutex<Deferred>>,
 }
 
 /// Deletes the temporary file unless disarmed (on error, abort, or panic).
@@ -218,16 +219,16 @@ impl WriteJob {
         drop(rx);
         let file = enc.finish().map_err(write_err)?;
         let stored = file.metadata().map_err(|e| Error::io("cannot stat", &tmp.path, e))?.len();
-        let deferred = self.deferred.as_ref().filter(|_| self.fsync && stored < DEFER_BELOW);
-        if self.fsync && deferred.is_none() {
+        let defer = self.fsync && stored < DEFER_BELOW;
+        if self.fsync && !defer {
             file.sync_all().map_err(|e| Error::io("cannot fsync", &tmp.path, e))?;
         }
         drop(file);
         std::fs::rename(&tmp.path, &final_path)
             .map_err(|e| Error::io("cannot rename a temporary file onto", &final_path, e))?;
         tmp.armed = false;
-        if let Some(d) = deferred {
-            let mut d = d.lock().unwrap_or_else(|e| e.into_inner());
+        if defer {
+            let mut d = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
             d.files.push(final_path);
             d.dirs.insert(self.dir.clone());
         } else if self.fsync {
@@ -245,13 +246,11 @@ impl WriteJob {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(&self.dir)
                     .map_err(|e| Error::io("cannot create directory", &self.dir, e))?;
-                // Make the new directory's entry durable: at the next checkpoint with
-                // deferral (before the manifest lists any chunk in it), else now.
-                if let Some(d) = self.deferred.as_ref().filter(|_| self.fsync) {
-                    d.lock().unwrap_or_else(|e| e.into_inner()).dirs.insert(self.out.clone());
-                } else if self.fsync {
-                    pgsnap_core::checkpoint::sync_dir(&self.out)
-                        .map_err(|e| reclassify(e, "cannot fsync directory", self.out.clone()))?;
+                // The new directory's entry is made durable at the next checkpoint, before
+                // the manifest lists any chunk in it.
+                if self.fsync {
+                    let mut d = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
+                    d.dirs.insert(self.out.clone());
                 }
                 open().map_err(|e| Error::io("cannot create", tmp_path, e).into())
             }

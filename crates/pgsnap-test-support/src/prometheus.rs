@@ -128,8 +128,11 @@ impl Prometheus {
     /// # Panics
     /// When Prometheus answers with an error (a bad expression): the message names it.
     pub fn query(&self, promql: &str) -> Vec<Value> {
-        let (status, body) = get(self.port, &format!("/api/v1/query?query={}", encode(promql)))
-            .unwrap_or_else(|e| panic!("querying Prometheus: {e}"));
+        let (status, body) = http_get(
+            &format!("{HOST}:{}", self.port),
+            &format!("/api/v1/query?query={}", encode(promql)),
+        )
+        .unwrap_or_else(|e| panic!("querying Prometheus: {e}"));
         let v: Value = serde_json::from_str(&body)
             .unwrap_or_else(|e| panic!("Prometheus answered {status} with no JSON ({e}): {body}"));
         if v["status"] != "success" {
@@ -155,7 +158,9 @@ impl Prometheus {
                 return r;
             }
             if Instant::now() > deadline {
-                let targets = get(self.port, "/api/v1/targets").map(|r| r.1).unwrap_or_default();
+                let targets = http_get(&format!("{HOST}:{}", self.port), "/api/v1/targets")
+                    .map(|r| r.1)
+                    .unwrap_or_default();
                 panic!("no series for {promql:?} after {timeout:?}; targets: {targets}");
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -189,7 +194,7 @@ fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("prometheus exited with {status}"));
         }
-        if let Ok((200, _)) = get(port, "/-/ready") {
+        if let Ok((200, _)) = http_get(&format!("{HOST}:{port}"), "/-/ready") {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -199,11 +204,15 @@ fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
     }
 }
 
-/// A plain HTTP/1.0 GET on `127.0.0.1:port`: (status, body).
-fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect((HOST, port))?;
+/// A plain HTTP/1.0 GET of `path` on `addr` (`host:port`): (status, body). Enough for
+/// Prometheus' API and a `/metrics` endpoint, without an HTTP client in the tests.
+///
+/// # Errors
+/// Connecting, writing or reading failing (10 s read timeout).
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {HOST}:{port}\r\nAccept: application/json\r\n\r\n")?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n")?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
@@ -212,17 +221,11 @@ fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     Ok((status, body.to_owned()))
 }
 
-/// Percent-encodes a query parameter.
+/// Percent-encodes a query parameter (RFC 3986 unreserved characters kept).
 fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    const QUERY: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    percent_encoding::utf8_percent_encode(s, QUERY).to_string()
 }
 
 fn tail(path: &Path) -> String {

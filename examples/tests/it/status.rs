@@ -238,18 +238,14 @@ async fn status_exit_codes_remedy_and_ndjson() {
 /// GETs `http://addr/metrics` until the answer holds `needle` (the command binds the address
 /// before its first check, and fills the metrics from that check), for up to 30 s.
 fn scrape_until(addr: &str, needle: &str) -> String {
-    use std::io::{Read, Write};
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut last = String::new();
     while std::time::Instant::now() < deadline {
-        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-            last.clear();
-            let _ = s.read_to_string(&mut last);
-            if last.contains(needle) {
-                return last;
+        if let Ok((_, body)) = pgsnap_test_support::prometheus::http_get(addr, "/metrics") {
+            if body.contains(needle) {
+                return body;
             }
+            last = body;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
