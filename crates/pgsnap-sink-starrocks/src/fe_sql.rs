@@ -109,14 +109,15 @@ impl FeSql {
                 names.join(", ")
             );
             let rows: Vec<Row> = self.query("information_schema.columns", &q).await?;
+            // Keyed by the name asked for: the same, or (on a server comparing names
+            // case-insensitively) the one it matched; looked up, not searched, per row.
+            let exact: HashMap<&str, &str> = batch.iter().map(|t| (*t, *t)).collect();
+            let folded: HashMap<String, &str> =
+                batch.iter().rev().map(|t| (t.to_ascii_lowercase(), *t)).collect();
             for r in &rows {
                 let table = text(r, 0);
-                // Keyed by the name asked for: the same, or (on a server comparing names
-                // case-insensitively) the one it matched.
-                let Some(asked) = batch
-                    .iter()
-                    .find(|t| **t == table)
-                    .or_else(|| batch.iter().find(|t| t.eq_ignore_ascii_case(&table)))
+                let Some(asked) =
+                    exact.get(table.as_str()).or_else(|| folded.get(&table.to_ascii_lowercase()))
                 else {
                     continue;
                 };
